@@ -28,7 +28,10 @@ pub enum Error {
         source: KafkaError,
     },
     #[error("broker rejected creating topic {topic}: {code}")]
-    CreateTopicRejected { topic: String, code: RDKafkaErrorCode },
+    CreateTopicRejected {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
     #[error("failed to read metadata of topic {topic}")]
     Metadata {
         topic: String,
@@ -58,7 +61,10 @@ pub struct KafkaConnection {
 
 impl KafkaConnection {
     pub fn new(bootstrap_servers: impl Into<String>) -> Self {
-        Self { bootstrap_servers: bootstrap_servers.into(), properties: BTreeMap::new() }
+        Self {
+            bootstrap_servers: bootstrap_servers.into(),
+            properties: BTreeMap::new(),
+        }
     }
 
     /// An rdkafka config with the bootstrap servers and every extra property set.
@@ -72,20 +78,24 @@ impl KafkaConnection {
     }
 
     pub fn admin(&self) -> Result<AdminClient<DefaultClientContext>> {
-        self.client_config().create().map_err(|source| Error::CreateClient {
-            role: "admin",
-            bootstrap: self.bootstrap_servers.clone(),
-            source,
-        })
+        self.client_config()
+            .create()
+            .map_err(|source| Error::CreateClient {
+                role: "admin",
+                bootstrap: self.bootstrap_servers.clone(),
+                source,
+            })
     }
 
     /// A consumer for metadata and watermark queries; it never subscribes.
     pub fn metadata_consumer(&self) -> Result<BaseConsumer> {
-        self.client_config().create().map_err(|source| Error::CreateClient {
-            role: "metadata",
-            bootstrap: self.bootstrap_servers.clone(),
-            source,
-        })
+        self.client_config()
+            .create()
+            .map_err(|source| Error::CreateClient {
+                role: "metadata",
+                bootstrap: self.bootstrap_servers.clone(),
+                source,
+            })
     }
 }
 
@@ -121,15 +131,23 @@ pub async fn ensure_topic(
     for (k, v) in &spec.config {
         topic = topic.set(k, v);
     }
-    let opts = AdminOptions::new().operation_timeout(Some(timeout)).request_timeout(Some(timeout));
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
     let results = admin
         .create_topics([&topic], &opts)
         .await
-        .map_err(|source| Error::CreateTopic { topic: spec.name.clone(), source })?;
+        .map_err(|source| Error::CreateTopic {
+            topic: spec.name.clone(),
+            source,
+        })?;
     match results.into_iter().next() {
         Some(Ok(_)) => Ok(EnsureOutcome::Created),
         Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(EnsureOutcome::AlreadyExisted),
-        Some(Err((_, code))) => Err(Error::CreateTopicRejected { topic: spec.name.clone(), code }),
+        Some(Err((_, code))) => Err(Error::CreateTopicRejected {
+            topic: spec.name.clone(),
+            code,
+        }),
         None => Err(Error::CreateTopicRejected {
             topic: spec.name.clone(),
             code: RDKafkaErrorCode::Unknown,
@@ -146,17 +164,26 @@ pub fn partition_watermarks(
 ) -> Result<BTreeMap<i32, (i64, i64)>> {
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
-        .map_err(|source| Error::Metadata { topic: topic.to_owned(), source })?;
+        .map_err(|source| Error::Metadata {
+            topic: topic.to_owned(),
+            source,
+        })?;
     let meta = metadata
         .topics()
         .iter()
         .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
-        .ok_or_else(|| Error::TopicNotFound { topic: topic.to_owned() })?;
+        .ok_or_else(|| Error::TopicNotFound {
+            topic: topic.to_owned(),
+        })?;
     let mut out = BTreeMap::new();
     for p in meta.partitions() {
-        let marks = consumer.fetch_watermarks(topic, p.id(), timeout).map_err(|source| {
-            Error::Watermarks { topic: topic.to_owned(), partition: p.id(), source }
-        })?;
+        let marks = consumer
+            .fetch_watermarks(topic, p.id(), timeout)
+            .map_err(|source| Error::Watermarks {
+                topic: topic.to_owned(),
+                partition: p.id(),
+                source,
+            })?;
         out.insert(p.id(), marks);
     }
     Ok(out)
@@ -169,7 +196,8 @@ mod tests {
     #[test]
     fn client_config_carries_bootstrap_and_properties() {
         let mut conn = KafkaConnection::new("127.0.0.1:9092");
-        conn.properties.insert("security.protocol".into(), "SSL".into());
+        conn.properties
+            .insert("security.protocol".into(), "SSL".into());
         let config = conn.client_config();
         assert_eq!(config.get("bootstrap.servers"), Some("127.0.0.1:9092"));
         assert_eq!(config.get("security.protocol"), Some("SSL"));
@@ -180,7 +208,8 @@ mod tests {
         // An explicit bootstrap.servers property overrides the field: users who set it in
         // `properties` (e.g. from a file) get what they wrote.
         let mut conn = KafkaConnection::new("a:1");
-        conn.properties.insert("bootstrap.servers".into(), "b:2".into());
+        conn.properties
+            .insert("bootstrap.servers".into(), "b:2".into());
         assert_eq!(conn.client_config().get("bootstrap.servers"), Some("b:2"));
     }
 }

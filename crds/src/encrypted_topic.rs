@@ -80,6 +80,9 @@ pub struct EncryptedTopicStatus {
 impl EncryptedTopic {
     /// The Kafka topic this resource manages: `spec.topicName`, else `metadata.name`.
     pub fn kafka_topic_name(&self) -> Option<&str> {
-        self.spec.topic_name.as_deref().or(self.metadata.name.as_deref())
+        self.spec
+            .topic_name
+            .as_deref()
+            .or(self.metadata.name.as_deref())
     }
 }

@@ -8,7 +8,9 @@ mod encrypted_topic;
 mod topic_name;
 mod yaml;
 
-pub use encrypted_topic::{EncryptedTopic, EncryptedTopicSpec, EncryptedTopicStatus, KmsRef, KmsRefKind};
+pub use encrypted_topic::{
+    EncryptedTopic, EncryptedTopicSpec, EncryptedTopicStatus, KmsRef, KmsRefKind,
+};
 pub use topic_name::{TopicNameError, validate_topic_name};
 pub use yaml::{CrdYamlError, all_crds, crds_yaml};
 

@@ -13,7 +13,9 @@ pub enum TopicNameError {
     Reserved(String),
     #[error("topic name is {len} characters long; Kafka allows at most {MAX_TOPIC_NAME_LEN}")]
     TooLong { len: usize },
-    #[error("topic name '{name}' contains '{ch}'; only ASCII letters, digits, '.', '_' and '-' are allowed")]
+    #[error(
+        "topic name '{name}' contains '{ch}'; only ASCII letters, digits, '.', '_' and '-' are allowed"
+    )]
     IllegalChar { name: String, ch: char },
 }
 
@@ -28,8 +30,14 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicNameError> {
     if name.len() > MAX_TOPIC_NAME_LEN {
         return Err(TopicNameError::TooLong { len: name.len() });
     }
-    if let Some(ch) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(TopicNameError::IllegalChar { name: name.to_owned(), ch });
+    if let Some(ch) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(TopicNameError::IllegalChar {
+            name: name.to_owned(),
+            ch,
+        });
     }
     Ok(())
 }
@@ -40,7 +48,13 @@ mod tests {
 
     #[test]
     fn accepts_legal_names() {
-        for name in ["orders", "orders.v1", "a_b-c", "__encryption_keys", &"x".repeat(249)] {
+        for name in [
+            "orders",
+            "orders.v1",
+            "a_b-c",
+            "__encryption_keys",
+            &"x".repeat(249),
+        ] {
             assert_eq!(validate_topic_name(name), Ok(()), "{name}");
         }
     }
@@ -51,13 +65,34 @@ mod tests {
             ("", TopicNameError::Empty),
             (".", TopicNameError::Reserved(".".into())),
             ("..", TopicNameError::Reserved("..".into())),
-            ("a/b", TopicNameError::IllegalChar { name: "a/b".into(), ch: '/' }),
-            ("ünicode", TopicNameError::IllegalChar { name: "ünicode".into(), ch: 'ü' }),
-            ("with space", TopicNameError::IllegalChar { name: "with space".into(), ch: ' ' }),
+            (
+                "a/b",
+                TopicNameError::IllegalChar {
+                    name: "a/b".into(),
+                    ch: '/',
+                },
+            ),
+            (
+                "ünicode",
+                TopicNameError::IllegalChar {
+                    name: "ünicode".into(),
+                    ch: 'ü',
+                },
+            ),
+            (
+                "with space",
+                TopicNameError::IllegalChar {
+                    name: "with space".into(),
+                    ch: ' ',
+                },
+            ),
         ];
         for (name, want) in cases {
             assert_eq!(validate_topic_name(name).as_ref(), Err(want), "{name:?}");
         }
-        assert_eq!(validate_topic_name(&"x".repeat(250)), Err(TopicNameError::TooLong { len: 250 }));
+        assert_eq!(
+            validate_topic_name(&"x".repeat(250)),
+            Err(TopicNameError::TooLong { len: 250 })
+        );
     }
 }

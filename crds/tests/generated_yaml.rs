@@ -14,13 +14,32 @@ fn committed_crd_yaml_matches_types() {
 #[test]
 fn encrypted_topic_crd_is_namespaced_v1alpha1_with_status() {
     let crds = kafka_e2ee_crds::all_crds();
-    let crd = crds.iter().find(|c| c.spec.names.kind == "EncryptedTopic").unwrap();
+    let crd = crds
+        .iter()
+        .find(|c| c.spec.names.kind == "EncryptedTopic")
+        .unwrap();
     assert_eq!(crd.spec.group, kafka_e2ee_crds::GROUP);
     assert_eq!(crd.spec.scope, "Namespaced");
     let v = &crd.spec.versions[0];
     assert_eq!(v.name, "v1alpha1");
-    assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
-    let spec = &v.schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap().properties.as_ref().unwrap()["spec"];
+    assert!(
+        v.subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .is_some()
+    );
+    let spec = &v
+        .schema
+        .as_ref()
+        .unwrap()
+        .open_api_v3_schema
+        .as_ref()
+        .unwrap()
+        .properties
+        .as_ref()
+        .unwrap()["spec"];
     let required = spec.required.as_ref().unwrap();
-    assert!(required.contains(&"partitions".to_string()) && required.contains(&"kmsRef".to_string()));
+    assert!(
+        required.contains(&"partitions".to_string()) && required.contains(&"kmsRef".to_string())
+    );
 }

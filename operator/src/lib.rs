@@ -10,7 +10,11 @@ use thiserror::Error;
 
 /// Command-line arguments of `kafka-e2ee-operator`.
 #[derive(Debug, Parser)]
-#[command(name = "kafka-e2ee-operator", version, about = "kafka-e2ee operator: reconciles EncryptedTopics")]
+#[command(
+    name = "kafka-e2ee-operator",
+    version,
+    about = "kafka-e2ee operator: reconciles EncryptedTopics"
+)]
 pub struct Args {
     #[command(subcommand)]
     pub command: Command,
@@ -56,6 +60,9 @@ mod tests {
     fn crds_command_prints_the_generated_yaml() {
         let mut out = Vec::new();
         run(Args::parse_from(["kafka-e2ee-operator", "crds"]), &mut out).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), kafka_e2ee_crds::crds_yaml().unwrap());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            kafka_e2ee_crds::crds_yaml().unwrap()
+        );
     }
 }

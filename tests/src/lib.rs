@@ -46,15 +46,27 @@ impl Server {
 }
 
 /// A required environment variable of the test bed; panics with how to provide it.
+#[expect(
+    clippy::panic,
+    reason = "test support: a missing server must fail the test, loudly"
+)]
 pub fn env(server: Server, var: &str) -> String {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => v,
-        _ => panic!("{var} is not set, so the {} test bed server is unknown: {}", server.component(), server.how_to_start()),
+        _ => panic!(
+            "{var} is not set, so the {} test bed server is unknown: {}",
+            server.component(),
+            server.how_to_start()
+        ),
     }
 }
 
 /// The address (URL, bootstrap list or kubeconfig path) of `server`, after checking that
 /// something is listening there. Panics with the command that starts it otherwise.
+#[expect(
+    clippy::panic,
+    reason = "test support: a missing server must fail the test, loudly"
+)]
 pub fn require(server: Server) -> String {
     let value = env(server, server.address_var());
     let probe = match server {
@@ -63,17 +75,29 @@ pub fn require(server: Server) -> String {
         _ => host_port_of_url(&value),
     };
     let Some(hostport) = probe else {
-        panic!("cannot find a host:port in {}={value}", server.address_var());
+        panic!(
+            "cannot find a host:port in {}={value}",
+            server.address_var()
+        );
     };
     if !listening(&hostport) {
-        panic!("the {} test bed server is not reachable at {hostport}: {}", server.component(), server.how_to_start());
+        panic!(
+            "the {} test bed server is not reachable at {hostport}: {}",
+            server.component(),
+            server.how_to_start()
+        );
     }
     value
 }
 
 fn listening(hostport: &str) -> bool {
-    let addrs: Vec<SocketAddr> = hostport.to_socket_addrs().map(|a| a.collect()).unwrap_or_default();
-    addrs.iter().any(|a| TcpStream::connect_timeout(a, Duration::from_secs(2)).is_ok())
+    let addrs: Vec<SocketAddr> = hostport
+        .to_socket_addrs()
+        .map(|a| a.collect())
+        .unwrap_or_default();
+    addrs
+        .iter()
+        .any(|a| TcpStream::connect_timeout(a, Duration::from_secs(2)).is_ok())
 }
 
 /// `http://h:p/path` -> `h:p`.
@@ -85,7 +109,10 @@ fn host_port_of_url(url: &str) -> Option<String> {
 
 fn kubeconfig_server(path: &str) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
-    let url = text.lines().find_map(|l| l.trim().strip_prefix("server:"))?.trim();
+    let url = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server:"))?
+        .trim();
     host_port_of_url(url)
 }
 
@@ -95,7 +122,11 @@ pub fn unique(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    format!("{prefix}-{:x}-{}", nanos & 0xffff_ffff_ffff, std::process::id())
+    format!(
+        "{prefix}-{:x}-{}",
+        nanos & 0xffff_ffff_ffff,
+        std::process::id()
+    )
 }
 
 #[cfg(test)]
@@ -104,8 +135,14 @@ mod tests {
 
     #[test]
     fn host_port_of_url_extracts_authority() {
-        assert_eq!(host_port_of_url("http://127.0.0.1:8200"), Some("127.0.0.1:8200".into()));
-        assert_eq!(host_port_of_url("http://127.0.0.1:9600/kms"), Some("127.0.0.1:9600".into()));
+        assert_eq!(
+            host_port_of_url("http://127.0.0.1:8200"),
+            Some("127.0.0.1:8200".into())
+        );
+        assert_eq!(
+            host_port_of_url("http://127.0.0.1:9600/kms"),
+            Some("127.0.0.1:9600".into())
+        );
         assert_eq!(host_port_of_url("no-scheme"), None);
     }
 

@@ -17,6 +17,8 @@ import org.apache.hadoop.crypto.key.KeyProviderFactory;
 public final class HadoopKmsClientCheck {
   public static void main(String[] args) throws Exception {
     Configuration conf = new Configuration();
+    // The client prefetches EEKs (500 by default) on background threads; keep that small.
+    conf.setInt("hadoop.security.kms.client.encrypted.key.cache.size", 4);
     KeyProvider kms = KeyProviderFactory.get(new URI(args[0]), conf);
     if (kms == null || !kms.getClass().getSimpleName().endsWith("KMSClientProvider")) {
       fail("expected Hadoop's (LoadBalancing)KMSClientProvider for " + args[0] + ", got " + kms);
@@ -52,6 +54,7 @@ public final class HadoopKmsClientCheck {
     kms.deleteKey(key);
     check(kms.getMetadata(key) == null, "key still present after delete");
     System.out.println("ok deleteKey");
+    System.exit(0); // the client's cache refill threads are not daemons
   }
 
   private static void check(boolean ok, String what) {

@@ -1,0 +1,38 @@
+# shellcheck shell=bash
+# Shared by scripts/test and scripts/demo: toolchain checks, build cache, test bed lifecycle.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=testbed.d/config.sh
+source "$ROOT/scripts/testbed.d/config.sh"
+
+# Build output lives in the cache, outside the clone, so a fresh clone (CI) rebuilds only what
+# changed. Override with CARGO_TARGET_DIR.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$KE_CACHE/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+# What the Rust build itself needs from Debian (librdkafka's bundled build: gcc, make, perl;
+# aws-lc-sys: cmake-free on x86_64 but needs a C compiler).
+install_build_deps() {
+  local missing=() p
+  for p in build-essential pkg-config perl python3-venv curl openssl; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    step "apt-get install ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  command -v cargo >/dev/null || { echo "cargo not found: install the Rust toolchain (rustup)" >&2; exit 1; }
+  cargo fmt --version >/dev/null 2>&1 || { echo "rustfmt missing: rustup component add rustfmt" >&2; exit 1; }
+  cargo clippy --version >/dev/null 2>&1 || { echo "clippy missing: rustup component add clippy" >&2; exit 1; }
+}
+
+# Bring the test bed up and make sure it comes down however this script exits.
+testbed_up() {
+  trap 'step "stopping the test bed"; "$ROOT/scripts/testbed" down' EXIT
+  step "starting the test bed (first run installs and builds servers; later runs reuse the cache)"
+  "$ROOT/scripts/testbed" up "$@"
+  eval "$("$ROOT/scripts/testbed" env)"
+}
