@@ -1,6 +1,13 @@
 //! AWS KMS smoke test against the test bed's moto server, through aws-sdk-kms: CreateKey,
 //! CreateAlias, GenerateDataKey with an encryption context, Decrypt, ReEncrypt.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
+
 use aws_sdk_kms::Client;
 use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kms::primitives::Blob;

@@ -2,6 +2,13 @@
 //! the KMS v1 REST API with reqwest; plus Hadoop's own Java client and KeyShell against it, so
 //! the stand-in stays faithful to what Hadoop speaks.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
+
 use std::process::Command;
 
 use base64::Engine;

@@ -1,6 +1,13 @@
 //! Kafka broker smoke test: topic admin (incl. compacted), produce/consume with headers, offsets.
 //! Runs against the test bed's tansu broker through rdkafka and our client crate.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -1,6 +1,13 @@
 //! Kubernetes API smoke test against the test bed's real kube-apiserver v1.20 (+ etcd):
 //! namespace, our CRD, server-side apply of an object and its status, schema rejection, watch.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
+
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};

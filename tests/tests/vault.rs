@@ -1,6 +1,13 @@
 //! Vault transit smoke test against the test bed's OpenBao server, through vaultrs: key
 //! create, wrapped data key, decrypt, rotate, rewrap, and a tampered ciphertext refused.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use kafka_e2ee_tests::{Server, env, require, unique};
