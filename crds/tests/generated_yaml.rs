@@ -9,13 +9,17 @@
 
 #[test]
 fn committed_crd_yaml_matches_types() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/yaml/kafka-e2ee.crds.yaml");
-    let committed = std::fs::read_to_string(path).unwrap_or_default();
     let generated = kafka_e2ee_crds::crds_yaml().unwrap();
-    assert!(
-        committed == generated,
-        "{path} is out of date with the Rust types: run `cargo run -p kafka-e2ee-crds --bin crdgen`"
-    );
+    for path in [
+        concat!(env!("CARGO_MANIFEST_DIR"), "/yaml/kafka-e2ee.crds.yaml"),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/kafka-e2ee/crds/kafka-e2ee.crds.yaml"),
+    ] {
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "{path} is out of date with the Rust types: run `cargo run -p kafka-e2ee-crds --bin crdgen`"
+        );
+    }
 }
 
 #[test]

@@ -7,7 +7,10 @@
 use std::path::PathBuf;
 
 /// Files that hold the generated CRDs, relative to the workspace root.
-const OUTPUTS: &[&str] = &["crds/yaml/kafka-e2ee.crds.yaml"];
+const OUTPUTS: &[&str] = &[
+    "crds/yaml/kafka-e2ee.crds.yaml",
+    "charts/kafka-e2ee/crds/kafka-e2ee.crds.yaml",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let check = std::env::args().any(|a| a == "--check");
