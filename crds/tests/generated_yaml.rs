@@ -12,7 +12,10 @@ fn committed_crd_yaml_matches_types() {
     let generated = kafka_e2ee_crds::crds_yaml().unwrap();
     for path in [
         concat!(env!("CARGO_MANIFEST_DIR"), "/yaml/kafka-e2ee.crds.yaml"),
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/kafka-e2ee/crds/kafka-e2ee.crds.yaml"),
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../charts/kafka-e2ee/crds/kafka-e2ee.crds.yaml"
+        ),
     ] {
         let committed = std::fs::read_to_string(path).unwrap_or_default();
         assert!(
