@@ -39,6 +39,15 @@ fn versions(data: &ReadKeyData) -> usize {
     }
 }
 
+/// Unwraps an EDEK through transit and returns the raw DEK bytes.
+async fn unwrap_dek(vault: &VaultClient, tek: &str, edek: &str) -> Vec<u8> {
+    let plaintext = transit::data::decrypt(vault, MOUNT, tek, edek, None)
+        .await
+        .unwrap()
+        .plaintext;
+    B64.decode(plaintext).unwrap()
+}
+
 #[tokio::test]
 async fn transit_wraps_unwraps_rotates_and_rewraps_data_keys() {
     let vault = client();
@@ -69,14 +78,7 @@ async fn transit_wraps_unwraps_rotates_and_rewraps_data_keys() {
         "{}",
         wrapped.ciphertext
     );
-    let dek = B64
-        .decode(
-            transit::data::decrypt(&vault, MOUNT, &tek, &wrapped.ciphertext, None)
-                .await
-                .unwrap()
-                .plaintext,
-        )
-        .unwrap();
+    let dek = unwrap_dek(&vault, &tek, &wrapped.ciphertext).await;
     assert_eq!(dek.len(), 32, "a 256-bit DEK");
 
     // Rotate the TEK, re-wrap the EDEK onto the new version: same DEK, new wrapping.
@@ -90,24 +92,10 @@ async fn transit_wraps_unwraps_rotates_and_rewraps_data_keys() {
         .unwrap()
         .ciphertext;
     assert!(rewrapped.starts_with("vault:v2:"), "{rewrapped}");
-    let dek_after = B64
-        .decode(
-            transit::data::decrypt(&vault, MOUNT, &tek, &rewrapped, None)
-                .await
-                .unwrap()
-                .plaintext,
-        )
-        .unwrap();
+    let dek_after = unwrap_dek(&vault, &tek, &rewrapped).await;
     assert_eq!(dek_after, dek);
     // The old wrapping still unwraps (min_decryption_version stays 1).
-    let dek_old = B64
-        .decode(
-            transit::data::decrypt(&vault, MOUNT, &tek, &wrapped.ciphertext, None)
-                .await
-                .unwrap()
-                .plaintext,
-        )
-        .unwrap();
+    let dek_old = unwrap_dek(&vault, &tek, &wrapped.ciphertext).await;
     assert_eq!(dek_old, dek);
 
     // A flipped bit in the wrapped key is refused by GCM, not "decrypted".
