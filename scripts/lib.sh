@@ -17,7 +17,7 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 # aws-lc-sys: cmake-free on x86_64 but needs a C compiler).
 install_build_deps() {
   local missing=() p
-  for p in build-essential pkg-config perl python3-venv curl openssl; do
+  for p in build-essential pkg-config perl curl openssl; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
   done
   if ((${#missing[@]})); then

@@ -204,7 +204,7 @@ mod tests {
     }
 
     #[test]
-    fn properties_cannot_be_shadowed_by_bootstrap_field_order() {
+    fn explicit_bootstrap_property_overrides_the_field() {
         // An explicit bootstrap.servers property overrides the field: users who set it in
         // `properties` (e.g. from a file) get what they wrote.
         let mut conn = KafkaConnection::new("a:1");

@@ -5,7 +5,7 @@
 kube_install() {
   apt_install etcd-server openssl
   [[ -x "$KE_KUBE_APISERVER" ]] && return 0
-  log "building kube-apiserver $KE_K8S_VERSION from Debian source (about 8 minutes, once)"
+  log "building kube-apiserver $KE_K8S_VERSION from Debian source (about 10 minutes, once)"
   apt_install golang-go golang-github-modern-go-reflect2-dev jq rsync make dpkg-dev
 
   # A private apt config with a deb-src entry, so the system's sources stay untouched.
