@@ -10,6 +10,8 @@
 
 use aws_sdk_kms::Client;
 use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kms::error::SdkError;
+use aws_sdk_kms::operation::decrypt::{DecryptError, DecryptOutput};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
 use kafka_e2ee_tests::{Server, env, require, unique};
@@ -36,6 +38,20 @@ async fn create_key(kms: &Client, description: &str) -> String {
         .await
         .unwrap();
     created.key_metadata().unwrap().key_id().to_string()
+}
+
+/// Decrypts an EDEK presented as belonging to `orders/<partition>` (its encryption context).
+async fn decrypt_for(
+    kms: &Client,
+    edek: Blob,
+    partition: &str,
+) -> Result<DecryptOutput, SdkError<DecryptError>> {
+    kms.decrypt()
+        .ciphertext_blob(edek)
+        .encryption_context("topic", "orders")
+        .encryption_context("partition", partition)
+        .send()
+        .await
 }
 
 #[tokio::test]
@@ -69,24 +85,11 @@ async fn generates_decrypts_and_reencrypts_data_keys_bound_to_a_context() {
         generated.key_id()
     );
 
-    let decrypted = kms
-        .decrypt()
-        .ciphertext_blob(edek.clone())
-        .encryption_context("topic", "orders")
-        .encryption_context("partition", "0")
-        .send()
-        .await
-        .unwrap();
+    let decrypted = decrypt_for(&kms, edek.clone(), "0").await.unwrap();
     assert_eq!(decrypted.plaintext().unwrap().as_ref(), dek.as_slice());
 
     // The same EDEK presented for another partition is refused (no record splicing).
-    let moved = kms
-        .decrypt()
-        .ciphertext_blob(edek.clone())
-        .encryption_context("topic", "orders")
-        .encryption_context("partition", "1")
-        .send()
-        .await;
+    let moved = decrypt_for(&kms, edek.clone(), "1").await;
     assert!(
         moved.is_err(),
         "an EDEK must not decrypt under another partition's context"
@@ -106,12 +109,7 @@ async fn generates_decrypts_and_reencrypts_data_keys_bound_to_a_context() {
         .await
         .unwrap();
     assert!(rewrapped.key_id().unwrap().ends_with(&tek2));
-    let again = kms
-        .decrypt()
-        .ciphertext_blob(rewrapped.ciphertext_blob().unwrap().clone())
-        .encryption_context("topic", "orders")
-        .encryption_context("partition", "0")
-        .send()
+    let again = decrypt_for(&kms, rewrapped.ciphertext_blob().unwrap().clone(), "0")
         .await
         .unwrap();
     assert_eq!(again.plaintext().unwrap().as_ref(), dek.as_slice());

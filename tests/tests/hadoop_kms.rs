@@ -60,6 +60,19 @@ impl Kms {
         )
     }
 
+    /// `num_keys` fresh EEKs (wrapped DEKs) under the current version of `key`.
+    async fn generate(&self, key: &str, num_keys: u32) -> (StatusCode, Value) {
+        let n = num_keys.to_string();
+        let query = [("eek_op", "generate"), ("num_keys", n.as_str())];
+        self.call(
+            reqwest::Method::GET,
+            &format!("key/{key}/_eek"),
+            &query,
+            None,
+        )
+        .await
+    }
+
     async fn decrypt(&self, key: &str, eek: &Value) -> (StatusCode, Value) {
         let version = eek["versionName"].as_str().unwrap();
         let body = json!({"name": key, "iv": eek["iv"], "material": eek["encryptedKeyVersion"]["material"]});
@@ -108,14 +121,7 @@ async fn creates_generates_decrypts_rolls_and_reencrypts() {
     );
 
     // Generate two EEKs (wrapped DEKs) in one call, unwrap one.
-    let (status, eeks) = kms
-        .call(
-            Method::GET,
-            &format!("key/{key}/_eek"),
-            &[("eek_op", "generate"), ("num_keys", "2")],
-            None,
-        )
-        .await;
+    let (status, eeks) = kms.generate(&key, 2).await;
     assert_eq!(status, StatusCode::OK, "{eeks}");
     let eeks = eeks.as_array().unwrap();
     assert_eq!(eeks.len(), 2);
@@ -193,14 +199,7 @@ async fn errors_come_back_as_remote_exceptions() {
         .await;
     assert_eq!((status, meta), (StatusCode::OK, json!({})));
 
-    let (status, err) = kms
-        .call(
-            Method::GET,
-            &format!("key/{missing}/_eek"),
-            &[("eek_op", "generate"), ("num_keys", "1")],
-            None,
-        )
-        .await;
+    let (status, err) = kms.generate(&missing, 1).await;
     assert!(
         status.is_server_error() || status.is_client_error(),
         "{status}"
