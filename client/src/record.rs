@@ -1,0 +1,259 @@
+//! Record format v1: how one Kafka record is sealed and opened (docs/wire-format.md).
+//!
+//! On the wire an encrypted record keeps its key in plaintext (so partitioning and compaction
+//! work), carries exactly one header, `encryption_key` = `[format][LEB128 DEK version]`, and a
+//! value of `nonce (12) || AEAD(frame) || tag (16)`, where the frame holds the original headers
+//! and value. Topic, partition, DEK version and record key are not stored in the payload but
+//! bound through the AAD, so a record moved or spliced anywhere else fails to open.
+
+use thiserror::Error;
+
+use crate::engine::{EngineError, PreparedKey, TAG_LEN};
+use crate::nonce::{NONCE_LEN, NonceError, NonceSequence};
+
+/// The header KIP-317 names for the key reference.
+pub const KEY_HEADER: &str = "encryption_key";
+/// The only format this version writes and reads.
+pub const FORMAT_V1: u8 = 1;
+/// Domain-separation label at the start of every v1 AAD.
+const AAD_LABEL: &[u8] = b"kafka-e2ee record v1";
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecordError {
+    #[error("the record has no {KEY_HEADER} header")]
+    MissingKeyHeader,
+    #[error("the record has {0} {KEY_HEADER} headers; exactly one is allowed")]
+    DuplicateKeyHeader(usize),
+    #[error("record format {0} is not supported by this client (it reads format {FORMAT_V1})")]
+    UnsupportedFormat(u8),
+    #[error("the {KEY_HEADER} header is malformed")]
+    MalformedKeyHeader,
+    #[error("the encrypted value is {len} bytes, shorter than nonce and tag ({min})")]
+    TooShort { len: usize, min: usize },
+    /// The value was altered, or the record was moved to another topic/partition, or its key,
+    /// key version or key header was swapped, or the DEK is wrong.
+    #[error("the record failed authentication (tampered, moved, or sealed under another key)")]
+    Authentication,
+    #[error("the decrypted payload is malformed: {0}")]
+    MalformedFrame(&'static str),
+    #[error(transparent)]
+    Nonce(#[from] NonceError),
+    #[error("sealing failed")]
+    Seal(#[source] EngineError),
+}
+
+/// Where a record lives: bound into the AAD, never written into the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordLocation<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+}
+
+/// An original record header: a string key and a nullable value, as Kafka has them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub key: String,
+    pub value: Option<Vec<u8>>,
+}
+
+/// What the encrypting side puts on the wire in place of the original headers and value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedRecord {
+    /// The value of the single `encryption_key` header.
+    pub key_header: Vec<u8>,
+    /// `nonce || ciphertext || tag`.
+    pub value: Vec<u8>,
+}
+
+/// The original headers and value, restored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenedRecord {
+    pub headers: Vec<Header>,
+    pub value: Vec<u8>,
+}
+
+/// `[FORMAT_V1][LEB128 dek_version]`.
+pub fn encode_key_header(dek_version: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(6);
+    out.push(FORMAT_V1);
+    put_varint(&mut out, u64::from(dek_version));
+    out
+}
+
+/// The DEK version named by an `encryption_key` header value.
+pub fn decode_key_header(bytes: &[u8]) -> Result<u32, RecordError> {
+    let (&format, rest) = bytes.split_first().ok_or(RecordError::MalformedKeyHeader)?;
+    if format != FORMAT_V1 {
+        return Err(RecordError::UnsupportedFormat(format));
+    }
+    let mut cursor = rest;
+    let version = take_varint(&mut cursor).ok_or(RecordError::MalformedKeyHeader)?;
+    if !cursor.is_empty() {
+        return Err(RecordError::MalformedKeyHeader);
+    }
+    u32::try_from(version).map_err(|_| RecordError::MalformedKeyHeader)
+}
+
+/// The associated data of a v1 record. Every field is length-prefixed, so no two different
+/// (topic, partition, version, key) tuples produce the same bytes.
+pub fn aad(location: RecordLocation<'_>, dek_version: u32, record_key: Option<&[u8]>) -> Vec<u8> {
+    let key_len = record_key.map_or(0, <[u8]>::len);
+    let mut out =
+        Vec::with_capacity(AAD_LABEL.len() + 1 + 8 + location.topic.len() + 4 + 4 + 9 + key_len);
+    out.extend_from_slice(AAD_LABEL);
+    out.push(FORMAT_V1);
+    out.extend_from_slice(&(location.topic.len() as u64).to_be_bytes());
+    out.extend_from_slice(location.topic.as_bytes());
+    out.extend_from_slice(&location.partition.to_be_bytes());
+    out.extend_from_slice(&dek_version.to_be_bytes());
+    match record_key {
+        None => out.push(0),
+        Some(k) => {
+            out.push(1);
+            out.extend_from_slice(&(k.len() as u64).to_be_bytes());
+            out.extend_from_slice(k);
+        }
+    }
+    out
+}
+
+/// Seals one record's headers and (non-null) value under the DEK `key` of `dek_version`.
+pub fn seal(
+    key: &dyn PreparedKey,
+    nonces: &NonceSequence,
+    location: RecordLocation<'_>,
+    dek_version: u32,
+    record_key: Option<&[u8]>,
+    headers: &[Header],
+    value: &[u8],
+) -> Result<SealedRecord, RecordError> {
+    let nonce = nonces.next_nonce()?;
+    let headers_len: usize = headers
+        .iter()
+        .map(|h| 10 + h.key.len() + 10 + h.value.as_ref().map_or(0, Vec::len))
+        .sum();
+    let mut out = Vec::with_capacity(NONCE_LEN + 10 + headers_len + value.len() + TAG_LEN);
+    out.extend_from_slice(&nonce);
+    put_varint(&mut out, headers.len() as u64);
+    for h in headers {
+        put_varint(&mut out, h.key.len() as u64);
+        out.extend_from_slice(h.key.as_bytes());
+        match &h.value {
+            None => put_varint(&mut out, 0),
+            Some(v) => {
+                put_varint(&mut out, v.len() as u64 + 1);
+                out.extend_from_slice(v);
+            }
+        }
+    }
+    out.extend_from_slice(value);
+    let tag = key
+        .seal(
+            nonce,
+            &aad(location, dek_version, record_key),
+            &mut out[NONCE_LEN..],
+        )
+        .map_err(RecordError::Seal)?;
+    out.extend_from_slice(&tag);
+    Ok(SealedRecord {
+        key_header: encode_key_header(dek_version),
+        value: out,
+    })
+}
+
+/// Opens a record sealed by [`seal`]: `dek_version` comes from its `encryption_key` header,
+/// `key` is that version's DEK for this location.
+pub fn open(
+    key: &dyn PreparedKey,
+    location: RecordLocation<'_>,
+    dek_version: u32,
+    record_key: Option<&[u8]>,
+    sealed_value: &[u8],
+) -> Result<OpenedRecord, RecordError> {
+    let min = NONCE_LEN + TAG_LEN;
+    if sealed_value.len() < min {
+        return Err(RecordError::TooShort {
+            len: sealed_value.len(),
+            min,
+        });
+    }
+    let (nonce, body) = sealed_value.split_at(NONCE_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| RecordError::TooShort {
+        len: sealed_value.len(),
+        min,
+    })?;
+    let mut buf = body.to_vec();
+    let frame = key
+        .open(nonce, &aad(location, dek_version, record_key), &mut buf)
+        .map_err(|_| RecordError::Authentication)?;
+    parse_frame(frame)
+}
+
+fn parse_frame(frame: &[u8]) -> Result<OpenedRecord, RecordError> {
+    let mut cur = frame;
+    let count = take_varint(&mut cur).ok_or(RecordError::MalformedFrame("header count"))?;
+    // Each header takes at least two bytes, so a count beyond that is malformed, not a huge allocation.
+    if count > cur.len() as u64 / 2 {
+        return Err(RecordError::MalformedFrame("header count exceeds payload"));
+    }
+    let mut headers = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let key_len =
+            take_varint(&mut cur).ok_or(RecordError::MalformedFrame("header key length"))?;
+        let key = take(&mut cur, key_len).ok_or(RecordError::MalformedFrame("header key"))?;
+        let key = String::from_utf8(key.to_vec())
+            .map_err(|_| RecordError::MalformedFrame("header key is not UTF-8"))?;
+        let value = match take_varint(&mut cur)
+            .ok_or(RecordError::MalformedFrame("header value length"))?
+        {
+            0 => None,
+            n => Some(
+                take(&mut cur, n - 1)
+                    .ok_or(RecordError::MalformedFrame("header value"))?
+                    .to_vec(),
+            ),
+        };
+        headers.push(Header { key, value });
+    }
+    Ok(OpenedRecord {
+        headers,
+        value: cur.to_vec(),
+    })
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// LEB128, at most 10 bytes, no overflow, minimal encoding not required.
+fn take_varint(cur: &mut &[u8]) -> Option<u64> {
+    let mut v: u64 = 0;
+    for i in 0..10 {
+        let (&b, rest) = cur.split_first()?;
+        *cur = rest;
+        let bits = u64::from(b & 0x7f);
+        if i == 9 && bits > 1 {
+            return None;
+        }
+        v |= bits << (7 * i);
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn take<'a>(cur: &mut &'a [u8], n: u64) -> Option<&'a [u8]> {
+    let n = usize::try_from(n).ok()?;
+    if n > cur.len() {
+        return None;
+    }
+    let (head, rest) = cur.split_at(n);
+    *cur = rest;
+    Some(head)
+}
