@@ -11,6 +11,8 @@ pub mod kafka;
 pub const DEFAULT_KEY_TOPIC: &str = "__encryption_keys";
 
 pub mod engine;
+pub mod keystore;
 pub mod nonce;
+pub mod provider;
 pub mod record;
 pub mod secret;

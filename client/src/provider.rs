@@ -1,0 +1,148 @@
+//! KIP-317's KeyProvider: turns a TEK reference into usable data keys. Each KMS backend (Vault
+//! transit, AWS KMS, Hadoop KMS) and the local keystore implements it; the operator generates
+//! DEKs through it, clients unwrap them through it.
+
+use std::future::Future;
+
+use aws_lc_rs::hmac;
+use thiserror::Error;
+
+use crate::secret::KeyMaterial;
+
+/// Which data key a wrapping belongs to. Backends bind it into the wrapping where they can
+/// (AAD, encryption context), and the commitment binds it everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DekContext<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub version: u32,
+}
+
+/// A wrapped DEK as the provider returned it: opaque bytes only that provider can unwrap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edek(pub Vec<u8>);
+
+/// Errors by class, each naming the backend and the TEK reference, never key bytes.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProviderError {
+    #[error("{backend}: TEK '{tek}' not found")]
+    NotFound { backend: &'static str, tek: String },
+    #[error("{backend}: access to TEK '{tek}' denied")]
+    AccessDenied { backend: &'static str, tek: String },
+    #[error("{backend}: TEK '{tek}' is disabled")]
+    Disabled { backend: &'static str, tek: String },
+    #[error("{backend}: throttled while using TEK '{tek}'")]
+    Throttled { backend: &'static str, tek: String },
+    #[error("{backend}: unavailable while using TEK '{tek}': {reason}")]
+    Unavailable {
+        backend: &'static str,
+        tek: String,
+        reason: String,
+    },
+    #[error("{backend}: the wrapped DEK for {context} under TEK '{tek}' is invalid")]
+    InvalidCiphertext {
+        backend: &'static str,
+        tek: String,
+        context: String,
+    },
+    #[error("{backend}: misconfigured: {reason}")]
+    Misconfigured {
+        backend: &'static str,
+        reason: String,
+    },
+}
+
+/// The KeyProvider contract (the TEK-management half, create/rotate/rewrap, arrives with the
+/// KMS backends).
+pub trait KeyProvider: Send + Sync {
+    /// A short stable name ("keystore", "vault", ...), used in errors and metrics labels.
+    fn backend(&self) -> &'static str;
+
+    /// A fresh DEK for `context`, in plaintext and wrapped under `tek`.
+    fn generate_dek(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+    ) -> impl Future<Output = Result<(KeyMaterial, Edek), ProviderError>> + Send;
+
+    /// The plaintext DEK of `edek`, which must have been wrapped for `context`.
+    fn unwrap_dek(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+        edek: &Edek,
+    ) -> impl Future<Output = Result<KeyMaterial, ProviderError>> + Send;
+}
+
+/// A commitment to a DEK and the context it belongs to, stored beside the EDEK.
+///
+/// Some wrappings detect no tampering (Hadoop KMS EEKs are AES-CTR: a changed EEK "unwraps" to
+/// a different key). Checking the unwrapped DEK against this commitment turns that into an
+/// error, and also catches an EDEK copied to another topic, partition or version.
+/// HMAC-SHA256 keyed with the DEK itself, so the commitment reveals nothing about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DekCommitment(pub [u8; 32]);
+
+const COMMITMENT_LABEL: &[u8] = b"kafka-e2ee dek commitment v1";
+
+fn commitment_input(context: DekContext<'_>) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(COMMITMENT_LABEL.len() + 8 + context.topic.len() + 8);
+    msg.extend_from_slice(COMMITMENT_LABEL);
+    msg.extend_from_slice(&(context.topic.len() as u64).to_be_bytes());
+    msg.extend_from_slice(context.topic.as_bytes());
+    msg.extend_from_slice(&context.partition.to_be_bytes());
+    msg.extend_from_slice(&context.version.to_be_bytes());
+    msg
+}
+
+impl DekCommitment {
+    pub fn compute(dek: &KeyMaterial, context: DekContext<'_>) -> Self {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, dek.expose());
+        let tag = hmac::sign(&key, &commitment_input(context));
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        Self(out)
+    }
+
+    /// Constant-time check that `dek` is the key this commitment was made to, for `context`.
+    pub fn verify(&self, dek: &KeyMaterial, context: DekContext<'_>) -> bool {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, dek.expose());
+        hmac::verify(&key, &commitment_input(context), &self.0).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CTX: DekContext<'static> = DekContext {
+        topic: "orders",
+        partition: 0,
+        version: 1,
+    };
+
+    #[test]
+    fn commitment_accepts_its_dek_and_context_only() {
+        let dek = KeyMaterial::from_vec(vec![9; 32]);
+        let c = DekCommitment::compute(&dek, CTX);
+        assert!(c.verify(&dek, CTX));
+        assert!(
+            !c.verify(&KeyMaterial::from_vec(vec![8; 32]), CTX),
+            "another DEK"
+        );
+        for other in [
+            DekContext {
+                topic: "orders2",
+                ..CTX
+            },
+            DekContext {
+                partition: 1,
+                ..CTX
+            },
+            DekContext { version: 2, ..CTX },
+        ] {
+            assert!(!c.verify(&dek, other), "{other:?}");
+        }
+    }
+}
