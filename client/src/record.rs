@@ -98,15 +98,24 @@ pub fn decode_key_header(bytes: &[u8]) -> Result<u32, RecordError> {
 /// The associated data of a v1 record. Every field is length-prefixed, so no two different
 /// (topic, partition, version, key) tuples produce the same bytes.
 pub fn aad(location: RecordLocation<'_>, dek_version: u32, record_key: Option<&[u8]>) -> Vec<u8> {
-    let key_len = record_key.map_or(0, <[u8]>::len);
-    let mut out =
-        Vec::with_capacity(AAD_LABEL.len() + 1 + 8 + location.topic.len() + 4 + 4 + 9 + key_len);
+    let mut out = aad_prefix(location, dek_version);
+    push_aad_record_key(&mut out, record_key);
+    out
+}
+
+/// The part of the AAD that is fixed per (topic, partition, DEK version).
+fn aad_prefix(location: RecordLocation<'_>, dek_version: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(AAD_LABEL.len() + 1 + 8 + location.topic.len() + 4 + 4);
     out.extend_from_slice(AAD_LABEL);
     out.push(FORMAT_V1);
     out.extend_from_slice(&(location.topic.len() as u64).to_be_bytes());
     out.extend_from_slice(location.topic.as_bytes());
     out.extend_from_slice(&location.partition.to_be_bytes());
     out.extend_from_slice(&dek_version.to_be_bytes());
+    out
+}
+
+fn push_aad_record_key(out: &mut Vec<u8>, record_key: Option<&[u8]>) {
     match record_key {
         None => out.push(0),
         Some(k) => {
@@ -115,10 +124,83 @@ pub fn aad(location: RecordLocation<'_>, dek_version: u32, record_key: Option<&[
             out.extend_from_slice(k);
         }
     }
-    out
+}
+
+/// Seals records for one (topic, partition, DEK version): the producer's per-partition state.
+/// The AAD prefix and the key header are computed once, not per record.
+pub struct PartitionSealer {
+    key: Box<dyn PreparedKey>,
+    nonces: NonceSequence,
+    key_header: Vec<u8>,
+    aad_prefix: Vec<u8>,
+}
+
+/// AADs up to this size are assembled on the stack (topic + record key of ~200 bytes).
+const STACK_AAD: usize = 256;
+
+impl PartitionSealer {
+    pub fn new(
+        key: Box<dyn PreparedKey>,
+        nonces: NonceSequence,
+        location: RecordLocation<'_>,
+        dek_version: u32,
+    ) -> Self {
+        Self {
+            key,
+            nonces,
+            key_header: encode_key_header(dek_version),
+            aad_prefix: aad_prefix(location, dek_version),
+        }
+    }
+
+    /// The value of the `encryption_key` header every record sealed here carries.
+    pub fn key_header(&self) -> &[u8] {
+        &self.key_header
+    }
+
+    /// How many records this sealer has sealed (its nonce sequence's use).
+    pub fn sealed(&self) -> u64 {
+        self.nonces.used()
+    }
+
+    /// `nonce || ciphertext || tag` of the record's headers and (non-null) value.
+    pub fn seal(
+        &self,
+        record_key: Option<&[u8]>,
+        headers: &[Header],
+        value: &[u8],
+    ) -> Result<Vec<u8>, RecordError> {
+        let key_part = record_key.map_or(1, |k| 9 + k.len());
+        let aad_len = self.aad_prefix.len() + key_part;
+        if aad_len <= STACK_AAD {
+            let mut buf = [0u8; STACK_AAD];
+            buf[..self.aad_prefix.len()].copy_from_slice(&self.aad_prefix);
+            let tail = &mut buf[self.aad_prefix.len()..aad_len];
+            match record_key {
+                None => tail[0] = 0,
+                Some(k) => {
+                    tail[0] = 1;
+                    tail[1..9].copy_from_slice(&(k.len() as u64).to_be_bytes());
+                    tail[9..].copy_from_slice(k);
+                }
+            }
+            seal_frame(
+                self.key.as_ref(),
+                &self.nonces,
+                &buf[..aad_len],
+                headers,
+                value,
+            )
+        } else {
+            let mut aad = self.aad_prefix.clone();
+            push_aad_record_key(&mut aad, record_key);
+            seal_frame(self.key.as_ref(), &self.nonces, &aad, headers, value)
+        }
+    }
 }
 
 /// Seals one record's headers and (non-null) value under the DEK `key` of `dek_version`.
+/// One-off convenience; producers keep a [`PartitionSealer`] per partition instead.
 pub fn seal(
     key: &dyn PreparedKey,
     nonces: &NonceSequence,
@@ -128,6 +210,26 @@ pub fn seal(
     headers: &[Header],
     value: &[u8],
 ) -> Result<SealedRecord, RecordError> {
+    let value = seal_frame(
+        key,
+        nonces,
+        &aad(location, dek_version, record_key),
+        headers,
+        value,
+    )?;
+    Ok(SealedRecord {
+        key_header: encode_key_header(dek_version),
+        value,
+    })
+}
+
+fn seal_frame(
+    key: &dyn PreparedKey,
+    nonces: &NonceSequence,
+    aad: &[u8],
+    headers: &[Header],
+    value: &[u8],
+) -> Result<Vec<u8>, RecordError> {
     let nonce = nonces.next_nonce()?;
     let headers_len: usize = headers
         .iter()
@@ -149,17 +251,10 @@ pub fn seal(
     }
     out.extend_from_slice(value);
     let tag = key
-        .seal(
-            nonce,
-            &aad(location, dek_version, record_key),
-            &mut out[NONCE_LEN..],
-        )
+        .seal(nonce, aad, &mut out[NONCE_LEN..])
         .map_err(RecordError::Seal)?;
     out.extend_from_slice(&tag);
-    Ok(SealedRecord {
-        key_header: encode_key_header(dek_version),
-        value: out,
-    })
+    Ok(out)
 }
 
 /// Opens a record sealed by [`seal`]: `dek_version` comes from its `encryption_key` header,

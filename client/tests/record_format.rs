@@ -262,3 +262,39 @@ fn payload_overhead_is_29_bytes_plus_a_two_byte_key_header() {
         }
     }
 }
+
+/// The per-partition sealer produces exactly what `open` (and the one-off `seal`) agree on,
+/// for record keys that fit the stack AAD buffer and ones that do not.
+#[test]
+fn partition_sealer_output_opens_and_binds_the_same_fields() {
+    use kafka_e2ee_client::record::PartitionSealer;
+    let sealer = PartitionSealer::new(dek(1), nonces(), ORDERS_0, 9);
+    assert_eq!(sealer.key_header(), encode_key_header(9).as_slice());
+    for record_key in [
+        None,
+        Some(vec![]),
+        Some(vec![b'k'; 10]),
+        Some(vec![b'k'; 1000]),
+    ] {
+        let value = sealer
+            .seal(record_key.as_deref(), &sample_headers(), b"payload")
+            .unwrap();
+        let opened = open(dek(1).as_ref(), ORDERS_0, 9, record_key.as_deref(), &value).unwrap();
+        assert_eq!(
+            (opened.headers, opened.value),
+            (sample_headers(), b"payload".to_vec())
+        );
+        let moved = open(
+            dek(1).as_ref(),
+            RecordLocation {
+                topic: "orders",
+                partition: 1,
+            },
+            9,
+            record_key.as_deref(),
+            &value,
+        );
+        assert_eq!(moved.err(), Some(RecordError::Authentication));
+    }
+    assert_eq!(sealer.sealed(), 4);
+}

@@ -1,0 +1,126 @@
+//! Seal-path benchmark (docs/performance.md). Run: `cargo bench -p kafka-e2ee-client --bench seal`.
+//!
+//! Machines here are noisy, so every number is a ratio of two measurements taken back to back,
+//! interleaved, repeated PAIRS times; the median ratio is reported.
+//! 1. envelope seal (PartitionSealer::seal: nonce, frame, AAD, AEAD) / bare aws-lc-rs AES-256-GCM seal of
+//!    the same bytes into a fresh buffer, at 100 B and 1 KiB;
+//! 2. ring / aws-lc-rs for the bare AES-256-GCM seal (the engine choice).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "benchmark harness"
+)]
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use kafka_e2ee_client::engine::{Aes256Gcm, EncryptionEngine};
+use kafka_e2ee_client::nonce::{MAX_RECORDS_PER_DEK, NonceSequence};
+use kafka_e2ee_client::record::{PartitionSealer, RecordLocation};
+use kafka_e2ee_client::secret::KeyMaterial;
+
+const PAIRS: usize = 21;
+const LOC: RecordLocation<'static> = RecordLocation {
+    topic: "orders",
+    partition: 3,
+};
+
+fn time_per_op(iters: u32, mut f: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    start.elapsed().as_nanos() as f64 / f64::from(iters)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let key_bytes = [7u8; 32];
+    let sealer = PartitionSealer::new(
+        Aes256Gcm
+            .prepare(&KeyMaterial::from_vec(key_bytes.to_vec()))
+            .unwrap(),
+        NonceSequence::new(MAX_RECORDS_PER_DEK).unwrap(),
+        LOC,
+        1,
+    );
+    let lc_key = aws_lc_rs::aead::LessSafeKey::new(
+        aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &key_bytes).unwrap(),
+    );
+    let ring_key = ring::aead::LessSafeKey::new(
+        ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &key_bytes).unwrap(),
+    );
+    let record_key = b"customer-000042".to_vec();
+
+    println!(
+        "| payload | envelope ns | bare aws-lc-rs ns | envelope / bare (median of {PAIRS}) | ring ns | ring / aws-lc-rs (median of {PAIRS}) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for size in [100usize, 1024] {
+        let payload = vec![0x5au8; size];
+        let iters = if size < 512 { 200_000 } else { 100_000 };
+        let (mut env_ratio, mut ring_ratio, mut env_ns, mut bare_ns, mut ring_ns) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        let mut counter: u32 = 0;
+        for _ in 0..PAIRS {
+            let e = time_per_op(iters, || {
+                black_box(
+                    sealer
+                        .seal(Some(&record_key), &[], black_box(&payload))
+                        .unwrap(),
+                );
+            });
+            let b = time_per_op(iters, || {
+                counter = counter.wrapping_add(1);
+                let mut nonce = [0u8; 12];
+                nonce[8..].copy_from_slice(&counter.to_be_bytes());
+                let mut buf = Vec::with_capacity(size + 16);
+                buf.extend_from_slice(black_box(&payload));
+                let tag = lc_key
+                    .seal_in_place_separate_tag(
+                        aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+                        aws_lc_rs::aead::Aad::empty(),
+                        &mut buf,
+                    )
+                    .unwrap();
+                buf.extend_from_slice(tag.as_ref());
+                black_box(buf);
+            });
+            let r = time_per_op(iters, || {
+                counter = counter.wrapping_add(1);
+                let mut nonce = [0u8; 12];
+                nonce[8..].copy_from_slice(&counter.to_be_bytes());
+                let mut buf = Vec::with_capacity(size + 16);
+                buf.extend_from_slice(black_box(&payload));
+                let tag = ring_key
+                    .seal_in_place_separate_tag(
+                        ring::aead::Nonce::assume_unique_for_key(nonce),
+                        ring::aead::Aad::empty(),
+                        &mut buf,
+                    )
+                    .unwrap();
+                buf.extend_from_slice(tag.as_ref());
+                black_box(buf);
+            });
+            env_ratio.push(e / b);
+            ring_ratio.push(r / b);
+            env_ns.push(e);
+            bare_ns.push(b);
+            ring_ns.push(r);
+        }
+        println!(
+            "| {size} B | {:.0} | {:.0} | {:.3} | {:.0} | {:.3} |",
+            median(env_ns),
+            median(bare_ns),
+            median(env_ratio),
+            median(ring_ns),
+            median(ring_ratio)
+        );
+    }
+}
