@@ -15,8 +15,6 @@ use crate::nonce::{NONCE_LEN, NonceError, NonceSequence};
 pub const KEY_HEADER: &str = "encryption_key";
 /// The only format this version writes and reads.
 pub const FORMAT_V1: u8 = 1;
-/// Domain-separation label at the start of every v1 AAD.
-const AAD_LABEL: &[u8] = b"kafka-e2ee record v1";
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -105,10 +103,9 @@ pub fn aad(location: RecordLocation<'_>, dek_version: u32, record_key: Option<&[
 
 /// The part of the AAD that is fixed per (topic, partition, DEK version).
 fn aad_prefix(location: RecordLocation<'_>, dek_version: u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(AAD_LABEL.len() + 1 + 8 + location.topic.len() + 4 + 4);
-    out.extend_from_slice(AAD_LABEL);
+    let mut out = Vec::with_capacity(1 + 2 + location.topic.len() + 4 + 4);
     out.push(FORMAT_V1);
-    out.extend_from_slice(&(location.topic.len() as u64).to_be_bytes());
+    put_varint(&mut out, location.topic.len() as u64);
     out.extend_from_slice(location.topic.as_bytes());
     out.extend_from_slice(&location.partition.to_be_bytes());
     out.extend_from_slice(&dek_version.to_be_bytes());
@@ -120,7 +117,7 @@ fn push_aad_record_key(out: &mut Vec<u8>, record_key: Option<&[u8]>) {
         None => out.push(0),
         Some(k) => {
             out.push(1);
-            out.extend_from_slice(&(k.len() as u64).to_be_bytes());
+            put_varint(out, k.len() as u64);
             out.extend_from_slice(k);
         }
     }
@@ -170,33 +167,39 @@ impl PartitionSealer {
         headers: &[Header],
         value: &[u8],
     ) -> Result<Vec<u8>, RecordError> {
-        let key_part = record_key.map_or(1, |k| 9 + k.len());
-        let aad_len = self.aad_prefix.len() + key_part;
-        if aad_len <= STACK_AAD {
+        let prefix = self.aad_prefix.len();
+        let key_part = record_key.map_or(1, |k| 1 + 10 + k.len());
+        if prefix + key_part <= STACK_AAD {
             let mut buf = [0u8; STACK_AAD];
-            buf[..self.aad_prefix.len()].copy_from_slice(&self.aad_prefix);
-            let tail = &mut buf[self.aad_prefix.len()..aad_len];
-            match record_key {
-                None => tail[0] = 0,
-                Some(k) => {
-                    tail[0] = 1;
-                    tail[1..9].copy_from_slice(&(k.len() as u64).to_be_bytes());
-                    tail[9..].copy_from_slice(k);
-                }
-            }
-            seal_frame(
-                self.key.as_ref(),
-                &self.nonces,
-                &buf[..aad_len],
-                headers,
-                value,
-            )
+            buf[..prefix].copy_from_slice(&self.aad_prefix);
+            let len = prefix + write_aad_record_key(&mut buf[prefix..], record_key);
+            seal_frame(self.key.as_ref(), &self.nonces, &buf[..len], headers, value)
         } else {
             let mut aad = self.aad_prefix.clone();
             push_aad_record_key(&mut aad, record_key);
             seal_frame(self.key.as_ref(), &self.nonces, &aad, headers, value)
         }
     }
+}
+
+/// `push_aad_record_key` into a slice with room for it; returns the bytes written.
+fn write_aad_record_key(dst: &mut [u8], record_key: Option<&[u8]>) -> usize {
+    let Some(k) = record_key else {
+        dst[0] = 0;
+        return 1;
+    };
+    dst[0] = 1;
+    let mut at = 1;
+    let mut v = k.len() as u64;
+    while v >= 0x80 {
+        dst[at] = (v as u8) | 0x80;
+        v >>= 7;
+        at += 1;
+    }
+    dst[at] = v as u8;
+    at += 1;
+    dst[at..at + k.len()].copy_from_slice(k);
+    at + k.len()
 }
 
 /// Seals one record's headers and (non-null) value under the DEK `key` of `dek_version`.
@@ -351,4 +354,42 @@ fn take<'a>(cur: &mut &'a [u8], n: u64) -> Option<&'a [u8]> {
     let (head, rest) = cur.split_at(n);
     *cur = rest;
     Some(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stack path and the heap path assemble identical AADs.
+    #[test]
+    fn stack_and_heap_aad_assembly_agree() {
+        for key in [
+            None,
+            Some(&b""[..]),
+            Some(&[7u8; 127][..]),
+            Some(&[7u8; 128][..]),
+            Some(&[7u8; 200][..]),
+        ] {
+            let mut heap = Vec::new();
+            push_aad_record_key(&mut heap, key);
+            let mut stack = [0u8; STACK_AAD];
+            let n = write_aad_record_key(&mut stack, key);
+            assert_eq!(&stack[..n], heap.as_slice());
+        }
+    }
+
+    #[test]
+    fn aad_fields_are_length_prefixed() {
+        let loc = |topic| RecordLocation {
+            topic,
+            partition: 1,
+        };
+        // Moving bytes between topic and record key must change the AAD.
+        assert_ne!(aad(loc("ab"), 1, Some(b"c")), aad(loc("a"), 1, Some(b"bc")));
+        assert_ne!(aad(loc("a"), 1, None), aad(loc("a"), 1, Some(b"")));
+        assert_eq!(
+            aad(loc("orders"), 7, Some(b"c42")).len(),
+            1 + 1 + 6 + 4 + 4 + 1 + 1 + 3
+        );
+    }
 }
