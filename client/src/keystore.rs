@@ -155,10 +155,7 @@ impl LocalKeystore {
 fn edek_aad(context: DekContext<'_>, key_id: &str) -> Vec<u8> {
     let mut aad = Vec::with_capacity(AAD_LABEL.len() + 8 + context.topic.len() + 9 + key_id.len());
     aad.extend_from_slice(AAD_LABEL);
-    aad.extend_from_slice(&(context.topic.len() as u64).to_be_bytes());
-    aad.extend_from_slice(context.topic.as_bytes());
-    aad.extend_from_slice(&context.partition.to_be_bytes());
-    aad.extend_from_slice(&context.version.to_be_bytes());
+    context.write_to(&mut aad);
     aad.push(key_id.len() as u8);
     aad.extend_from_slice(key_id.as_bytes());
     aad

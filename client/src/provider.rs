@@ -18,6 +18,17 @@ pub struct DekContext<'a> {
     pub version: u32,
 }
 
+impl DekContext<'_> {
+    /// Length-prefixed topic, partition and version: the one encoding every binding of a DEK
+    /// context (commitments, keystore AAD) uses.
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.topic.len() as u64).to_be_bytes());
+        out.extend_from_slice(self.topic.as_bytes());
+        out.extend_from_slice(&self.partition.to_be_bytes());
+        out.extend_from_slice(&self.version.to_be_bytes());
+    }
+}
+
 /// A wrapped DEK as the provider returned it: opaque bytes only that provider can unwrap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Edek(pub Vec<u8>);
@@ -89,10 +100,7 @@ const COMMITMENT_LABEL: &[u8] = b"kafka-e2ee dek commitment v1";
 fn commitment_input(context: DekContext<'_>) -> Vec<u8> {
     let mut msg = Vec::with_capacity(COMMITMENT_LABEL.len() + 8 + context.topic.len() + 8);
     msg.extend_from_slice(COMMITMENT_LABEL);
-    msg.extend_from_slice(&(context.topic.len() as u64).to_be_bytes());
-    msg.extend_from_slice(context.topic.as_bytes());
-    msg.extend_from_slice(&context.partition.to_be_bytes());
-    msg.extend_from_slice(&context.version.to_be_bytes());
+    context.write_to(&mut msg);
     msg
 }
 
