@@ -11,6 +11,7 @@ pub mod kafka;
 pub const DEFAULT_KEY_TOPIC: &str = "__encryption_keys";
 
 pub mod engine;
+pub mod key_records;
 pub mod keystore;
 pub mod nonce;
 pub mod provider;
