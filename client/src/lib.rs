@@ -1,8 +1,16 @@
-//! kafka-e2ee's shared client crate.
+//! kafka-e2ee's shared client crate: the KIP-317 encryption path that client workloads link.
 //!
-//! Today it holds the Kafka plumbing both the operator and client workloads need: connection
-//! settings and idempotent topic administration. The KIP-317 encryption path (record format,
-//! engines, key providers, encrypting producer and decrypting consumer) lands here next.
+//! - [`record`]: record format v1 (docs/wire-format.md): seal/open one record, `PartitionSealer`.
+//! - [`engine`]: the EncryptionEngine trait and AES-256-GCM.
+//! - [`nonce`]: nonce sequences that never repeat and fail closed at their cap.
+//! - [`provider`]: the KeyProvider contract, error classes, the DEK commitment.
+//! - [`keystore`]: the local keystore KeyProvider (docs/keystore.md).
+//! - [`key_records`]: policy and EDEK records of the key topic.
+//! - [`secret`]: zeroized key material.
+//! - [`kafka`]: connection settings and idempotent topic administration.
+//!
+//! Still to come (issue 3): the DEK cache, the encrypting producer and decrypting consumer,
+//! and client configuration.
 
 pub mod kafka;
 
