@@ -6,10 +6,11 @@
 //! - [`provider`]: the KeyProvider contract, error classes, the DEK commitment.
 //! - [`keystore`]: the local keystore KeyProvider (docs/keystore.md).
 //! - [`key_records`]: policy and EDEK records of the key topic.
+//! - [`dek_cache`]: unwrapped DEKs, single-flight, checked against their commitment.
 //! - [`secret`]: zeroized key material.
 //! - [`kafka`]: connection settings and idempotent topic administration.
 //!
-//! Still to come (issue 3): the DEK cache, the encrypting producer and decrypting consumer,
+//! Still to come (issue 3): next-version prefetch in the DEK cache, the encrypting producer and decrypting consumer,
 //! and client configuration.
 
 pub mod kafka;
@@ -18,6 +19,7 @@ pub mod kafka;
 /// names it.
 pub const DEFAULT_KEY_TOPIC: &str = "__encryption_keys";
 
+pub mod dek_cache;
 pub mod engine;
 pub mod key_records;
 pub mod keystore;
