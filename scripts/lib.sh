@@ -5,6 +5,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 # shellcheck source=testbed.d/config.sh
 source "$ROOT/scripts/testbed.d/config.sh"
+KE_LOG_TAG=kafka-e2ee
+# shellcheck source=testbed.d/common.sh
+source "$ROOT/scripts/testbed.d/common.sh"
 
 # Build output lives in the cache, outside the clone, so a fresh clone (CI) rebuilds only what
 # changed. Override with CARGO_TARGET_DIR.
@@ -16,17 +19,10 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 # What the Rust build itself needs from Debian (librdkafka's bundled build: gcc, make, perl;
 # aws-lc-sys: cmake-free on x86_64 but needs a C compiler).
 install_build_deps() {
-  local missing=() p
-  for p in build-essential pkg-config perl curl openssl; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-  done
-  if ((${#missing[@]})); then
-    step "apt-get install ${missing[*]}"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-  command -v cargo >/dev/null || { echo "cargo not found: install the Rust toolchain (rustup)" >&2; exit 1; }
-  cargo fmt --version >/dev/null 2>&1 || { echo "rustfmt missing: rustup component add rustfmt" >&2; exit 1; }
-  cargo clippy --version >/dev/null 2>&1 || { echo "clippy missing: rustup component add clippy" >&2; exit 1; }
+  apt_install build-essential pkg-config perl curl openssl
+  command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain (rustup)"
+  cargo fmt --version >/dev/null 2>&1 || die "rustfmt missing: rustup component add rustfmt"
+  cargo clippy --version >/dev/null 2>&1 || die "clippy missing: rustup component add clippy"
 }
 
 # Bring the test bed up and make sure it comes down however this script exits.
