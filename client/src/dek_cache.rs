@@ -9,6 +9,8 @@
 //! - **Expiring:** an entry is refetched after `ttl`, so a revoked TEK takes effect without a
 //!   restart. A failed unwrap caches nothing: the next `get` asks the provider again.
 //! - **Bounded:** at most `capacity` entries; inserting beyond it evicts the oldest.
+//! - **Prefetching:** `prefetch` unwraps a key version before its first use (the next version,
+//!   as soon as its EDEK is published), so a rollover never stalls a producer or consumer.
 //!
 //! Only prepared keys are kept; the plaintext DEK bytes are dropped (and zeroized) right after
 //! preparation.
@@ -55,7 +57,8 @@ pub enum DekCacheError {
     },
 }
 
-type Key = (String, i32, u32);
+/// Entries by topic, then (partition, version): lookups by `&str` never allocate.
+type Slots = HashMap<String, HashMap<(i32, u32), Slot>>;
 
 struct Slot {
     created: Instant,
@@ -82,7 +85,7 @@ pub struct DekCache<P> {
     provider: P,
     engine: Box<dyn EncryptionEngine>,
     config: DekCacheConfig,
-    slots: Mutex<HashMap<Key, Slot>>,
+    slots: Mutex<Slots>,
 }
 
 impl<P: KeyProvider> DekCache<P> {
@@ -104,12 +107,50 @@ impl<P: KeyProvider> DekCache<P> {
         Ok(Arc::clone(prepared))
     }
 
+    /// The prepared DEK if it is cached, unexpired and already unwrapped; never calls the
+    /// provider. The hot path of consumers, which know only the version from a record header.
+    pub fn get_cached(
+        &self,
+        topic: &str,
+        partition: i32,
+        version: u32,
+    ) -> Option<Arc<dyn PreparedKey>> {
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = slots.get(topic)?.get(&(partition, version))?;
+        if slot.created.elapsed() >= self.config.ttl {
+            return None;
+        }
+        slot.cell.get().map(Arc::clone)
+    }
+
+    /// Unwraps `record`'s DEK in the background so that the first record sealed under a new
+    /// version does not wait for the KMS. Errors are left for the next `get` to report.
+    pub fn prefetch(self: &Arc<Self>, record: EdekRecord)
+    where
+        P: 'static,
+    {
+        if self
+            .get_cached(&record.topic, record.partition, record.version)
+            .is_some()
+        {
+            return;
+        }
+        let cache = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = cache.get(&record).await {
+                tracing::debug!(error = %e, "prefetching a DEK failed; the next use retries");
+            }
+        });
+    }
+
     /// How many entries are cached (including ones still being fetched).
     pub fn len(&self) -> usize {
         self.slots
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .len()
+            .values()
+            .map(HashMap::len)
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -118,27 +159,24 @@ impl<P: KeyProvider> DekCache<P> {
 
     /// The cell for this record's key: the live one, or a fresh one if absent or expired.
     fn slot(&self, record: &EdekRecord) -> Arc<OnceCell<Arc<dyn PreparedKey>>> {
-        let key = (record.topic.clone(), record.partition, record.version);
+        let id = (record.partition, record.version);
         let now = Instant::now();
         // The lock is held only for map bookkeeping, never across the provider call.
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(slot) = slots.get(&key)
+        let existing = slots.get(record.topic.as_str()).and_then(|t| t.get(&id));
+        if let Some(slot) = existing
             && now.duration_since(slot.created) < self.config.ttl
         {
             return Arc::clone(&slot.cell);
         }
-        if !slots.contains_key(&key) && slots.len() >= self.config.capacity {
-            let oldest = slots
-                .iter()
-                .min_by_key(|(_, s)| s.created)
-                .map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
-                slots.remove(&oldest);
-            }
+        if existing.is_none()
+            && slots.values().map(HashMap::len).sum::<usize>() >= self.config.capacity
+        {
+            evict_oldest(&mut slots);
         }
         let cell = Arc::new(OnceCell::new());
-        slots.insert(
-            key,
+        slots.entry(record.topic.clone()).or_default().insert(
+            id,
             Slot {
                 created: now,
                 cell: Arc::clone(&cell),
@@ -184,5 +222,21 @@ impl<P: KeyProvider> DekCache<P> {
                 source,
             })?;
         Ok(Arc::from(prepared))
+    }
+}
+
+fn evict_oldest(slots: &mut Slots) {
+    let oldest = slots
+        .iter()
+        .flat_map(|(topic, entries)| entries.iter().map(move |(id, s)| (s.created, topic, *id)))
+        .min_by_key(|(created, _, _)| *created)
+        .map(|(_, topic, id)| (topic.clone(), id));
+    if let Some((topic, id)) = oldest
+        && let Some(entries) = slots.get_mut(&topic)
+    {
+        entries.remove(&id);
+        if entries.is_empty() {
+            slots.remove(&topic);
+        }
     }
 }

@@ -72,7 +72,6 @@ pub struct ProviderRef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyRecord {
-    pub format: u32,
     pub topic: String,
     pub provider: ProviderRef,
     /// `AES-256-GCM`.
@@ -81,6 +80,13 @@ pub struct PolicyRecord {
     pub max_records_per_dek: u64,
     /// Partition -> current DEK version.
     pub current_versions: BTreeMap<i32, u32>,
+}
+
+#[derive(Serialize)]
+struct PolicyJson<'a> {
+    format: u32,
+    #[serde(flatten)]
+    policy: &'a PolicyRecord,
 }
 
 /// One wrapped DEK and what is needed to unwrap and check it.
@@ -170,11 +176,26 @@ impl PolicyRecord {
     /// `(record key, value)` to produce to the key topic.
     pub fn encode(&self) -> Result<(String, Vec<u8>), KeyRecordError> {
         let key = policy_key(&self.topic);
-        let value = serde_json::to_vec(self).map_err(|e| KeyRecordError::Encode {
+        let encode_error = |e: serde_json::Error| KeyRecordError::Encode {
             key: key.clone(),
             reason: e.to_string(),
-        })?;
+        };
+        // The format is a property of the wire value, not of the policy: added here, as for
+        // EDEK records, so callers never set or see it.
+        let value = serde_json::to_vec(&PolicyJson {
+            format: KEY_RECORD_FORMAT,
+            policy: self,
+        })
+        .map_err(encode_error)?;
         Ok((key, value))
+    }
+
+    /// The policy of a format-1 value, `format` already checked.
+    fn decode_value(value: &[u8]) -> Result<Self, String> {
+        let mut json: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(value).map_err(|e| e.to_string())?;
+        json.remove("format");
+        serde_json::from_value(serde_json::Value::Object(json)).map_err(|e| e.to_string())
     }
 }
 
@@ -240,8 +261,7 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<KeyRecord, KeyRecordEr
         }),
         (ParsedKey::Policy { topic }, Some(v)) => {
             check_format(format_of(v).map_err(malformed)?)?;
-            let policy: PolicyRecord =
-                serde_json::from_slice(v).map_err(|e| malformed(e.to_string()))?;
+            let policy = PolicyRecord::decode_value(v).map_err(malformed)?;
             if policy.topic != topic {
                 return Err(mismatch("topic", policy.topic));
             }

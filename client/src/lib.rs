@@ -24,6 +24,7 @@ pub mod engine;
 pub mod key_records;
 pub mod keystore;
 pub mod nonce;
+pub mod partitioner;
 pub mod provider;
 pub mod record;
 pub mod secret;

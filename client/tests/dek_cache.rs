@@ -217,3 +217,29 @@ async fn the_cache_is_bounded_and_evicts_the_oldest() {
     );
     assert_eq!(cache.len(), 2);
 }
+
+#[tokio::test]
+async fn prefetch_unwraps_ahead_and_get_cached_never_calls_the_provider() {
+    let (cache, unwraps) = cache(DekCacheConfig::default());
+    let next = edek_record(&keystore(), 0, 2).await;
+    assert!(cache.get_cached("orders", 0, 2).is_none());
+    assert_eq!(unwraps.load(Ordering::SeqCst), 0, "a miss asks nobody");
+
+    cache.prefetch(next.clone());
+    cache.prefetch(next.clone()); // already in flight: still one unwrap
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while cache.get_cached("orders", 0, 2).is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "prefetch never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cache.get(&next).await.unwrap();
+    assert_eq!(unwraps.load(Ordering::SeqCst), 1);
+    assert!(
+        cache.get_cached("orders", 1, 2).is_none(),
+        "other partition"
+    );
+    assert!(cache.get_cached("orders", 0, 3).is_none(), "other version");
+}

@@ -18,7 +18,6 @@ use kafka_e2ee_client::secret::KeyMaterial;
 
 fn policy() -> PolicyRecord {
     PolicyRecord {
-        format: 1,
         topic: "orders".into(),
         provider: ProviderRef {
             kind: "vault".into(),
@@ -57,6 +56,14 @@ fn policy_and_edek_records_round_trip() {
     assert_eq!(
         decode(key.as_bytes(), Some(&value)),
         Ok(KeyRecord::Policy(policy()))
+    );
+    let json: serde_json::Value = serde_json::from_slice(&value).unwrap();
+    assert_eq!(
+        (
+            json["format"].as_u64(),
+            json["currentVersions"]["0"].as_u64()
+        ),
+        (Some(1), Some(3))
     );
 
     let (key, value) = edek().encode().unwrap();
