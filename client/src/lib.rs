@@ -19,12 +19,17 @@ pub mod kafka;
 /// names it.
 pub const DEFAULT_KEY_TOPIC: &str = "__encryption_keys";
 
+pub mod config;
+pub mod consumer;
 pub mod dek_cache;
 pub mod engine;
+pub mod key_directory;
+pub mod key_management;
 pub mod key_records;
 pub mod keystore;
 pub mod nonce;
 pub mod partitioner;
+pub mod producer;
 pub mod provider;
 pub mod record;
 pub mod secret;

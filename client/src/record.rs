@@ -6,6 +6,8 @@
 //! and value. Topic, partition, DEK version and record key are not stored in the payload but
 //! bound through the AAD, so a record moved or spliced anywhere else fails to open.
 
+use std::sync::Arc;
+
 use thiserror::Error;
 
 use crate::engine::{EngineError, PreparedKey, TAG_LEN};
@@ -126,10 +128,11 @@ fn push_aad_record_key(out: &mut Vec<u8>, record_key: Option<&[u8]>) {
 /// Seals records for one (topic, partition, DEK version): the producer's per-partition state.
 /// The AAD prefix and the key header are computed once, not per record.
 pub struct PartitionSealer {
-    key: Box<dyn PreparedKey>,
+    key: Arc<dyn PreparedKey>,
     nonces: NonceSequence,
     key_header: Vec<u8>,
     aad_prefix: Vec<u8>,
+    dek_version: u32,
 }
 
 /// AADs up to this size are assembled on the stack (topic + record key of ~200 bytes).
@@ -137,17 +140,23 @@ const STACK_AAD: usize = 256;
 
 impl PartitionSealer {
     pub fn new(
-        key: Box<dyn PreparedKey>,
+        key: impl Into<Arc<dyn PreparedKey>>,
         nonces: NonceSequence,
         location: RecordLocation<'_>,
         dek_version: u32,
     ) -> Self {
         Self {
-            key,
+            key: key.into(),
             nonces,
             key_header: encode_key_header(dek_version),
             aad_prefix: aad_prefix(location, dek_version),
+            dek_version,
         }
+    }
+
+    /// The DEK version this sealer seals under.
+    pub fn dek_version(&self) -> u32 {
+        self.dek_version
     }
 
     /// The value of the `encryption_key` header every record sealed here carries.

@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: where the test bed's servers are, and a clear
 //! failure (naming the command that starts it) when one is not up. Tests never skip silently.
 
+pub mod fixture;
+
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 

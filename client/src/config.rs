@@ -1,0 +1,431 @@
+//! Client configuration, and wiring it into a ready producer or consumer.
+//!
+//! A workload gets its configuration one of two ways, never both (KIP-317): injected by the
+//! admission webhook (a file whose path is in `KAFKA_E2EE_CONFIG`), or built locally by the
+//! application. If both are present the client refuses to start: silently preferring one
+//! would let a pod run with keys or a KMS nobody intended.
+//!
+//! The file is YAML (JSON is YAML too). It holds references and addresses only; secrets are
+//! files the provider reads (a keystore mounted from a Secret, a service-account token).
+//!
+//! ```yaml
+//! format: 1
+//! bootstrapServers: kafka.example:9092
+//! properties: { security.protocol: SSL }   # librdkafka settings, verbatim
+//! keyTopic: __encryption_keys              # the default
+//! provider: { kind: keystore, path: /var/run/kafka-e2ee/keystore/keystore.json }
+//! keyWaitMs: 10000                         # bounded wait for the key topic; the default
+//! dekCache: { capacity: 4096, ttlSeconds: 3600 }
+//! ```
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::consumer::{ConsumeError, ConsumerSettings, DecryptingConsumer};
+use crate::dek_cache::{DekCache, DekCacheConfig};
+use crate::engine::Aes256Gcm;
+use crate::kafka::KafkaConnection;
+use crate::key_directory::{KeyDirectory, KeyDirectoryError};
+use crate::keystore::LocalKeystore;
+use crate::producer::{EncryptingProducer, ProduceError, ProducerSettings};
+use crate::provider::{DekContext, Edek, KeyProvider, ProviderError};
+use crate::secret::KeyMaterial;
+
+/// The environment variable holding the injected configuration file's path.
+pub const CONFIG_ENV: &str = "KAFKA_E2EE_CONFIG";
+/// The only configuration format this version reads.
+pub const CONFIG_FORMAT: u32 = 1;
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error(
+        "both an injected configuration ({CONFIG_ENV}={path}) and a locally built one are present; \
+         remove one (KIP-317: a client takes its key configuration from exactly one place)"
+    )]
+    Conflict { path: PathBuf },
+    #[error(
+        "no client configuration: set {CONFIG_ENV} to a configuration file or build one in code"
+    )]
+    Missing,
+    #[error("cannot read the client configuration {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the client configuration {origin} is invalid: {reason}")]
+    Invalid { origin: String, reason: String },
+}
+
+/// Which KeyProvider the client unwraps DEKs with. The KMS backends join in their own issue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase", deny_unknown_fields)]
+pub enum ProviderConfig {
+    /// A keystore file (docs/keystore.md), typically mounted from a Secret.
+    Keystore { path: PathBuf },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DekCacheSettings {
+    pub capacity: usize,
+    pub ttl_seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientConfig {
+    pub format: u32,
+    pub bootstrap_servers: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, String>,
+    #[serde(default = "default_key_topic")]
+    pub key_topic: String,
+    pub provider: ProviderConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_wait_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dek_cache: Option<DekCacheSettings>,
+}
+
+fn default_key_topic() -> String {
+    crate::DEFAULT_KEY_TOPIC.to_owned()
+}
+
+/// Where the configuration in use came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    Injected(PathBuf),
+    Local,
+}
+
+impl ClientConfig {
+    /// A locally built configuration with defaults for everything optional.
+    pub fn new(bootstrap_servers: impl Into<String>, provider: ProviderConfig) -> Self {
+        Self {
+            format: CONFIG_FORMAT,
+            bootstrap_servers: bootstrap_servers.into(),
+            properties: BTreeMap::new(),
+            key_topic: default_key_topic(),
+            provider,
+            key_wait_ms: None,
+            dek_cache: None,
+        }
+    }
+
+    /// Parses and validates a configuration file's contents; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            reason,
+        };
+        let config: Self = serde_yaml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        config.validate().map_err(invalid)?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.format != CONFIG_FORMAT {
+            return Err(format!(
+                "format {} is not supported (this client reads {CONFIG_FORMAT})",
+                self.format
+            ));
+        }
+        if self.bootstrap_servers.trim().is_empty() {
+            return Err("bootstrapServers is empty".into());
+        }
+        if self.key_topic.is_empty() {
+            return Err("keyTopic is empty".into());
+        }
+        if self.key_wait_ms == Some(0) {
+            return Err("keyWaitMs must be positive".into());
+        }
+        if let Some(cache) = &self.dek_cache
+            && (cache.capacity == 0 || cache.ttl_seconds == 0)
+        {
+            return Err("dekCache capacity and ttlSeconds must be positive".into());
+        }
+        Ok(())
+    }
+
+    pub fn key_wait(&self) -> Duration {
+        Duration::from_millis(self.key_wait_ms.unwrap_or(10_000))
+    }
+
+    pub fn connection(&self) -> KafkaConnection {
+        KafkaConnection {
+            bootstrap_servers: self.bootstrap_servers.clone(),
+            properties: self.properties.clone(),
+        }
+    }
+
+    fn dek_cache_config(&self) -> DekCacheConfig {
+        self.dek_cache
+            .as_ref()
+            .map_or_else(DekCacheConfig::default, |c| DekCacheConfig {
+                capacity: c.capacity,
+                ttl: Duration::from_secs(c.ttl_seconds),
+            })
+    }
+}
+
+/// The configuration to use: the injected one (`KAFKA_E2EE_CONFIG`) or `local`, refusing both.
+pub fn resolve(local: Option<ClientConfig>) -> Result<(ClientConfig, ConfigSource), ConfigError> {
+    resolve_from(std::env::var_os(CONFIG_ENV), local)
+}
+
+/// [`resolve`] with the environment variable's value passed in.
+pub fn resolve_from(
+    injected: Option<OsString>,
+    local: Option<ClientConfig>,
+) -> Result<(ClientConfig, ConfigSource), ConfigError> {
+    let injected = injected.filter(|v| !v.is_empty()).map(PathBuf::from);
+    match (injected, local) {
+        (Some(path), Some(_)) => Err(ConfigError::Conflict { path }),
+        (Some(path), None) => Ok((
+            ClientConfig::from_file(&path)?,
+            ConfigSource::Injected(path),
+        )),
+        (None, Some(local)) => {
+            local.validate().map_err(|reason| ConfigError::Invalid {
+                origin: "built locally".into(),
+                reason,
+            })?;
+            Ok((local, ConfigSource::Local))
+        }
+        (None, None) => Err(ConfigError::Missing),
+    }
+}
+
+/// The provider a configuration names.
+pub enum AnyProvider {
+    Keystore(LocalKeystore),
+}
+
+impl AnyProvider {
+    pub fn from_config(config: &ProviderConfig) -> Result<Self, ProviderError> {
+        match config {
+            ProviderConfig::Keystore { path } => {
+                Ok(Self::Keystore(LocalKeystore::from_file(path)?))
+            }
+        }
+    }
+}
+
+impl KeyProvider for AnyProvider {
+    fn backend(&self) -> &'static str {
+        match self {
+            Self::Keystore(k) => k.backend(),
+        }
+    }
+
+    async fn generate_dek(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+    ) -> Result<(KeyMaterial, Edek), ProviderError> {
+        match self {
+            Self::Keystore(k) => k.generate_dek(tek, context).await,
+        }
+    }
+
+    async fn unwrap_dek(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+        edek: &Edek,
+    ) -> Result<KeyMaterial, ProviderError> {
+        match self {
+            Self::Keystore(k) => k.unwrap_dek(tek, context, edek).await,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("the configured KeyProvider cannot start")]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    KeyDirectory(#[from] KeyDirectoryError),
+}
+
+/// What producers and consumers share: the key directory and the DEK cache. Build one per
+/// process and create producers and consumers from it.
+pub struct EncryptionClient {
+    config: ClientConfig,
+    keys: Arc<KeyDirectory>,
+    deks: Arc<DekCache<AnyProvider>>,
+}
+
+impl EncryptionClient {
+    /// Resolves the configuration (injected or `local`), loads the provider and starts reading
+    /// the key topic.
+    pub async fn start(local: Option<ClientConfig>) -> Result<Self, ClientError> {
+        let (config, source) = resolve(local)?;
+        tracing::info!(?source, key_topic = %config.key_topic, "kafka-e2ee client configured");
+        Self::with_config(config).await
+    }
+
+    pub async fn with_config(config: ClientConfig) -> Result<Self, ClientError> {
+        let provider = AnyProvider::from_config(&config.provider)?;
+        let keys = Arc::new(KeyDirectory::start(&config.connection(), &config.key_topic).await?);
+        let deks = Arc::new(DekCache::new(
+            provider,
+            Box::new(Aes256Gcm),
+            config.dek_cache_config(),
+        ));
+        Ok(Self { config, keys, deks })
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    pub fn key_directory(&self) -> &Arc<KeyDirectory> {
+        &self.keys
+    }
+
+    pub fn dek_cache(&self) -> &Arc<DekCache<AnyProvider>> {
+        &self.deks
+    }
+
+    pub fn producer(&self) -> Result<EncryptingProducer<AnyProvider>, ProduceError> {
+        EncryptingProducer::new(
+            &self.config.connection(),
+            Arc::clone(&self.keys),
+            Arc::clone(&self.deks),
+            ProducerSettings {
+                key_wait: self.config.key_wait(),
+                ..ProducerSettings::default()
+            },
+        )
+    }
+
+    pub fn consumer(
+        &self,
+        group_id: &str,
+    ) -> Result<DecryptingConsumer<AnyProvider>, ConsumeError> {
+        DecryptingConsumer::new(
+            &self.config.connection(),
+            group_id,
+            Arc::clone(&self.keys),
+            Arc::clone(&self.deks),
+            ConsumerSettings {
+                key_wait: self.config.key_wait(),
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local() -> ClientConfig {
+        ClientConfig::new(
+            "127.0.0.1:9092",
+            ProviderConfig::Keystore {
+                path: "/keys/keystore.json".into(),
+            },
+        )
+    }
+
+    #[test]
+    fn injected_and_local_together_are_refused() {
+        let err = resolve_from(Some("/etc/kafka-e2ee/client.yaml".into()), Some(local()));
+        assert!(
+            matches!(err, Err(ConfigError::Conflict { path }) if path == Path::new("/etc/kafka-e2ee/client.yaml"))
+        );
+    }
+
+    #[test]
+    fn neither_is_missing_and_local_alone_is_used() {
+        assert!(matches!(
+            resolve_from(None, None),
+            Err(ConfigError::Missing)
+        ));
+        assert!(matches!(
+            resolve_from(Some("".into()), None),
+            Err(ConfigError::Missing)
+        ));
+        let (config, source) = resolve_from(None, Some(local())).unwrap();
+        assert_eq!((config, source), (local(), ConfigSource::Local));
+    }
+
+    #[test]
+    fn an_injected_file_is_parsed_with_defaults() {
+        let dir = std::env::temp_dir().join(format!("ke-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("client.yaml");
+        std::fs::write(
+            &path,
+            "format: 1\nbootstrapServers: kafka:9092\nprovider: {kind: keystore, path: /keys/ks.json}\n",
+        )
+        .unwrap();
+        let (config, source) = resolve_from(Some(path.clone().into()), None).unwrap();
+        assert_eq!(source, ConfigSource::Injected(path));
+        assert_eq!(config.key_topic, "__encryption_keys");
+        assert_eq!(config.key_wait(), Duration::from_secs(10));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_files_are_typed_errors_naming_the_problem() {
+        let cases = [
+            (
+                "format: 2\nbootstrapServers: k:1\nprovider: {kind: keystore, path: /k}\n",
+                "format 2",
+            ),
+            (
+                "format: 1\nbootstrapServers: ''\nprovider: {kind: keystore, path: /k}\n",
+                "bootstrapServers",
+            ),
+            (
+                "format: 1\nbootstrapServers: k:1\nprovider: {kind: vaultish}\n",
+                "vaultish",
+            ),
+            (
+                "format: 1\nbootstrapServers: k:1\nprovider: {kind: keystore, path: /k}\nkeyWaitMs: 0\n",
+                "keyWaitMs",
+            ),
+            (
+                "format: 1\nbootstrapServers: k:1\nprovider: {kind: keystore, path: /k}\nextra: 1\n",
+                "extra",
+            ),
+        ];
+        for (text, needle) in cases {
+            match ClientConfig::parse(text, "test.yaml") {
+                Err(ConfigError::Invalid { origin, reason }) => {
+                    assert_eq!(origin, "test.yaml");
+                    assert!(
+                        reason.contains(needle),
+                        "{reason:?} should mention {needle}"
+                    );
+                }
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            resolve_from(Some("/nonexistent/kafka-e2ee.yaml".into()), None),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+}

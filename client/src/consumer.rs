@@ -1,0 +1,350 @@
+//! `DecryptingConsumer`: KIP-317's decrypting consumer over rdkafka's `StreamConsumer`.
+//!
+//! Each record is opened with the DEK its `encryption_key` header names, found through the key
+//! directory (waiting a bounded time for an EDEK that has not arrived yet) and the DEK cache.
+//! The original headers and value are restored exactly.
+//!
+//! Nothing is skipped silently. A record that cannot be opened (tampered, moved, unknown key,
+//! plaintext on a topic whose policy rejects it) is returned as a typed error naming topic,
+//! partition and offset, and the consumer rewinds to it: the next `recv` returns the same error
+//! until the application calls [`DecryptingConsumer::skip`], or the cause is fixed (a late EDEK
+//! arrives, a KMS recovers). Offsets are stored for commit only for records returned
+//! successfully or skipped explicitly, so a restart never commits past an unread record.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::Offset;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use thiserror::Error;
+
+use crate::dek_cache::{DekCache, DekCacheError};
+use crate::engine::PreparedKey;
+use crate::kafka::{self, KafkaConnection};
+use crate::key_directory::{KeyDirectory, KeyLookupError};
+use crate::key_records::PlaintextPolicy;
+use crate::provider::KeyProvider;
+use crate::record::{self, Header, KEY_HEADER, RecordError, RecordLocation};
+
+/// Where a record is: what every per-record error names (never key bytes or plaintext).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordPosition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl std::fmt::Display for RecordPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}@{}", self.topic, self.partition, self.offset)
+    }
+}
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ConsumeError {
+    /// The record failed authentication: altered, moved to another topic or partition, its
+    /// key or key header swapped, or sealed under another DEK.
+    #[error("record {at} failed authentication (tampered, moved, or under another key)")]
+    Tampered {
+        at: RecordPosition,
+        #[source]
+        source: RecordError,
+    },
+    /// The record's `encryption_key` header or layout is not something this client reads.
+    #[error("record {at} is malformed")]
+    Malformed {
+        at: RecordPosition,
+        #[source]
+        source: RecordError,
+    },
+    /// An encrypted record carries headers outside the encryption, which nobody authenticated.
+    #[error("record {at} carries {count} unencrypted header(s) beside {KEY_HEADER}")]
+    UnauthenticatedHeaders { at: RecordPosition, count: usize },
+    #[error("record {at} names DEK version {version}, which is not known")]
+    UnknownKey {
+        at: RecordPosition,
+        version: u32,
+        #[source]
+        source: KeyLookupError,
+    },
+    #[error("record {at}: its DEK could not be obtained")]
+    KeyUnavailable {
+        at: RecordPosition,
+        #[source]
+        source: Box<DekCacheError>,
+    },
+    /// A plaintext record on a topic whose policy rejects plaintext (or that has no policy).
+    #[error("record {at} is plaintext, which the topic's policy rejects")]
+    PlaintextRejected { at: RecordPosition },
+    #[error("the Kafka consumer failed")]
+    Kafka(#[source] KafkaError),
+    #[error(transparent)]
+    Connection(#[from] kafka::Error),
+}
+
+impl ConsumeError {
+    /// The record this error concerns, if it concerns one.
+    pub fn position(&self) -> Option<&RecordPosition> {
+        match self {
+            Self::Tampered { at, .. }
+            | Self::Malformed { at, .. }
+            | Self::UnauthenticatedHeaders { at, .. }
+            | Self::UnknownKey { at, .. }
+            | Self::KeyUnavailable { at, .. }
+            | Self::PlaintextRejected { at } => Some(at),
+            Self::Kafka(_) | Self::Connection(_) => None,
+        }
+    }
+}
+
+/// A record as the producing application sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumedRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<Vec<u8>>,
+    pub headers: Vec<Header>,
+    /// `None` for a tombstone.
+    pub value: Option<Vec<u8>>,
+    /// False for tombstones and for plaintext passed through on an `Allow` topic.
+    pub was_encrypted: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumerSettings {
+    /// How long to wait for the key topic to deliver an EDEK a record names.
+    pub key_wait: Duration,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self {
+            key_wait: Duration::from_secs(10),
+        }
+    }
+}
+
+pub struct DecryptingConsumer<P> {
+    consumer: StreamConsumer,
+    keys: Arc<KeyDirectory>,
+    deks: Arc<DekCache<P>>,
+    settings: ConsumerSettings,
+}
+
+impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
+    /// A consumer in consumer group `group_id`. The connection's properties apply, except that
+    /// offsets are stored only for records returned or skipped (`enable.auto.offset.store`).
+    pub fn new(
+        connection: &KafkaConnection,
+        group_id: &str,
+        keys: Arc<KeyDirectory>,
+        deks: Arc<DekCache<P>>,
+        settings: ConsumerSettings,
+    ) -> Result<Self, ConsumeError> {
+        let consumer = connection
+            .client_config()
+            .set("group.id", group_id)
+            .set("enable.auto.offset.store", "false")
+            .create()
+            .map_err(|source| kafka::Error::CreateClient {
+                role: "decrypting consumer",
+                bootstrap: connection.bootstrap_servers.clone(),
+                source,
+            })?;
+        Ok(Self {
+            consumer,
+            keys,
+            deks,
+            settings,
+        })
+    }
+
+    pub fn subscribe(&self, topics: &[&str]) -> Result<(), ConsumeError> {
+        self.consumer.subscribe(topics).map_err(ConsumeError::Kafka)
+    }
+
+    /// The underlying rdkafka consumer, for assignment, commits and metadata.
+    pub fn inner(&self) -> &StreamConsumer {
+        &self.consumer
+    }
+
+    /// The next record, decrypted. On a per-record error the consumer stays at that record.
+    pub async fn recv(&self) -> Result<ConsumedRecord, ConsumeError> {
+        let message = self.consumer.recv().await.map_err(ConsumeError::Kafka)?;
+        match self.open(&message).await {
+            Ok(record) => {
+                if let Err(e) = self.consumer.store_offset_from_message(&message) {
+                    // Revoked in a rebalance meanwhile: the new owner reads it again.
+                    tracing::debug!(error = %e, "could not store an offset");
+                }
+                Ok(record)
+            }
+            Err(err) => {
+                if let Some(at) = err.position() {
+                    self.rewind(at);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Moves past the record `at` (after an error the application has dealt with) and marks
+    /// it consumed for the next commit.
+    pub fn skip(&self, at: &RecordPosition) -> Result<(), ConsumeError> {
+        self.consumer
+            .seek(
+                &at.topic,
+                at.partition,
+                Offset::Offset(at.offset + 1),
+                Duration::ZERO,
+            )
+            .map_err(ConsumeError::Kafka)?;
+        self.consumer
+            .store_offset(&at.topic, at.partition, at.offset)
+            .map_err(ConsumeError::Kafka)
+    }
+
+    fn rewind(&self, at: &RecordPosition) {
+        if let Err(e) = self.consumer.seek(
+            &at.topic,
+            at.partition,
+            Offset::Offset(at.offset),
+            Duration::ZERO,
+        ) {
+            tracing::warn!(record = %at, error = %e, "could not rewind to a failed record");
+        }
+    }
+
+    async fn open(&self, message: &BorrowedMessage<'_>) -> Result<ConsumedRecord, ConsumeError> {
+        let at = RecordPosition {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+        let mut key_header = None;
+        let mut key_headers = 0;
+        let mut others = Vec::new();
+        if let Some(headers) = message.headers() {
+            for h in headers.iter() {
+                if h.key == KEY_HEADER {
+                    key_headers += 1;
+                    key_header = h.value;
+                } else {
+                    others.push(Header {
+                        key: h.key.to_owned(),
+                        value: h.value.map(<[u8]>::to_vec),
+                    });
+                }
+            }
+        }
+        let plain = |headers, value: Option<&[u8]>| ConsumedRecord {
+            topic: at.topic.clone(),
+            partition: at.partition,
+            offset: at.offset,
+            timestamp_ms: message.timestamp().to_millis(),
+            key: message.key().map(<[u8]>::to_vec),
+            headers,
+            value: value.map(<[u8]>::to_vec),
+            was_encrypted: false,
+        };
+        let malformed = |source| ConsumeError::Malformed {
+            at: at.clone(),
+            source,
+        };
+        match (key_headers, message.payload()) {
+            (0, None) if others.is_empty() => Ok(plain(others, None)),
+            (0, value) => {
+                if self.plaintext_allowed(&at.topic).await {
+                    Ok(plain(others, value))
+                } else {
+                    Err(ConsumeError::PlaintextRejected { at })
+                }
+            }
+            (1, Some(sealed)) => {
+                if !others.is_empty() {
+                    return Err(ConsumeError::UnauthenticatedHeaders {
+                        at,
+                        count: others.len(),
+                    });
+                }
+                let header =
+                    key_header.ok_or_else(|| malformed(RecordError::MalformedKeyHeader))?;
+                let version = record::decode_key_header(header).map_err(malformed)?;
+                let key = self.dek(&at, version).await?;
+                let location = RecordLocation {
+                    topic: &at.topic,
+                    partition: at.partition,
+                };
+                let opened = record::open(key.as_ref(), location, version, message.key(), sealed)
+                    .map_err(|source| match source {
+                    RecordError::Authentication
+                    | RecordError::TooShort { .. }
+                    | RecordError::MalformedFrame(_) => ConsumeError::Tampered {
+                        at: at.clone(),
+                        source,
+                    },
+                    source => malformed(source),
+                })?;
+                Ok(ConsumedRecord {
+                    headers: opened.headers,
+                    value: Some(opened.value),
+                    was_encrypted: true,
+                    ..plain(Vec::new(), None)
+                })
+            }
+            (1, None) => Err(malformed(RecordError::MalformedFrame(
+                "a key header on a record without a value",
+            ))),
+            (n, _) => Err(malformed(RecordError::DuplicateKeyHeader(n))),
+        }
+    }
+
+    /// Plaintext passes only where the topic's policy says `Allow`; a topic without a policy
+    /// (or whose policy cannot be read) is treated as `Reject`.
+    async fn plaintext_allowed(&self, topic: &str) -> bool {
+        matches!(
+            self.keys.policy(topic, self.settings.key_wait).await,
+            Ok(policy) if policy.plaintext == PlaintextPolicy::Allow
+        )
+    }
+
+    async fn dek(
+        &self,
+        at: &RecordPosition,
+        version: u32,
+    ) -> Result<Arc<dyn PreparedKey>, ConsumeError> {
+        if let Some(key) = self.deks.get_cached(&at.topic, at.partition, version) {
+            return Ok(key);
+        }
+        let edek = self
+            .keys
+            .edek(&at.topic, at.partition, version, self.settings.key_wait)
+            .await
+            .map_err(|source| ConsumeError::UnknownKey {
+                at: at.clone(),
+                version,
+                source,
+            })?;
+        let key = self
+            .deks
+            .get(&edek)
+            .await
+            .map_err(|source| ConsumeError::KeyUnavailable {
+                at: at.clone(),
+                source: Box::new(source),
+            })?;
+        // Producers move to the next version soon after it is published: have it ready.
+        if let Some(next) = version
+            .checked_add(1)
+            .and_then(|v| self.keys.edek_now(&at.topic, at.partition, v))
+        {
+            self.deks.prefetch((*next).clone());
+        }
+        Ok(key)
+    }
+}

@@ -1,0 +1,373 @@
+//! The client's view of the key topic (`__encryption_keys`): every topic's policy and EDEK
+//! records, read from the beginning and then followed live.
+//!
+//! Producers ask it for a topic's policy and a partition's current EDEK; consumers ask for the
+//! EDEK a record header names. The operator publishes an EDEK before the policy or records that
+//! use it, but a consumer may read a data record before its own view of the key topic has caught
+//! up; so lookups wait a bounded time for an entry to arrive, then fail with a typed error.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use thiserror::Error;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::kafka::{self, KafkaConnection};
+use crate::key_records::{self, EdekRecord, KeyRecord, PolicyRecord};
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyLookupError {
+    /// The key topic has not been read to its end yet (broker unreachable or slow).
+    #[error("the key topic {key_topic} was not read up to date within {waited:?}")]
+    NotCaughtUp { key_topic: String, waited: Duration },
+    /// The topic has no policy record: it is not an encrypted topic (or not yet).
+    #[error("topic {topic} has no encryption policy in {key_topic}")]
+    NoPolicy { topic: String, key_topic: String },
+    #[error(
+        "no EDEK for {topic}/{partition} version {version} arrived in {key_topic} within {waited:?}"
+    )]
+    UnknownKey {
+        topic: String,
+        partition: i32,
+        version: u32,
+        key_topic: String,
+        waited: Duration,
+    },
+}
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum KeyDirectoryError {
+    #[error(transparent)]
+    Kafka(#[from] kafka::Error),
+    #[error("failed to create the key-topic reader for {key_topic}")]
+    CreateConsumer {
+        key_topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("failed to assign the partitions of {key_topic}")]
+    Assign {
+        key_topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("reading the metadata of {key_topic} did not finish")]
+    MetadataTask { key_topic: String },
+}
+
+#[derive(Default)]
+struct TopicKeys {
+    policy: Option<Arc<PolicyRecord>>,
+    edeks: HashMap<(i32, u32), Arc<EdekRecord>>,
+}
+
+#[derive(Default)]
+struct State {
+    topics: HashMap<String, TopicKeys>,
+    caught_up: bool,
+}
+
+/// Counters a caller can export as metrics.
+#[derive(Debug, Default)]
+pub struct KeyDirectoryStats {
+    /// Key-topic records applied.
+    pub applied: AtomicU64,
+    /// Key-topic records that could not be decoded (and were logged, then ignored: a lookup of
+    /// what they would have held fails with a typed error).
+    pub malformed: AtomicU64,
+}
+
+/// A live, in-memory index of the key topic. Reading stops when it is dropped.
+pub struct KeyDirectory {
+    key_topic: String,
+    state: Arc<RwLock<State>>,
+    /// Bumped after every applied record; waiters and producers watch it.
+    generation: watch::Receiver<u64>,
+    stats: Arc<KeyDirectoryStats>,
+    reader: JoinHandle<()>,
+}
+
+impl Drop for KeyDirectory {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl KeyDirectory {
+    /// Starts reading `key_topic` from the beginning. Returns at once; lookups wait (bounded)
+    /// for the first read to reach the end.
+    pub async fn start(
+        connection: &KafkaConnection,
+        key_topic: &str,
+    ) -> Result<Self, KeyDirectoryError> {
+        let partitions = key_topic_partitions(connection, key_topic).await?;
+        let mut config = connection.client_config();
+        // No group: every client reads the whole key topic; nothing is committed.
+        config
+            .set(
+                "group.id",
+                format!("kafka-e2ee-keys-{}", std::process::id()),
+            )
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest");
+        let consumer: StreamConsumer =
+            config
+                .create()
+                .map_err(|source| KeyDirectoryError::CreateConsumer {
+                    key_topic: key_topic.to_owned(),
+                    source,
+                })?;
+        let mut assignment = TopicPartitionList::new();
+        for &p in &partitions {
+            assignment
+                .add_partition_offset(key_topic, p, Offset::Beginning)
+                .map_err(|source| KeyDirectoryError::Assign {
+                    key_topic: key_topic.to_owned(),
+                    source,
+                })?;
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(|source| KeyDirectoryError::Assign {
+                key_topic: key_topic.to_owned(),
+                source,
+            })?;
+
+        let state = Arc::new(RwLock::new(State::default()));
+        let stats = Arc::new(KeyDirectoryStats::default());
+        let (tx, rx) = watch::channel(0u64);
+        let reader = tokio::spawn(read_key_topic(
+            consumer,
+            key_topic.to_owned(),
+            partitions.len(),
+            Arc::clone(&state),
+            Arc::clone(&stats),
+            tx,
+        ));
+        Ok(Self {
+            key_topic: key_topic.to_owned(),
+            state,
+            generation: rx,
+            stats,
+            reader,
+        })
+    }
+
+    pub fn key_topic(&self) -> &str {
+        &self.key_topic
+    }
+
+    pub fn stats(&self) -> &KeyDirectoryStats {
+        &self.stats
+    }
+
+    /// A number that changes whenever the directory changes: cheap to compare on a hot path.
+    pub fn generation(&self) -> u64 {
+        *self.generation.borrow()
+    }
+
+    /// Waits (up to `wait`) until the key topic has been read to its end once.
+    pub async fn wait_caught_up(&self, wait: Duration) -> Result<(), KeyLookupError> {
+        self.wait_for(wait, |s| s.caught_up.then_some(()))
+            .await
+            .ok_or_else(|| KeyLookupError::NotCaughtUp {
+                key_topic: self.key_topic.clone(),
+                waited: wait,
+            })
+    }
+
+    /// `topic`'s policy, once the key topic has been read to its end.
+    pub async fn policy(
+        &self,
+        topic: &str,
+        wait: Duration,
+    ) -> Result<Arc<PolicyRecord>, KeyLookupError> {
+        self.wait_caught_up(wait).await?;
+        self.policy_now(topic)
+            .ok_or_else(|| KeyLookupError::NoPolicy {
+                topic: topic.to_owned(),
+                key_topic: self.key_topic.clone(),
+            })
+    }
+
+    /// `topic`'s policy as known right now, without waiting.
+    pub fn policy_now(&self, topic: &str) -> Option<Arc<PolicyRecord>> {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        state.topics.get(topic)?.policy.clone()
+    }
+
+    /// The EDEK record of (topic, partition, version), waiting up to `wait` for it to arrive.
+    pub async fn edek(
+        &self,
+        topic: &str,
+        partition: i32,
+        version: u32,
+        wait: Duration,
+    ) -> Result<Arc<EdekRecord>, KeyLookupError> {
+        self.wait_for(wait, |s| {
+            s.topics
+                .get(topic)?
+                .edeks
+                .get(&(partition, version))
+                .cloned()
+        })
+        .await
+        .ok_or_else(|| KeyLookupError::UnknownKey {
+            topic: topic.to_owned(),
+            partition,
+            version,
+            key_topic: self.key_topic.clone(),
+            waited: wait,
+        })
+    }
+
+    /// The EDEK record of (topic, partition, version) if it is known right now.
+    pub fn edek_now(&self, topic: &str, partition: i32, version: u32) -> Option<Arc<EdekRecord>> {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        state
+            .topics
+            .get(topic)?
+            .edeks
+            .get(&(partition, version))
+            .cloned()
+    }
+
+    async fn wait_for<T>(
+        &self,
+        wait: Duration,
+        mut find: impl FnMut(&State) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = Instant::now() + wait;
+        let mut changes = self.generation.clone();
+        loop {
+            // Mark the current generation seen before looking, so no change is missed between.
+            changes.borrow_and_update();
+            if let Some(found) = find(&self.state.read().unwrap_or_else(PoisonError::into_inner)) {
+                return Some(found);
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                // Timed out, or the reader stopped: one last look, then give up.
+                _ => return find(&self.state.read().unwrap_or_else(PoisonError::into_inner)),
+            }
+        }
+    }
+}
+
+async fn key_topic_partitions(
+    connection: &KafkaConnection,
+    key_topic: &str,
+) -> Result<Vec<i32>, KeyDirectoryError> {
+    let connection = connection.clone();
+    let topic = key_topic.to_owned();
+    // Metadata calls block; keep them off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let consumer = connection.metadata_consumer()?;
+        let marks = kafka::partition_watermarks(&consumer, &topic, Duration::from_secs(10))?;
+        Ok::<_, kafka::Error>(marks.into_keys().collect())
+    })
+    .await
+    .map_err(|_| KeyDirectoryError::MetadataTask {
+        key_topic: key_topic.to_owned(),
+    })?
+    .map_err(KeyDirectoryError::from)
+}
+
+async fn read_key_topic(
+    consumer: StreamConsumer,
+    key_topic: String,
+    partitions: usize,
+    state: Arc<RwLock<State>>,
+    stats: Arc<KeyDirectoryStats>,
+    generation: watch::Sender<u64>,
+) {
+    let mut at_end = vec![false; partitions];
+    loop {
+        match consumer.recv().await {
+            Ok(message) => {
+                let Some(key) = message.key() else {
+                    stats.malformed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%key_topic, offset = message.offset(), "key-topic record without a key ignored");
+                    continue;
+                };
+                match key_records::decode(key, message.payload()) {
+                    Ok(record) => {
+                        apply(
+                            &mut state.write().unwrap_or_else(PoisonError::into_inner),
+                            record,
+                        );
+                        stats.applied.fetch_add(1, Ordering::Relaxed);
+                        generation.send_modify(|g| *g += 1);
+                    }
+                    Err(e) => {
+                        stats.malformed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%key_topic, partition = message.partition(), offset = message.offset(), error = %e, "malformed key-topic record ignored");
+                    }
+                }
+            }
+            Err(KafkaError::PartitionEOF(p)) => {
+                if let Some(flag) = usize::try_from(p).ok().and_then(|p| at_end.get_mut(p)) {
+                    *flag = true;
+                }
+                if at_end.iter().all(|&f| f) {
+                    let mut s = state.write().unwrap_or_else(PoisonError::into_inner);
+                    if !s.caught_up {
+                        s.caught_up = true;
+                        drop(s);
+                        tracing::debug!(%key_topic, "key topic read to its end");
+                        generation.send_modify(|g| *g += 1);
+                    }
+                }
+            }
+            Err(e) => {
+                // librdkafka reconnects by itself; lookups meanwhile time out with typed errors.
+                tracing::warn!(%key_topic, error = %e, "reading the key topic failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+fn apply(state: &mut State, record: KeyRecord) {
+    match record {
+        KeyRecord::Policy(policy) => {
+            let topic = policy.topic.clone();
+            state.topics.entry(topic).or_default().policy = Some(Arc::new(policy));
+        }
+        KeyRecord::PolicyDeleted { topic } => {
+            if let Some(t) = state.topics.get_mut(&topic) {
+                t.policy = None;
+            }
+        }
+        KeyRecord::Edek(edek) => {
+            let topic = edek.topic.clone();
+            state
+                .topics
+                .entry(topic)
+                .or_default()
+                .edeks
+                .insert((edek.partition, edek.version), Arc::new(edek));
+        }
+        KeyRecord::EdekDeleted {
+            topic,
+            partition,
+            version,
+        } => {
+            if let Some(t) = state.topics.get_mut(&topic) {
+                t.edeks.remove(&(partition, version));
+            }
+        }
+    }
+}

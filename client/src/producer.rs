@@ -1,0 +1,539 @@
+//! `EncryptingProducer`: KIP-317's encrypting producer over rdkafka's `FutureProducer`.
+//!
+//! Per record: choose the partition (explicit, Java-compatible murmur2 of the key, or round
+//! robin), seal headers and value under that partition's current DEK, check the sealed size
+//! against the topic's `max.message.bytes`, and enqueue. A topic without a policy record gets
+//! an error, never plaintext. Tombstones (null values) pass unencrypted; a tombstone with headers
+//! is refused, because its headers would be sent in the clear.
+//!
+//! Per-partition sealers are cached and rebuilt only when the key directory changes (an atomic
+//! compare per record), so KMS calls and allocations scale with key versions, not records.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rdkafka::admin::{AdminOptions, ResourceSpecifier};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use thiserror::Error;
+use tokio::time::Instant;
+
+use crate::dek_cache::{DekCache, DekCacheError};
+use crate::kafka::{self, KafkaConnection};
+use crate::key_directory::{KeyDirectory, KeyLookupError};
+use crate::key_records::PolicyRecord;
+use crate::nonce::{MAX_RECORDS_PER_DEK, NonceError, NonceSequence};
+use crate::partitioner::{RoundRobin, partition_for_key};
+use crate::provider::KeyProvider;
+use crate::record::{Header, KEY_HEADER, PartitionSealer, RecordError, RecordLocation};
+
+/// Kafka's default `max.message.bytes` (1 MiB + batch overhead), used when the broker does not
+/// report the topic's value.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ProduceError {
+    /// The topic has no policy: it is not encrypted, and this producer never writes plaintext.
+    #[error("refusing to produce to {topic}: {source}")]
+    NotEncrypted {
+        topic: String,
+        #[source]
+        source: KeyLookupError,
+    },
+    #[error("no usable key for {topic}/{partition}")]
+    KeyLookup {
+        topic: String,
+        partition: i32,
+        #[source]
+        source: KeyLookupError,
+    },
+    #[error(transparent)]
+    Key(#[from] DekCacheError),
+    #[error(
+        "topic {topic} has {partitions} encrypted partitions; partition {partition} is not one of them"
+    )]
+    UnknownPartition {
+        topic: String,
+        partition: i32,
+        partitions: u32,
+    },
+    #[error(
+        "policy of {topic} does not give partitions 0..{partitions} a key version each; waiting for the operator"
+    )]
+    IncompletePolicy { topic: String, partitions: usize },
+    #[error(
+        "record for {topic}/{partition} is {size} bytes sealed, over the topic's max.message.bytes of {limit} (encryption adds at most 48 bytes)"
+    )]
+    RecordTooLarge {
+        topic: String,
+        partition: i32,
+        size: usize,
+        limit: usize,
+    },
+    #[error("refusing a tombstone with headers on {topic}: its headers would travel unencrypted")]
+    TombstoneWithHeaders { topic: String },
+    /// The partition's DEK has sealed its maximum; the operator must roll a new version.
+    #[error("{topic}/{partition} v{version}: {source}")]
+    KeyExhausted {
+        topic: String,
+        partition: i32,
+        version: u32,
+        #[source]
+        source: NonceError,
+    },
+    #[error("sealing a record for {topic}/{partition} failed")]
+    Seal {
+        topic: String,
+        partition: i32,
+        #[source]
+        source: RecordError,
+    },
+    #[error("could not read the settings of topic {topic}")]
+    TopicConfig {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("Kafka refused or failed a record for {topic}/{partition}")]
+    Kafka {
+        topic: String,
+        partition: i32,
+        #[source]
+        source: KafkaError,
+    },
+    #[error(transparent)]
+    Connection(#[from] kafka::Error),
+}
+
+/// A record as the application hands it over, before encryption.
+#[derive(Debug, Clone, Copy)]
+pub struct OutgoingRecord<'a> {
+    pub topic: &'a str,
+    /// `None`: chosen from the key (murmur2) or round robin.
+    pub partition: Option<i32>,
+    pub key: Option<&'a [u8]>,
+    pub headers: &'a [Header],
+    /// `None` is a tombstone.
+    pub value: Option<&'a [u8]>,
+    pub timestamp_ms: Option<i64>,
+}
+
+impl<'a> OutgoingRecord<'a> {
+    pub fn new(topic: &'a str, value: &'a [u8]) -> Self {
+        Self {
+            topic,
+            partition: None,
+            key: None,
+            headers: &[],
+            value: Some(value),
+            timestamp_ms: None,
+        }
+    }
+}
+
+/// Where a record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// A record accepted into the producer queue; await [`Delivery::wait`] for the broker's ack.
+pub struct Delivery {
+    topic: String,
+    partition: i32,
+    inner: DeliveryFuture,
+}
+
+impl Delivery {
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    pub async fn wait(self) -> Result<Delivered, ProduceError> {
+        let failed = |source| ProduceError::Kafka {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            source,
+        };
+        match self.inner.await {
+            Ok(Ok(d)) => Ok(Delivered {
+                partition: d.partition,
+                offset: d.offset,
+            }),
+            Ok(Err((source, _))) => Err(failed(source)),
+            Err(_) => Err(failed(KafkaError::Canceled)),
+        }
+    }
+}
+
+/// Producer settings beyond the rdkafka properties of the connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ProducerSettings {
+    /// How long to wait for the key topic (first read, missing EDEKs) before failing.
+    pub key_wait: Duration,
+    /// How long to wait for room in a full producer queue before failing.
+    pub queue_wait: Duration,
+}
+
+impl Default for ProducerSettings {
+    fn default() -> Self {
+        Self {
+            key_wait: Duration::from_secs(10),
+            queue_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+struct TopicState {
+    /// Directory generation this state was built from.
+    generation: u64,
+    policy: Arc<PolicyRecord>,
+    partitions: u32,
+    max_message_bytes: usize,
+    /// Current-version sealers, built on first use of each partition.
+    sealers: Mutex<HashMap<i32, Arc<PartitionSealer>>>,
+}
+
+pub struct EncryptingProducer<P> {
+    producer: FutureProducer,
+    connection: KafkaConnection,
+    keys: Arc<KeyDirectory>,
+    deks: Arc<DekCache<P>>,
+    settings: ProducerSettings,
+    topics: Mutex<HashMap<String, Arc<TopicState>>>,
+    round_robin: RoundRobin,
+}
+
+impl<P: KeyProvider + 'static> EncryptingProducer<P> {
+    pub fn new(
+        connection: &KafkaConnection,
+        keys: Arc<KeyDirectory>,
+        deks: Arc<DekCache<P>>,
+        settings: ProducerSettings,
+    ) -> Result<Self, ProduceError> {
+        let producer =
+            connection
+                .client_config()
+                .create()
+                .map_err(|source| kafka::Error::CreateClient {
+                    role: "encrypting producer",
+                    bootstrap: connection.bootstrap_servers.clone(),
+                    source,
+                })?;
+        Ok(Self {
+            producer,
+            connection: connection.clone(),
+            keys,
+            deks,
+            settings,
+            topics: Mutex::new(HashMap::new()),
+            round_robin: RoundRobin::default(),
+        })
+    }
+
+    /// Encrypts `record` and enqueues it. Returns once it is queued; the returned
+    /// [`Delivery`] resolves when the broker acknowledges it.
+    pub async fn send(&self, record: OutgoingRecord<'_>) -> Result<Delivery, ProduceError> {
+        let topic = record.topic;
+        let state = self.topic_state(topic).await?;
+        let partition = match (record.partition, record.key) {
+            (Some(p), _) => p,
+            (None, Some(key)) => partition_for_key(key, state.partitions),
+            (None, None) => self.round_robin.next_partition(state.partitions),
+        };
+        if !(0..state.partitions as i32).contains(&partition) {
+            return Err(ProduceError::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+                partitions: state.partitions,
+            });
+        }
+
+        let Some(value) = record.value else {
+            if !record.headers.is_empty() {
+                return Err(ProduceError::TombstoneWithHeaders {
+                    topic: topic.to_owned(),
+                });
+            }
+            return self.enqueue(record, partition, None, None, &state).await;
+        };
+        let sealer = self.sealer(&state, topic, partition).await?;
+        let sealed =
+            sealer
+                .seal(record.key, record.headers, value)
+                .map_err(|source| match source {
+                    RecordError::Nonce(source @ NonceError::Exhausted { .. }) => {
+                        ProduceError::KeyExhausted {
+                            topic: topic.to_owned(),
+                            partition,
+                            version: sealer.dek_version(),
+                            source,
+                        }
+                    }
+                    source => ProduceError::Seal {
+                        topic: topic.to_owned(),
+                        partition,
+                        source,
+                    },
+                })?;
+        self.enqueue(
+            record,
+            partition,
+            Some(&sealed),
+            Some(sealer.key_header()),
+            &state,
+        )
+        .await
+    }
+
+    /// Encrypts, sends and waits for the broker's acknowledgement.
+    pub async fn send_and_wait(
+        &self,
+        record: OutgoingRecord<'_>,
+    ) -> Result<Delivered, ProduceError> {
+        self.send(record).await?.wait().await
+    }
+
+    /// Waits until every queued record is delivered or `timeout` passes.
+    pub fn flush(&self, timeout: Duration) -> Result<(), ProduceError> {
+        self.producer
+            .flush(timeout)
+            .map_err(|source| ProduceError::Kafka {
+                topic: String::new(),
+                partition: -1,
+                source,
+            })
+    }
+
+    async fn enqueue(
+        &self,
+        record: OutgoingRecord<'_>,
+        partition: i32,
+        sealed_value: Option<&[u8]>,
+        key_header: Option<&[u8]>,
+        state: &TopicState,
+    ) -> Result<Delivery, ProduceError> {
+        let topic = record.topic;
+        let size = wire_size(record.key, sealed_value, key_header);
+        if size > state.max_message_bytes {
+            return Err(ProduceError::RecordTooLarge {
+                topic: topic.to_owned(),
+                partition,
+                size,
+                limit: state.max_message_bytes,
+            });
+        }
+        let mut out: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).partition(partition);
+        if let Some(key) = record.key {
+            out = out.key(key);
+        }
+        if let Some(value) = sealed_value {
+            out = out.payload(value);
+        }
+        if let Some(header) = key_header {
+            out = out.headers(OwnedHeaders::new_with_capacity(1).insert(KafkaHeader {
+                key: KEY_HEADER,
+                value: Some(header),
+            }));
+        }
+        if let Some(ts) = record.timestamp_ms {
+            out = out.timestamp(ts);
+        }
+        let deadline = Instant::now() + self.settings.queue_wait;
+        loop {
+            match self.producer.send_result(out) {
+                Ok(inner) => {
+                    return Ok(Delivery {
+                        topic: topic.to_owned(),
+                        partition,
+                        inner,
+                    });
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if Instant::now() < deadline =>
+                {
+                    out = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((source, _)) => {
+                    return Err(ProduceError::Kafka {
+                        topic: topic.to_owned(),
+                        partition,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The topic's state, rebuilt when the key directory has changed since it was built.
+    async fn topic_state(&self, topic: &str) -> Result<Arc<TopicState>, ProduceError> {
+        let generation = self.keys.generation();
+        let cached = self
+            .topics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(topic)
+            .cloned();
+        if let Some(state) = &cached
+            && state.generation == generation
+        {
+            return Ok(Arc::clone(state));
+        }
+        let policy = self
+            .keys
+            .policy(topic, self.settings.key_wait)
+            .await
+            .map_err(|source| ProduceError::NotEncrypted {
+                topic: topic.to_owned(),
+                source,
+            })?;
+        let partitions = policy.current_versions.len();
+        if !policy
+            .current_versions
+            .keys()
+            .copied()
+            .eq(0..partitions as i32)
+        {
+            return Err(ProduceError::IncompletePolicy {
+                topic: topic.to_owned(),
+                partitions,
+            });
+        }
+        let (max_message_bytes, kept) = match &cached {
+            Some(old) => (old.max_message_bytes, still_current(old, &policy)),
+            None => (self.max_message_bytes(topic).await?, HashMap::new()),
+        };
+        self.prefetch_next_versions(&policy);
+        let state = Arc::new(TopicState {
+            generation,
+            policy,
+            partitions: partitions as u32,
+            max_message_bytes,
+            sealers: Mutex::new(kept),
+        });
+        self.topics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(topic.to_owned(), Arc::clone(&state));
+        Ok(state)
+    }
+
+    /// Starts unwrapping any version newer than the current one that is already published, so
+    /// the switch to it does not wait for the KMS.
+    fn prefetch_next_versions(&self, policy: &PolicyRecord) {
+        for (&partition, &version) in &policy.current_versions {
+            if let Some(next) = version
+                .checked_add(1)
+                .and_then(|v| self.keys.edek_now(&policy.topic, partition, v))
+            {
+                self.deks.prefetch((*next).clone());
+            }
+        }
+    }
+
+    async fn sealer(
+        &self,
+        state: &TopicState,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Arc<PartitionSealer>, ProduceError> {
+        if let Some(s) = state
+            .sealers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&partition)
+        {
+            return Ok(Arc::clone(s));
+        }
+        let version = state
+            .policy
+            .current_versions
+            .get(&partition)
+            .copied()
+            .ok_or_else(|| ProduceError::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+                partitions: state.partitions,
+            })?;
+        let edek = self
+            .keys
+            .edek(topic, partition, version, self.settings.key_wait)
+            .await
+            .map_err(|source| ProduceError::KeyLookup {
+                topic: topic.to_owned(),
+                partition,
+                source,
+            })?;
+        let key = self.deks.get(&edek).await?;
+        let cap = state
+            .policy
+            .max_records_per_dek
+            .clamp(1, MAX_RECORDS_PER_DEK);
+        let nonces = NonceSequence::new(cap).map_err(|source| ProduceError::KeyExhausted {
+            topic: topic.to_owned(),
+            partition,
+            version,
+            source,
+        })?;
+        let sealer = Arc::new(PartitionSealer::new(
+            key,
+            nonces,
+            RecordLocation { topic, partition },
+            version,
+        ));
+        // Two tasks may race to build it; the first one inserted wins and both use it.
+        Ok(Arc::clone(
+            state
+                .sealers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(partition)
+                .or_insert(sealer),
+        ))
+    }
+
+    async fn max_message_bytes(&self, topic: &str) -> Result<usize, ProduceError> {
+        let admin = self.connection.admin()?;
+        let opts = AdminOptions::new().request_timeout(Some(self.settings.key_wait));
+        let results = admin
+            .describe_configs([&ResourceSpecifier::Topic(topic)], &opts)
+            .await
+            .map_err(|source| ProduceError::TopicConfig {
+                topic: topic.to_owned(),
+                source,
+            })?;
+        let value = results
+            .into_iter()
+            .flatten()
+            .flat_map(|resource| resource.entries)
+            .find(|entry| entry.name == "max.message.bytes")
+            .and_then(|entry| entry.value)
+            .and_then(|v| v.parse().ok());
+        Ok(value.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES))
+    }
+}
+
+/// Sealers whose partition still has the same current version under the new policy.
+fn still_current(old: &TopicState, policy: &PolicyRecord) -> HashMap<i32, Arc<PartitionSealer>> {
+    old.sealers
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .filter(|(p, s)| policy.current_versions.get(p) == Some(&s.dek_version()))
+        .map(|(p, s)| (*p, Arc::clone(s)))
+        .collect()
+}
+
+/// An upper bound of the bytes a single-record batch takes on the wire: the v2 batch header
+/// (61), the record's fixed fields and varints (<= 26), key, value and the key header.
+pub fn wire_size(key: Option<&[u8]>, value: Option<&[u8]>, key_header: Option<&[u8]>) -> usize {
+    const BATCH_HEADER: usize = 61;
+    const RECORD_FIXED: usize = 5 + 1 + 10 + 5 + 5 + 5 + 5;
+    let header = key_header.map_or(0, |h| 5 + KEY_HEADER.len() + 5 + h.len());
+    BATCH_HEADER + RECORD_FIXED + key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len) + header
+}

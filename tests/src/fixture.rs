@@ -1,0 +1,130 @@
+//! An encrypted topic on the test bed's broker, set up the way the operator will do it: a key
+//! topic, a keystore TEK, one DEK per partition generated and published through the client
+//! crate's key-management functions, then the policy record.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use kafka_e2ee_client::config::{ClientConfig, ProviderConfig};
+use kafka_e2ee_client::kafka::{KafkaConnection, TopicSpec, ensure_topic};
+use kafka_e2ee_client::key_management::{KeyTopicWriter, ensure_key_topic, provision};
+use kafka_e2ee_client::key_records::{PlaintextPolicy, PolicyRecord, ProviderRef};
+use kafka_e2ee_client::keystore::LocalKeystore;
+use rand::RngCore;
+
+use crate::{Server, require, unique};
+
+/// The TEK alias every fixture's keystore defines.
+pub const TEK: &str = "test-tek";
+
+pub struct Fixture {
+    pub connection: KafkaConnection,
+    pub key_topic: String,
+    pub keystore_path: PathBuf,
+    /// The same keystore the client loads, for the key-management side.
+    pub keystore: LocalKeystore,
+    pub writer: KeyTopicWriter,
+    /// Current policy of every topic this fixture encrypted.
+    pub policies: BTreeMap<String, PolicyRecord>,
+    dir: PathBuf,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Fixture {
+    /// A fresh key topic and keystore on the test bed's broker.
+    pub async fn new(prefix: &str) -> Result<Self> {
+        let connection = KafkaConnection::new(require(Server::Kafka));
+        let key_topic = unique(&format!("{prefix}-keys"));
+        ensure_key_topic(&connection, &key_topic, None).await?;
+        let dir = std::env::temp_dir().join(unique("kafka-e2ee-keystore"));
+        std::fs::create_dir_all(&dir)?;
+        let mut material = [0u8; 32];
+        rand::rng().fill_bytes(&mut material);
+        let json = format!(
+            r#"{{"format": 1, "keys": [{{"id": "k1", "material": "{}"}}], "aliases": {{"{TEK}": "k1"}}}}"#,
+            STANDARD.encode(material)
+        );
+        let keystore_path = dir.join("keystore.json");
+        std::fs::write(&keystore_path, &json)?;
+        Ok(Self {
+            writer: KeyTopicWriter::new(&connection, &key_topic)?,
+            keystore: LocalKeystore::from_json(json.as_bytes())?,
+            connection,
+            key_topic,
+            keystore_path,
+            policies: BTreeMap::new(),
+            dir,
+        })
+    }
+
+    /// Creates a data topic and provisions version 1 of every partition's DEK.
+    pub async fn encrypt_topic(
+        &mut self,
+        prefix: &str,
+        partitions: i32,
+        plaintext: PlaintextPolicy,
+        max_records_per_dek: u64,
+        config: BTreeMap<String, String>,
+    ) -> Result<String> {
+        let topic = unique(prefix);
+        let admin = self.connection.admin()?;
+        let spec = TopicSpec {
+            name: topic.clone(),
+            partitions,
+            replication: None,
+            config,
+        };
+        ensure_topic(&admin, &spec, Duration::from_secs(10)).await?;
+        let policy = PolicyRecord {
+            topic: topic.clone(),
+            provider: ProviderRef {
+                kind: "keystore".into(),
+                tek: TEK.into(),
+                config: BTreeMap::new(),
+            },
+            engine: "AES-256-GCM".into(),
+            plaintext,
+            max_records_per_dek,
+            current_versions: BTreeMap::new(),
+        };
+        let (policy, _) = provision(&self.keystore, &self.writer, policy, 0..partitions, 1).await?;
+        self.policies.insert(topic.clone(), policy);
+        Ok(topic)
+    }
+
+    /// Rolls every partition of `topic` to the next DEK version; returns it.
+    pub async fn rollover(&mut self, topic: &str) -> Result<u32> {
+        let policy = self
+            .policies
+            .get(topic)
+            .context("not a fixture topic")?
+            .clone();
+        let next = policy.current_versions.values().max().copied().unwrap_or(0) + 1;
+        let partitions: Vec<i32> = policy.current_versions.keys().copied().collect();
+        let (policy, _) = provision(&self.keystore, &self.writer, policy, partitions, next).await?;
+        self.policies.insert(topic.to_owned(), policy);
+        Ok(next)
+    }
+
+    /// A client configuration as a local application would build it.
+    pub fn client_config(&self, key_wait: Duration) -> ClientConfig {
+        let mut config = ClientConfig::new(
+            self.connection.bootstrap_servers.clone(),
+            ProviderConfig::Keystore {
+                path: self.keystore_path.clone(),
+            },
+        );
+        config.key_topic = self.key_topic.clone();
+        config.key_wait_ms = Some(key_wait.as_millis() as u64);
+        config
+    }
+}
