@@ -25,6 +25,14 @@ install_build_deps() {
   cargo clippy --version >/dev/null 2>&1 || die "clippy missing: rustup component add clippy"
 }
 
+# cargo-fuzz, installed from crates.io into cargo's bin dir once.
+install_fuzz_deps() {
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    step "installing cargo-fuzz"
+    cargo install cargo-fuzz --locked --version 0.13.2
+  fi
+}
+
 # Bring the test bed up and make sure it comes down however this script exits.
 testbed_up() {
   trap 'step "stopping the test bed"; "$ROOT/scripts/testbed" down' EXIT
