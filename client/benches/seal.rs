@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use kafka_e2ee_client::engine::{Aes256Gcm, EncryptionEngine};
 use kafka_e2ee_client::nonce::{MAX_RECORDS_PER_DEK, NonceSequence};
-use kafka_e2ee_client::record::{PartitionSealer, RecordLocation};
+use kafka_e2ee_client::record::{PartitionSealer, RecordLocation, aad};
 use kafka_e2ee_client::secret::KeyMaterial;
 
 const PAIRS: usize = 21;
@@ -40,6 +40,53 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// One bare aws-lc-rs AES-256-GCM seal into a fresh buffer: the baseline.
+fn bare_seal(
+    key: &aws_lc_rs::aead::LessSafeKey,
+    counter: u32,
+    aad: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut nonce = [0u8; 12];
+    nonce[8..].copy_from_slice(&counter.to_be_bytes());
+    let mut buf = Vec::with_capacity(payload.len() + 16);
+    buf.extend_from_slice(payload);
+    let tag = key
+        .seal_in_place_separate_tag(
+            aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+            aws_lc_rs::aead::Aad::from(aad),
+            &mut buf,
+        )
+        .unwrap();
+    buf.extend_from_slice(tag.as_ref());
+    buf
+}
+
+/// `--profile envelope|bare SIZE ITERS`: only one side, for `valgrind --tool=callgrind`
+/// (instruction counts are stable on a noisy machine; docs/performance.md).
+fn profile(args: &[String], sealer: &PartitionSealer, lc_key: &aws_lc_rs::aead::LessSafeKey) {
+    let side = args[0].as_str();
+    let size: usize = args[1].parse().unwrap();
+    let iters: u32 = args[2].parse().unwrap();
+    let payload = vec![0x5au8; size];
+    let record_key = b"customer-000042".to_vec();
+    for i in 0..iters {
+        match side {
+            "envelope" => {
+                black_box(
+                    sealer
+                        .seal(Some(&record_key), &[], black_box(&payload))
+                        .unwrap(),
+                );
+            }
+            "bare" => {
+                black_box(bare_seal(lc_key, i, &[], black_box(&payload)));
+            }
+            other => panic!("unknown side {other}"),
+        }
+    }
+}
+
 fn main() {
     let key_bytes = [7u8; 32];
     let sealer = PartitionSealer::new(
@@ -56,17 +103,24 @@ fn main() {
     let ring_key = ring::aead::LessSafeKey::new(
         ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &key_bytes).unwrap(),
     );
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--profile") {
+        profile(&args[i + 1..], &sealer, &lc_key);
+        return;
+    }
     let record_key = b"customer-000042".to_vec();
+    // The AAD the envelope binds for this record: how much of the ratio is the binding itself.
+    let envelope_aad = aad(LOC, 1, Some(&record_key));
 
     println!(
-        "| payload | envelope ns | bare aws-lc-rs ns | envelope / bare (median of {PAIRS}) | ring ns | ring / aws-lc-rs (median of {PAIRS}) |"
+        "| payload | envelope ns | bare aws-lc-rs ns | envelope / bare (median of {PAIRS}) | bare with the envelope's AAD / bare | ring ns | ring / aws-lc-rs (median of {PAIRS}) |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for size in [100usize, 1024] {
         let payload = vec![0x5au8; size];
         let iters = if size < 512 { 200_000 } else { 100_000 };
-        let (mut env_ratio, mut ring_ratio, mut env_ns, mut bare_ns, mut ring_ns) =
-            (vec![], vec![], vec![], vec![], vec![]);
+        let (mut env_ratio, mut ring_ratio, mut aad_ratio, mut env_ns, mut bare_ns, mut ring_ns) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
         let mut counter: u32 = 0;
         for _ in 0..PAIRS {
             let e = time_per_op(iters, || {
@@ -78,19 +132,16 @@ fn main() {
             });
             let b = time_per_op(iters, || {
                 counter = counter.wrapping_add(1);
-                let mut nonce = [0u8; 12];
-                nonce[8..].copy_from_slice(&counter.to_be_bytes());
-                let mut buf = Vec::with_capacity(size + 16);
-                buf.extend_from_slice(black_box(&payload));
-                let tag = lc_key
-                    .seal_in_place_separate_tag(
-                        aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
-                        aws_lc_rs::aead::Aad::empty(),
-                        &mut buf,
-                    )
-                    .unwrap();
-                buf.extend_from_slice(tag.as_ref());
-                black_box(buf);
+                black_box(bare_seal(&lc_key, counter, &[], black_box(&payload)));
+            });
+            let a = time_per_op(iters, || {
+                counter = counter.wrapping_add(1);
+                black_box(bare_seal(
+                    &lc_key,
+                    counter,
+                    &envelope_aad,
+                    black_box(&payload),
+                ));
             });
             let r = time_per_op(iters, || {
                 counter = counter.wrapping_add(1);
@@ -110,15 +161,17 @@ fn main() {
             });
             env_ratio.push(e / b);
             ring_ratio.push(r / b);
+            aad_ratio.push(a / b);
             env_ns.push(e);
             bare_ns.push(b);
             ring_ns.push(r);
         }
         println!(
-            "| {size} B | {:.0} | {:.0} | {:.3} | {:.0} | {:.3} |",
+            "| {size} B | {:.0} | {:.0} | {:.3} | {:.3} | {:.0} | {:.3} |",
             median(env_ns),
             median(bare_ns),
             median(env_ratio),
+            median(aad_ratio),
             median(ring_ns),
             median(ring_ratio)
         );
