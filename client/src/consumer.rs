@@ -129,6 +129,21 @@ impl Default for ConsumerSettings {
     }
 }
 
+/// What `open_with` must be given before it can finish a record.
+enum Need {
+    /// The DEK of this version of the record's partition.
+    Key(u32),
+    /// Whether the topic's policy lets plaintext through.
+    Policy,
+}
+
+/// What has been fetched for the record being opened.
+#[derive(Default)]
+struct Known {
+    key: Option<Arc<dyn PreparedKey>>,
+    plaintext_allowed: Option<bool>,
+}
+
 pub struct DecryptingConsumer<P> {
     consumer: StreamConsumer,
     keys: Arc<KeyDirectory>,
@@ -220,9 +235,44 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
         }
     }
 
+    /// Opens `message`. Synchronous in the steady state (DEK cached); waits only to fetch a
+    /// DEK or, for a plaintext record, to read the topic's policy.
     async fn open(&self, message: &BorrowedMessage<'_>) -> Result<ConsumedRecord, ConsumeError> {
-        let at = RecordPosition {
+        let at = || RecordPosition {
             topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+        let mut known = Known::default();
+        loop {
+            match self.open_with(message, &known) {
+                Ok(result) => return result,
+                Err(Need::Key(version)) => {
+                    let location = RecordLocation {
+                        topic: message.topic(),
+                        partition: message.partition(),
+                    };
+                    // Boxed: keeps the future of every `recv` small (docs/performance.md).
+                    known.key = Some(Box::pin(self.dek(location, version, at)).await?);
+                }
+                Err(Need::Policy) => {
+                    known.plaintext_allowed =
+                        Some(Box::pin(self.plaintext_allowed(message.topic())).await);
+                }
+            }
+        }
+    }
+
+    /// Everything of opening that needs no waiting; `Err(Need)` says what to fetch first.
+    fn open_with(
+        &self,
+        message: &BorrowedMessage<'_>,
+        known: &Known,
+    ) -> Result<Result<ConsumedRecord, ConsumeError>, Need> {
+        let topic = message.topic();
+        // Built only for an error: the success path allocates just the record's own fields.
+        let at = || RecordPosition {
+            topic: topic.to_owned(),
             partition: message.partition(),
             offset: message.offset(),
         };
@@ -242,65 +292,66 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
                 }
             }
         }
-        let plain = |headers, value: Option<&[u8]>| ConsumedRecord {
-            topic: at.topic.clone(),
-            partition: at.partition,
-            offset: at.offset,
+        let record = |headers, value, was_encrypted| ConsumedRecord {
+            topic: topic.to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
             timestamp_ms: message.timestamp().to_millis(),
             key: message.key().map(<[u8]>::to_vec),
             headers,
-            value: value.map(<[u8]>::to_vec),
-            was_encrypted: false,
+            value,
+            was_encrypted,
         };
-        let malformed = |source| ConsumeError::Malformed {
-            at: at.clone(),
-            source,
-        };
+        let malformed = |source| ConsumeError::Malformed { at: at(), source };
         match (key_headers, message.payload()) {
-            (0, None) if others.is_empty() => Ok(plain(others, None)),
-            (0, value) => {
-                if self.plaintext_allowed(&at.topic).await {
-                    Ok(plain(others, value))
-                } else {
-                    Err(ConsumeError::PlaintextRejected { at })
-                }
-            }
+            (0, None) if others.is_empty() => Ok(Ok(record(others, None, false))),
+            (0, value) => match known.plaintext_allowed {
+                None => Err(Need::Policy),
+                Some(true) => Ok(Ok(record(others, value.map(<[u8]>::to_vec), false))),
+                Some(false) => Ok(Err(ConsumeError::PlaintextRejected { at: at() })),
+            },
             (1, Some(sealed)) => {
                 if !others.is_empty() {
-                    return Err(ConsumeError::UnauthenticatedHeaders {
-                        at,
+                    return Ok(Err(ConsumeError::UnauthenticatedHeaders {
+                        at: at(),
                         count: others.len(),
-                    });
+                    }));
                 }
-                let header =
-                    key_header.ok_or_else(|| malformed(RecordError::MalformedKeyHeader))?;
-                let version = record::decode_key_header(header).map_err(malformed)?;
-                let key = self.dek(&at, version).await?;
-                let location = RecordLocation {
-                    topic: &at.topic,
-                    partition: at.partition,
+                let Some(header) = key_header else {
+                    return Ok(Err(malformed(RecordError::MalformedKeyHeader)));
                 };
-                let opened = record::open(key.as_ref(), location, version, message.key(), sealed)
-                    .map_err(|source| match source {
-                    RecordError::Authentication
-                    | RecordError::TooShort { .. }
-                    | RecordError::MalformedFrame(_) => ConsumeError::Tampered {
-                        at: at.clone(),
-                        source,
-                    },
-                    source => malformed(source),
-                })?;
-                Ok(ConsumedRecord {
-                    headers: opened.headers,
-                    value: Some(opened.value),
-                    was_encrypted: true,
-                    ..plain(Vec::new(), None)
-                })
+                let version = match record::decode_key_header(header) {
+                    Ok(version) => version,
+                    Err(e) => return Ok(Err(malformed(e))),
+                };
+                let location = RecordLocation {
+                    topic,
+                    partition: message.partition(),
+                };
+                let key = match &known.key {
+                    Some(key) => Arc::clone(key),
+                    None => self
+                        .deks
+                        .get_cached(topic, location.partition, version)
+                        .ok_or(Need::Key(version))?,
+                };
+                Ok(
+                    record::open(key.as_ref(), location, version, message.key(), sealed)
+                        .map(|opened| record(opened.headers, Some(opened.value), true))
+                        .map_err(|source| match source {
+                            RecordError::Authentication
+                            | RecordError::TooShort { .. }
+                            | RecordError::MalformedFrame(_) => {
+                                ConsumeError::Tampered { at: at(), source }
+                            }
+                            source => malformed(source),
+                        }),
+                )
             }
-            (1, None) => Err(malformed(RecordError::MalformedFrame(
+            (1, None) => Ok(Err(malformed(RecordError::MalformedFrame(
                 "a key header on a record without a value",
-            ))),
-            (n, _) => Err(malformed(RecordError::DuplicateKeyHeader(n))),
+            )))),
+            (n, _) => Ok(Err(malformed(RecordError::DuplicateKeyHeader(n)))),
         }
     }
 
@@ -315,18 +366,17 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
 
     async fn dek(
         &self,
-        at: &RecordPosition,
+        location: RecordLocation<'_>,
         version: u32,
+        at: impl Fn() -> RecordPosition,
     ) -> Result<Arc<dyn PreparedKey>, ConsumeError> {
-        if let Some(key) = self.deks.get_cached(&at.topic, at.partition, version) {
-            return Ok(key);
-        }
+        let RecordLocation { topic, partition } = location;
         let edek = self
             .keys
-            .edek(&at.topic, at.partition, version, self.settings.key_wait)
+            .edek(topic, partition, version, self.settings.key_wait)
             .await
             .map_err(|source| ConsumeError::UnknownKey {
-                at: at.clone(),
+                at: at(),
                 version,
                 source,
             })?;
@@ -335,13 +385,13 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
             .get(&edek)
             .await
             .map_err(|source| ConsumeError::KeyUnavailable {
-                at: at.clone(),
+                at: at(),
                 source: Box::new(source),
             })?;
         // Producers move to the next version soon after it is published: have it ready.
         if let Some(next) = version
             .checked_add(1)
-            .and_then(|v| self.keys.edek_now(&at.topic, at.partition, v))
+            .and_then(|v| self.keys.edek_now(topic, partition, v))
         {
             self.deks.prefetch((*next).clone());
         }

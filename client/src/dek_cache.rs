@@ -15,7 +15,6 @@
 //! Only prepared keys are kept; the plaintext DEK bytes are dropped (and zeroized) right after
 //! preparation.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -23,6 +22,7 @@ use thiserror::Error;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
+use crate::FastMap;
 use crate::engine::{EncryptionEngine, EngineError, PreparedKey};
 use crate::key_records::EdekRecord;
 use crate::provider::{DekContext, KeyProvider, ProviderError};
@@ -58,7 +58,7 @@ pub enum DekCacheError {
 }
 
 /// Entries by topic, then (partition, version): lookups by `&str` never allocate.
-type Slots = HashMap<String, HashMap<(i32, u32), Slot>>;
+type Slots = FastMap<String, FastMap<(i32, u32), Slot>>;
 
 struct Slot {
     created: Instant,
@@ -94,7 +94,7 @@ impl<P: KeyProvider> DekCache<P> {
             provider,
             engine,
             config,
-            slots: Mutex::new(HashMap::new()),
+            slots: Mutex::new(FastMap::default()),
         }
     }
 
@@ -149,7 +149,7 @@ impl<P: KeyProvider> DekCache<P> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
-            .map(HashMap::len)
+            .map(FastMap::len)
             .sum()
     }
 
@@ -170,7 +170,7 @@ impl<P: KeyProvider> DekCache<P> {
             return Arc::clone(&slot.cell);
         }
         if existing.is_none()
-            && slots.values().map(HashMap::len).sum::<usize>() >= self.config.capacity
+            && slots.values().map(FastMap::len).sum::<usize>() >= self.config.capacity
         {
             evict_oldest(&mut slots);
         }

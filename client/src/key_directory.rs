@@ -6,7 +6,6 @@
 //! use it, but a consumer may read a data record before its own view of the key topic has caught
 //! up; so lookups wait a bounded time for an entry to arrive, then fail with a typed error.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -20,6 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::FastMap;
 use crate::kafka::{self, KafkaConnection};
 use crate::key_records::{self, EdekRecord, KeyRecord, PolicyRecord};
 
@@ -68,12 +68,12 @@ pub enum KeyDirectoryError {
 #[derive(Default)]
 struct TopicKeys {
     policy: Option<Arc<PolicyRecord>>,
-    edeks: HashMap<(i32, u32), Arc<EdekRecord>>,
+    edeks: FastMap<(i32, u32), Arc<EdekRecord>>,
 }
 
 #[derive(Default)]
 struct State {
-    topics: HashMap<String, TopicKeys>,
+    topics: FastMap<String, TopicKeys>,
     caught_up: bool,
 }
 
@@ -91,8 +91,10 @@ pub struct KeyDirectoryStats {
 pub struct KeyDirectory {
     key_topic: String,
     state: Arc<RwLock<State>>,
-    /// Bumped after every applied record; waiters and producers watch it.
-    generation: watch::Receiver<u64>,
+    /// Bumped after every applied record; waiters watch it.
+    changes: watch::Receiver<u64>,
+    /// The same count as a plain atomic: producers compare it on every record.
+    generation: Arc<AtomicU64>,
     stats: Arc<KeyDirectoryStats>,
     reader: JoinHandle<()>,
 }
@@ -148,18 +150,23 @@ impl KeyDirectory {
         let state = Arc::new(RwLock::new(State::default()));
         let stats = Arc::new(KeyDirectoryStats::default());
         let (tx, rx) = watch::channel(0u64);
+        let generation = Arc::new(AtomicU64::new(0));
         let reader = tokio::spawn(read_key_topic(
             consumer,
             key_topic.to_owned(),
             partitions.len(),
             Arc::clone(&state),
             Arc::clone(&stats),
-            tx,
+            Bump {
+                changes: tx,
+                generation: Arc::clone(&generation),
+            },
         ));
         Ok(Self {
             key_topic: key_topic.to_owned(),
             state,
-            generation: rx,
+            changes: rx,
+            generation,
             stats,
             reader,
         })
@@ -175,7 +182,7 @@ impl KeyDirectory {
 
     /// A number that changes whenever the directory changes: cheap to compare on a hot path.
     pub fn generation(&self) -> u64 {
-        *self.generation.borrow()
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Waits (up to `wait`) until the key topic has been read to its end once.
@@ -250,7 +257,7 @@ impl KeyDirectory {
         mut find: impl FnMut(&State) -> Option<T>,
     ) -> Option<T> {
         let deadline = Instant::now() + wait;
-        let mut changes = self.generation.clone();
+        let mut changes = self.changes.clone();
         loop {
             // Mark the current generation seen before looking, so no change is missed between.
             changes.borrow_and_update();
@@ -291,7 +298,7 @@ async fn read_key_topic(
     partitions: usize,
     state: Arc<RwLock<State>>,
     stats: Arc<KeyDirectoryStats>,
-    generation: watch::Sender<u64>,
+    generation: Bump,
 ) {
     let mut at_end = vec![false; partitions];
     loop {
@@ -309,7 +316,7 @@ async fn read_key_topic(
                             record,
                         );
                         stats.applied.fetch_add(1, Ordering::Relaxed);
-                        generation.send_modify(|g| *g += 1);
+                        generation.bump();
                     }
                     Err(e) => {
                         stats.malformed.fetch_add(1, Ordering::Relaxed);
@@ -327,7 +334,7 @@ async fn read_key_topic(
                         s.caught_up = true;
                         drop(s);
                         tracing::debug!(%key_topic, "key topic read to its end");
-                        generation.send_modify(|g| *g += 1);
+                        generation.bump();
                     }
                 }
             }
@@ -337,6 +344,20 @@ async fn read_key_topic(
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+    }
+}
+
+/// Announces a change to waiters and to [`KeyDirectory::generation`] readers.
+struct Bump {
+    changes: watch::Sender<u64>,
+    generation: Arc<AtomicU64>,
+}
+
+impl Bump {
+    fn bump(&self) {
+        // The atomic first: whoever a waiter wakes sees the new generation too.
+        let next = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        self.changes.send_replace(next);
     }
 }
 

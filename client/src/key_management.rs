@@ -214,6 +214,10 @@ const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Provisions version `version` of every partition in `partitions`: one DEK each through
 /// `provider`, the EDEK records published, then `policy` (with those versions set as
 /// current) published. Returns the EDEK records written.
+///
+/// `version` must be new for every partition named: publishing an existing version again would
+/// replace its DEK, and records sealed under the old one would no longer open. The caller (the
+/// operator) plans versions from what the key topic already holds.
 pub async fn provision<P: KeyProvider>(
     provider: &P,
     writer: &KeyTopicWriter,

@@ -1,19 +1,27 @@
-//! kafka-e2ee's shared client crate: the KIP-317 encryption path that client workloads link.
+//! kafka-e2ee's shared client crate: the KIP-317 encryption path that client workloads link
+//! (docs/client.md).
 //!
+//! - [`config`]: client configuration (injected or local, never both) and [`config::EncryptionClient`].
+//! - [`producer`]: `EncryptingProducer`, sealing every record before it is batched.
+//! - [`consumer`]: `DecryptingConsumer`, opening every record, typed errors, no silent skips.
+//! - [`key_directory`]: the live view of the key topic (policies and EDEKs).
+//! - [`key_management`]: generate DEKs, publish EDEKs, then the policy (what the operator runs).
 //! - [`record`]: record format v1 (docs/wire-format.md): seal/open one record, `PartitionSealer`.
 //! - [`engine`]: the EncryptionEngine trait and AES-256-GCM.
 //! - [`nonce`]: nonce sequences that never repeat and fail closed at their cap.
+//! - [`partitioner`]: the Java client's murmur2 partitioning, chosen before sealing.
 //! - [`provider`]: the KeyProvider contract, error classes, the DEK commitment.
 //! - [`keystore`]: the local keystore KeyProvider (docs/keystore.md).
 //! - [`key_records`]: policy and EDEK records of the key topic.
-//! - [`dek_cache`]: unwrapped DEKs, single-flight, checked against their commitment.
+//! - [`dek_cache`]: unwrapped DEKs, single-flight, checked against their commitment, prefetched.
 //! - [`secret`]: zeroized key material.
 //! - [`kafka`]: connection settings and idempotent topic administration.
-//!
-//! Still to come (issue 3): next-version prefetch in the DEK cache, the encrypting producer and decrypting consumer,
-//! and client configuration.
 
 pub mod kafka;
+
+/// Maps looked up once or more per record (by topic): seeded foldhash, several times cheaper
+/// than SipHash for short keys, still randomised per process.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The compacted topic that holds policy records and wrapped data keys (EDEKs), as KIP-317
 /// names it.

@@ -9,7 +9,6 @@
 //! Per-partition sealers are cached and rebuilt only when the key directory changes (an atomic
 //! compare per record), so KMS calls and allocations scale with key versions, not records.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -20,6 +19,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use thiserror::Error;
 use tokio::time::Instant;
 
+use crate::FastMap;
 use crate::dek_cache::{DekCache, DekCacheError};
 use crate::kafka::{self, KafkaConnection};
 use crate::key_directory::{KeyDirectory, KeyLookupError};
@@ -143,7 +143,7 @@ pub struct Delivered {
 
 /// A record accepted into the producer queue; await [`Delivery::wait`] for the broker's ack.
 pub struct Delivery {
-    topic: String,
+    topic: Arc<str>,
     partition: i32,
     inner: DeliveryFuture,
 }
@@ -155,7 +155,7 @@ impl Delivery {
 
     pub async fn wait(self) -> Result<Delivered, ProduceError> {
         let failed = |source| ProduceError::Kafka {
-            topic: self.topic.clone(),
+            topic: self.topic.to_string(),
             partition: self.partition,
             source,
         };
@@ -189,13 +189,14 @@ impl Default for ProducerSettings {
 }
 
 struct TopicState {
+    topic: Arc<str>,
     /// Directory generation this state was built from.
     generation: u64,
     policy: Arc<PolicyRecord>,
     partitions: u32,
     max_message_bytes: usize,
     /// Current-version sealers, built on first use of each partition.
-    sealers: Mutex<HashMap<i32, Arc<PartitionSealer>>>,
+    sealers: Mutex<FastMap<i32, Arc<PartitionSealer>>>,
 }
 
 pub struct EncryptingProducer<P> {
@@ -204,7 +205,7 @@ pub struct EncryptingProducer<P> {
     keys: Arc<KeyDirectory>,
     deks: Arc<DekCache<P>>,
     settings: ProducerSettings,
-    topics: Mutex<HashMap<String, Arc<TopicState>>>,
+    topics: Mutex<FastMap<String, Arc<TopicState>>>,
     round_robin: RoundRobin,
 }
 
@@ -230,16 +231,24 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
             keys,
             deks,
             settings,
-            topics: Mutex::new(HashMap::new()),
+            topics: Mutex::new(FastMap::default()),
             round_robin: RoundRobin::default(),
         })
     }
 
     /// Encrypts `record` and enqueues it. Returns once it is queued; the returned
     /// [`Delivery`] resolves when the broker acknowledges it.
+    ///
+    /// In the steady state (topic state current, the partition's sealer built, room in the
+    /// queue) nothing here waits: it seals and enqueues synchronously.
     pub async fn send(&self, record: OutgoingRecord<'_>) -> Result<Delivery, ProduceError> {
         let topic = record.topic;
-        let state = self.topic_state(topic).await?;
+        let state = match self.current_state(topic) {
+            Some(state) => state,
+            // Slow paths are boxed so that the future of every `send` stays small: moving a
+            // large future costs a memmove per record (docs/performance.md).
+            None => Box::pin(self.topic_state(topic)).await?,
+        };
         let partition = match (record.partition, record.key) {
             (Some(p), _) => p,
             (None, Some(key)) => partition_for_key(key, state.partitions),
@@ -259,35 +268,24 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
                     topic: topic.to_owned(),
                 });
             }
-            return self.enqueue(record, partition, None, None, &state).await;
+            let out = outgoing(record, partition, None, None, &state)?;
+            return self.enqueue(out, partition, &state).await;
         };
-        let sealer = self.sealer(&state, topic, partition).await?;
-        let sealed =
-            sealer
-                .seal(record.key, record.headers, value)
-                .map_err(|source| match source {
-                    RecordError::Nonce(source @ NonceError::Exhausted { .. }) => {
-                        ProduceError::KeyExhausted {
-                            topic: topic.to_owned(),
-                            partition,
-                            version: sealer.dek_version(),
-                            source,
-                        }
-                    }
-                    source => ProduceError::Seal {
-                        topic: topic.to_owned(),
-                        partition,
-                        source,
-                    },
-                })?;
-        self.enqueue(
+        let sealer = match state.sealer(partition) {
+            Some(sealer) => sealer,
+            None => Box::pin(self.build_sealer(&state, topic, partition)).await?,
+        };
+        let sealed = sealer
+            .seal(record.key, record.headers, value)
+            .map_err(|source| seal_error(topic, partition, &sealer, source))?;
+        let out = outgoing(
             record,
             partition,
             Some(&sealed),
             Some(sealer.key_header()),
             &state,
-        )
-        .await
+        )?;
+        self.enqueue(out, partition, &state).await
     }
 
     /// Encrypts, sends and waits for the broker's acknowledgement.
@@ -309,65 +307,51 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
             })
     }
 
+    /// Hands the record to librdkafka; waits (bounded) only while its queue is full.
     async fn enqueue(
         &self,
-        record: OutgoingRecord<'_>,
+        mut out: FutureRecord<'_, [u8], [u8]>,
         partition: i32,
-        sealed_value: Option<&[u8]>,
-        key_header: Option<&[u8]>,
         state: &TopicState,
     ) -> Result<Delivery, ProduceError> {
-        let topic = record.topic;
-        let size = wire_size(record.key, sealed_value, key_header);
-        if size > state.max_message_bytes {
-            return Err(ProduceError::RecordTooLarge {
-                topic: topic.to_owned(),
-                partition,
-                size,
-                limit: state.max_message_bytes,
-            });
-        }
-        let mut out: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).partition(partition);
-        if let Some(key) = record.key {
-            out = out.key(key);
-        }
-        if let Some(value) = sealed_value {
-            out = out.payload(value);
-        }
-        if let Some(header) = key_header {
-            out = out.headers(OwnedHeaders::new_with_capacity(1).insert(KafkaHeader {
-                key: KEY_HEADER,
-                value: Some(header),
-            }));
-        }
-        if let Some(ts) = record.timestamp_ms {
-            out = out.timestamp(ts);
-        }
-        let deadline = Instant::now() + self.settings.queue_wait;
+        let mut deadline = None;
         loop {
             match self.producer.send_result(out) {
                 Ok(inner) => {
                     return Ok(Delivery {
-                        topic: topic.to_owned(),
+                        topic: Arc::clone(&state.topic),
                         partition,
                         inner,
                     });
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                    if Instant::now() < deadline =>
+                    if *deadline
+                        .get_or_insert_with(|| Instant::now() + self.settings.queue_wait)
+                        > Instant::now() =>
                 {
                     out = back;
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
                 Err((source, _)) => {
                     return Err(ProduceError::Kafka {
-                        topic: topic.to_owned(),
+                        topic: state.topic.to_string(),
                         partition,
                         source,
                     });
                 }
             }
         }
+    }
+
+    /// The topic's state if it is built and still matches the key directory.
+    fn current_state(&self, topic: &str) -> Option<Arc<TopicState>> {
+        let generation = self.keys.generation();
+        self.topics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(topic)
+            .filter(|state| state.generation == generation)
+            .cloned()
     }
 
     /// The topic's state, rebuilt when the key directory has changed since it was built.
@@ -406,10 +390,11 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
         }
         let (max_message_bytes, kept) = match &cached {
             Some(old) => (old.max_message_bytes, still_current(old, &policy)),
-            None => (self.max_message_bytes(topic).await?, HashMap::new()),
+            None => (self.max_message_bytes(topic).await?, FastMap::default()),
         };
         self.prefetch_next_versions(&policy);
         let state = Arc::new(TopicState {
+            topic: Arc::from(topic),
             generation,
             policy,
             partitions: partitions as u32,
@@ -436,20 +421,13 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
         }
     }
 
-    async fn sealer(
+    /// Unwraps the partition's current DEK (through the cache) and builds its sealer.
+    async fn build_sealer(
         &self,
         state: &TopicState,
         topic: &str,
         partition: i32,
     ) -> Result<Arc<PartitionSealer>, ProduceError> {
-        if let Some(s) = state
-            .sealers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&partition)
-        {
-            return Ok(Arc::clone(s));
-        }
         let version = state
             .policy
             .current_versions
@@ -518,8 +496,75 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
     }
 }
 
+impl TopicState {
+    fn sealer(&self, partition: i32) -> Option<Arc<PartitionSealer>> {
+        self.sealers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&partition)
+            .cloned()
+    }
+}
+
+/// The rdkafka record to enqueue, after checking its size against the topic's limit.
+fn outgoing<'a>(
+    record: OutgoingRecord<'a>,
+    partition: i32,
+    sealed_value: Option<&'a [u8]>,
+    key_header: Option<&[u8]>,
+    state: &TopicState,
+) -> Result<FutureRecord<'a, [u8], [u8]>, ProduceError> {
+    let size = wire_size(record.key, sealed_value, key_header);
+    if size > state.max_message_bytes {
+        return Err(ProduceError::RecordTooLarge {
+            topic: record.topic.to_owned(),
+            partition,
+            size,
+            limit: state.max_message_bytes,
+        });
+    }
+    let mut out: FutureRecord<'a, [u8], [u8]> = FutureRecord::to(record.topic).partition(partition);
+    if let Some(key) = record.key {
+        out = out.key(key);
+    }
+    if let Some(value) = sealed_value {
+        out = out.payload(value);
+    }
+    if let Some(header) = key_header {
+        out = out.headers(OwnedHeaders::new_with_capacity(1).insert(KafkaHeader {
+            key: KEY_HEADER,
+            value: Some(header),
+        }));
+    }
+    if let Some(ts) = record.timestamp_ms {
+        out = out.timestamp(ts);
+    }
+    Ok(out)
+}
+
+fn seal_error(
+    topic: &str,
+    partition: i32,
+    sealer: &PartitionSealer,
+    source: RecordError,
+) -> ProduceError {
+    match source {
+        RecordError::Nonce(source @ NonceError::Exhausted { .. }) => ProduceError::KeyExhausted {
+            topic: topic.to_owned(),
+            partition,
+            version: sealer.dek_version(),
+            source,
+        },
+        source => ProduceError::Seal {
+            topic: topic.to_owned(),
+            partition,
+            source,
+        },
+    }
+}
+
 /// Sealers whose partition still has the same current version under the new policy.
-fn still_current(old: &TopicState, policy: &PolicyRecord) -> HashMap<i32, Arc<PartitionSealer>> {
+fn still_current(old: &TopicState, policy: &PolicyRecord) -> FastMap<i32, Arc<PartitionSealer>> {
     old.sealers
         .lock()
         .unwrap_or_else(PoisonError::into_inner)

@@ -100,10 +100,11 @@ pub fn decode_key_header(bytes: &[u8]) -> Result<u32, RecordError> {
 /// number of 16-byte GCM blocks (the encoding is prefix-free, so padding stays unambiguous, and
 /// whole blocks spare GCM a partial-block multiply: docs/performance.md).
 pub fn aad(location: RecordLocation<'_>, dek_version: u32, record_key: Option<&[u8]>) -> Vec<u8> {
-    let mut out = aad_prefix(location, dek_version);
-    push_aad_record_key(&mut out, record_key);
-    out.resize(padded_aad_len(out.len()), 0);
-    out
+    with_aad(
+        AadPrefix::Fields(location, dek_version),
+        record_key,
+        <[u8]>::to_vec,
+    )
 }
 
 fn padded_aad_len(len: usize) -> usize {
@@ -113,26 +114,88 @@ fn padded_aad_len(len: usize) -> usize {
 /// AES-GCM's block size: the AAD is padded to a multiple of it.
 const AAD_BLOCK: usize = 16;
 
-/// The part of the AAD that is fixed per (topic, partition, DEK version).
-fn aad_prefix(location: RecordLocation<'_>, dek_version: u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + 2 + location.topic.len() + 4 + 4);
-    out.push(FORMAT_V1);
-    put_varint(&mut out, location.topic.len() as u64);
-    out.extend_from_slice(location.topic.as_bytes());
-    out.extend_from_slice(&location.partition.to_be_bytes());
-    out.extend_from_slice(&dek_version.to_be_bytes());
-    out
+/// AADs up to this size are assembled on the stack (topic + record key of ~200 bytes).
+const STACK_AAD: usize = 256;
+
+/// The part of the AAD fixed per (topic, partition, DEK version): precomputed by sealers,
+/// written from the fields by openers.
+#[derive(Clone, Copy)]
+enum AadPrefix<'a> {
+    Encoded(&'a [u8]),
+    Fields(RecordLocation<'a>, u32),
 }
 
-fn push_aad_record_key(out: &mut Vec<u8>, record_key: Option<&[u8]>) {
-    match record_key {
-        None => out.push(0),
-        Some(k) => {
-            out.push(1);
-            put_varint(out, k.len() as u64);
-            out.extend_from_slice(k);
+impl AadPrefix<'_> {
+    fn max_len(&self) -> usize {
+        match self {
+            Self::Encoded(bytes) => bytes.len(),
+            Self::Fields(location, _) => 1 + 10 + location.topic.len() + 4 + 4,
         }
     }
+
+    /// Writes the prefix to the start of `dst` (at least `max_len` long); returns its length.
+    #[inline]
+    fn write(&self, dst: &mut [u8]) -> usize {
+        match *self {
+            Self::Encoded(bytes) => {
+                dst[..bytes.len()].copy_from_slice(bytes);
+                bytes.len()
+            }
+            Self::Fields(location, dek_version) => {
+                dst[0] = FORMAT_V1;
+                let mut at = 1 + write_varint(&mut dst[1..], location.topic.len() as u64);
+                let topic = location.topic.as_bytes();
+                dst[at..at + topic.len()].copy_from_slice(topic);
+                at += topic.len();
+                dst[at..at + 4].copy_from_slice(&location.partition.to_be_bytes());
+                dst[at + 4..at + 8].copy_from_slice(&dek_version.to_be_bytes());
+                at + 8
+            }
+        }
+    }
+}
+
+/// Calls `f` with the padded AAD, assembled on the stack when it fits: no allocation per
+/// record on either the sealing or the opening side.
+#[inline]
+fn with_aad<T>(prefix: AadPrefix<'_>, record_key: Option<&[u8]>, f: impl FnOnce(&[u8]) -> T) -> T {
+    let bound = padded_aad_len(prefix.max_len() + 1 + 10 + record_key.map_or(0, <[u8]>::len));
+    let mut stack = [0u8; STACK_AAD];
+    let mut heap;
+    // Zeroed either way, so the padding is already in place.
+    let buf: &mut [u8] = if bound <= STACK_AAD {
+        &mut stack
+    } else {
+        heap = vec![0u8; bound];
+        &mut heap
+    };
+    let len = prefix.write(buf);
+    let len = len + write_aad_record_key(&mut buf[len..], record_key);
+    f(&buf[..padded_aad_len(len)])
+}
+
+/// The record-key part of the AAD: `0x00`, or `0x01, LEB128 length, key`. Returns its length.
+fn write_aad_record_key(dst: &mut [u8], record_key: Option<&[u8]>) -> usize {
+    let Some(k) = record_key else {
+        dst[0] = 0;
+        return 1;
+    };
+    dst[0] = 1;
+    let at = 1 + write_varint(&mut dst[1..], k.len() as u64);
+    dst[at..at + k.len()].copy_from_slice(k);
+    at + k.len()
+}
+
+/// LEB128 into a slice with room for it; returns the bytes written.
+fn write_varint(dst: &mut [u8], mut v: u64) -> usize {
+    let mut at = 0;
+    while v >= 0x80 {
+        dst[at] = (v as u8) | 0x80;
+        v >>= 7;
+        at += 1;
+    }
+    dst[at] = v as u8;
+    at + 1
 }
 
 /// Seals records for one (topic, partition, DEK version): the producer's per-partition state.
@@ -145,9 +208,6 @@ pub struct PartitionSealer {
     dek_version: u32,
 }
 
-/// AADs up to this size are assembled on the stack (topic + record key of ~200 bytes).
-const STACK_AAD: usize = 256;
-
 impl PartitionSealer {
     pub fn new(
         key: impl Into<Arc<dyn PreparedKey>>,
@@ -159,7 +219,13 @@ impl PartitionSealer {
             key: key.into(),
             nonces,
             key_header: encode_key_header(dek_version),
-            aad_prefix: aad_prefix(location, dek_version),
+            aad_prefix: {
+                let prefix = AadPrefix::Fields(location, dek_version);
+                let mut bytes = vec![0u8; prefix.max_len()];
+                let len = prefix.write(&mut bytes);
+                bytes.truncate(len);
+                bytes
+            },
             dek_version,
         }
     }
@@ -186,42 +252,10 @@ impl PartitionSealer {
         headers: &[Header],
         value: &[u8],
     ) -> Result<Vec<u8>, RecordError> {
-        let prefix = self.aad_prefix.len();
-        let key_part = record_key.map_or(1, |k| 1 + 10 + k.len());
-        if padded_aad_len(prefix + key_part) <= STACK_AAD {
-            // Zeroed, so the padding is already in place.
-            let mut buf = [0u8; STACK_AAD];
-            buf[..prefix].copy_from_slice(&self.aad_prefix);
-            let len = prefix + write_aad_record_key(&mut buf[prefix..], record_key);
-            let aad = &buf[..padded_aad_len(len)];
+        with_aad(AadPrefix::Encoded(&self.aad_prefix), record_key, |aad| {
             seal_frame(self.key.as_ref(), &self.nonces, aad, headers, value)
-        } else {
-            let mut aad = self.aad_prefix.clone();
-            push_aad_record_key(&mut aad, record_key);
-            aad.resize(padded_aad_len(aad.len()), 0);
-            seal_frame(self.key.as_ref(), &self.nonces, &aad, headers, value)
-        }
+        })
     }
-}
-
-/// `push_aad_record_key` into a slice with room for it; returns the bytes written.
-fn write_aad_record_key(dst: &mut [u8], record_key: Option<&[u8]>) -> usize {
-    let Some(k) = record_key else {
-        dst[0] = 0;
-        return 1;
-    };
-    dst[0] = 1;
-    let mut at = 1;
-    let mut v = k.len() as u64;
-    while v >= 0x80 {
-        dst[at] = (v as u8) | 0x80;
-        v >>= 7;
-        at += 1;
-    }
-    dst[at] = v as u8;
-    at += 1;
-    dst[at..at + k.len()].copy_from_slice(k);
-    at + k.len()
 }
 
 /// Seals one record's headers and (non-null) value under the DEK `key` of `dek_version`.
@@ -304,13 +338,24 @@ pub fn open(
         min,
     })?;
     let mut buf = body.to_vec();
-    let frame = key
-        .open(nonce, &aad(location, dek_version, record_key), &mut buf)
-        .map_err(|_| RecordError::Authentication)?;
-    parse_frame(frame)
+    let frame_len = with_aad(
+        AadPrefix::Fields(location, dek_version),
+        record_key,
+        |aad| key.open(nonce, aad, &mut buf).map(|frame| frame.len()),
+    )
+    .map_err(|_| RecordError::Authentication)?;
+    buf.truncate(frame_len);
+    let (headers, value_start) = parse_frame_headers(&buf)?;
+    // The value is the frame's tail: keep the decryption buffer rather than copy it.
+    buf.drain(..value_start);
+    Ok(OpenedRecord {
+        headers,
+        value: buf,
+    })
 }
 
-fn parse_frame(frame: &[u8]) -> Result<OpenedRecord, RecordError> {
+/// The original headers of a frame, and where its value starts.
+fn parse_frame_headers(frame: &[u8]) -> Result<(Vec<Header>, usize), RecordError> {
     let mut cur = frame;
     let count = take_varint(&mut cur).ok_or(RecordError::MalformedFrame("header count"))?;
     // Each header takes at least two bytes, so a count beyond that is malformed, not a huge allocation.
@@ -336,10 +381,7 @@ fn parse_frame(frame: &[u8]) -> Result<OpenedRecord, RecordError> {
         };
         headers.push(Header { key, value });
     }
-    Ok(OpenedRecord {
-        headers,
-        value: cur.to_vec(),
-    })
+    Ok((headers, frame.len() - cur.len()))
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -382,21 +424,38 @@ fn take<'a>(cur: &mut &'a [u8], n: u64) -> Option<&'a [u8]> {
 mod tests {
     use super::*;
 
-    /// The stack path and the heap path assemble identical AADs.
+    /// Short keys (stack) and long keys (heap), from fields or a precomputed prefix, all give
+    /// the documented layout.
     #[test]
-    fn stack_and_heap_aad_assembly_agree() {
+    fn every_aad_path_gives_the_documented_layout() {
+        let loc = RecordLocation {
+            topic: "orders",
+            partition: 2,
+        };
         for key in [
             None,
             Some(&b""[..]),
             Some(&[7u8; 127][..]),
             Some(&[7u8; 128][..]),
             Some(&[7u8; 200][..]),
+            Some(&[7u8; 300][..]),
         ] {
-            let mut heap = Vec::new();
-            push_aad_record_key(&mut heap, key);
-            let mut stack = [0u8; STACK_AAD];
-            let n = write_aad_record_key(&mut stack, key);
-            assert_eq!(&stack[..n], heap.as_slice());
+            let mut expected = vec![FORMAT_V1, 6];
+            expected.extend_from_slice(b"orders");
+            expected.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 9]);
+            match key {
+                None => expected.push(0),
+                Some(k) => {
+                    expected.push(1);
+                    put_varint(&mut expected, k.len() as u64);
+                    expected.extend_from_slice(k);
+                }
+            }
+            expected.resize(expected.len().next_multiple_of(16), 0);
+            assert_eq!(aad(loc, 9, key), expected, "{:?}", key.map(<[u8]>::len));
+            let prefix = &expected[..1 + 1 + 6 + 8];
+            let via_prefix = with_aad(AadPrefix::Encoded(prefix), key, <[u8]>::to_vec);
+            assert_eq!(via_prefix, expected);
         }
     }
 

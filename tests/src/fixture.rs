@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -14,9 +16,47 @@ use kafka_e2ee_client::kafka::{KafkaConnection, TopicSpec, ensure_topic};
 use kafka_e2ee_client::key_management::{KeyTopicWriter, ensure_key_topic, provision};
 use kafka_e2ee_client::key_records::{PlaintextPolicy, PolicyRecord, ProviderRef};
 use kafka_e2ee_client::keystore::LocalKeystore;
+use kafka_e2ee_client::provider::{DekContext, Edek, KeyProvider, ProviderError};
+use kafka_e2ee_client::secret::KeyMaterial;
 use rand::RngCore;
 
 use crate::{Server, require, unique};
+
+/// A provider that counts unwraps: provider calls must scale with key versions, not records.
+pub struct Counting<P> {
+    inner: P,
+    unwraps: Arc<AtomicUsize>,
+}
+
+impl<P> Counting<P> {
+    pub fn new(inner: P, unwraps: Arc<AtomicUsize>) -> Self {
+        Self { inner, unwraps }
+    }
+}
+
+impl<P: KeyProvider> KeyProvider for Counting<P> {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    async fn generate_dek(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+    ) -> Result<(KeyMaterial, Edek), ProviderError> {
+        self.inner.generate_dek(tek, context).await
+    }
+
+    async fn unwrap_dek(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+        edek: &Edek,
+    ) -> Result<KeyMaterial, ProviderError> {
+        self.unwraps.fetch_add(1, Ordering::SeqCst);
+        self.inner.unwrap_dek(tek, context, edek).await
+    }
+}
 
 /// The TEK alias every fixture's keystore defines.
 pub const TEK: &str = "test-tek";

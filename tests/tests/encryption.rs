@@ -29,10 +29,9 @@ use kafka_e2ee_client::partitioner::partition_for_key;
 use kafka_e2ee_client::producer::{
     EncryptingProducer, OutgoingRecord, ProduceError, ProducerSettings,
 };
-use kafka_e2ee_client::provider::{DekContext, Edek, KeyProvider, ProviderError};
+use kafka_e2ee_client::provider::{DekContext, KeyProvider, ProviderError};
 use kafka_e2ee_client::record::{Header, KEY_HEADER, PartitionSealer, RecordError, RecordLocation};
-use kafka_e2ee_client::secret::KeyMaterial;
-use kafka_e2ee_tests::fixture::{Fixture, TEK};
+use kafka_e2ee_tests::fixture::{Counting, Fixture, TEK};
 use kafka_e2ee_tests::unique;
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
@@ -42,37 +41,9 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// The keystore provider, counting unwraps: provider calls must scale with key versions.
-struct Counting {
-    inner: LocalKeystore,
-    unwraps: Arc<AtomicUsize>,
-}
-
-impl KeyProvider for Counting {
-    fn backend(&self) -> &'static str {
-        "counting-keystore"
-    }
-    async fn generate_dek(
-        &self,
-        tek: &str,
-        context: DekContext<'_>,
-    ) -> Result<(KeyMaterial, Edek), ProviderError> {
-        self.inner.generate_dek(tek, context).await
-    }
-    async fn unwrap_dek(
-        &self,
-        tek: &str,
-        context: DekContext<'_>,
-        edek: &Edek,
-    ) -> Result<KeyMaterial, ProviderError> {
-        self.unwraps.fetch_add(1, Ordering::SeqCst);
-        self.inner.unwrap_dek(tek, context, edek).await
-    }
-}
-
 struct Pipeline {
-    producer: EncryptingProducer<Counting>,
-    consumer: DecryptingConsumer<Counting>,
+    producer: EncryptingProducer<Counting<LocalKeystore>>,
+    consumer: DecryptingConsumer<Counting<LocalKeystore>>,
     unwraps: Arc<AtomicUsize>,
 }
 
@@ -86,10 +57,10 @@ async fn pipeline(fx: &Fixture, key_wait: Duration) -> Pipeline {
     // Startup reads the key topic once; key_wait then bounds only later lookups.
     keys.wait_caught_up(WAIT).await.unwrap();
     let unwraps = Arc::new(AtomicUsize::new(0));
-    let provider = Counting {
-        inner: LocalKeystore::from_file(&fx.keystore_path).unwrap(),
-        unwraps: Arc::clone(&unwraps),
-    };
+    let provider = Counting::new(
+        LocalKeystore::from_file(&fx.keystore_path).unwrap(),
+        Arc::clone(&unwraps),
+    );
     let deks = Arc::new(DekCache::new(
         provider,
         Box::new(Aes256Gcm),
