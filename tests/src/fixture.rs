@@ -141,6 +141,28 @@ impl Fixture {
         Ok(topic)
     }
 
+    /// An encrypted topic with the defaults: plaintext rejected, the largest per-DEK cap, no
+    /// topic settings. Panics on failure (test helper).
+    #[expect(
+        clippy::panic,
+        reason = "test support: setup failure must fail the test"
+    )]
+    pub async fn reject_topic(&mut self, prefix: &str, partitions: i32) -> String {
+        match self
+            .encrypt_topic(
+                prefix,
+                partitions,
+                PlaintextPolicy::Reject,
+                kafka_e2ee_client::nonce::MAX_RECORDS_PER_DEK,
+                BTreeMap::new(),
+            )
+            .await
+        {
+            Ok(topic) => topic,
+            Err(e) => panic!("could not set up encrypted topic {prefix}: {e:#}"),
+        }
+    }
+
     /// Rolls every partition of `topic` to the next DEK version; returns it.
     pub async fn rollover(&mut self, topic: &str) -> Result<u32> {
         let policy = self

@@ -176,16 +176,7 @@ fn sample(i: usize) -> (Option<Vec<u8>>, Vec<Header>, Option<Vec<u8>>) {
 async fn records_round_trip_exactly_and_the_broker_holds_no_plaintext() {
     let mut fx = Fixture::new("e2e").await.unwrap();
     let partitions = 3;
-    let topic = fx
-        .encrypt_topic(
-            "e2e-orders",
-            partitions,
-            PlaintextPolicy::Reject,
-            MAX_RECORDS_PER_DEK,
-            BTreeMap::new(),
-        )
-        .await
-        .unwrap();
+    let topic = fx.reject_topic("e2e-orders", partitions).await;
     let pipe = pipeline(&fx, WAIT).await;
 
     let n = 600;
@@ -285,26 +276,8 @@ async fn records_round_trip_exactly_and_the_broker_holds_no_plaintext() {
 async fn keyed_records_land_where_librdkafka_murmur2_puts_them() {
     let mut fx = Fixture::new("murmur").await.unwrap();
     let partitions = 7;
-    let encrypted = fx
-        .encrypt_topic(
-            "murmur-enc",
-            partitions,
-            PlaintextPolicy::Reject,
-            MAX_RECORDS_PER_DEK,
-            BTreeMap::new(),
-        )
-        .await
-        .unwrap();
-    let plain = fx
-        .encrypt_topic(
-            "murmur-plain",
-            partitions,
-            PlaintextPolicy::Reject,
-            MAX_RECORDS_PER_DEK,
-            BTreeMap::new(),
-        )
-        .await
-        .unwrap();
+    let encrypted = fx.reject_topic("murmur-enc", partitions).await;
+    let plain = fx.reject_topic("murmur-plain", partitions).await;
     let pipe = pipeline(&fx, WAIT).await;
     // librdkafka's murmur2_random is documented as Java-compatible for keyed records.
     let java_like: FutureProducer = fx
@@ -344,26 +317,8 @@ struct Case {
 #[tokio::test]
 async fn tampered_moved_and_unknown_records_fail_typed_and_are_never_skipped() {
     let mut fx = Fixture::new("tamper").await.unwrap();
-    let topic = fx
-        .encrypt_topic(
-            "tamper",
-            2,
-            PlaintextPolicy::Reject,
-            MAX_RECORDS_PER_DEK,
-            BTreeMap::new(),
-        )
-        .await
-        .unwrap();
-    let other = fx
-        .encrypt_topic(
-            "tamper-other",
-            2,
-            PlaintextPolicy::Reject,
-            MAX_RECORDS_PER_DEK,
-            BTreeMap::new(),
-        )
-        .await
-        .unwrap();
+    let topic = fx.reject_topic("tamper", 2).await;
+    let other = fx.reject_topic("tamper-other", 2).await;
     let pipe = pipeline(&fx, Duration::from_millis(700)).await;
 
     // One genuine record per topic, then copies of it altered on the way to the broker.
@@ -637,16 +592,7 @@ async fn tampered_moved_and_unknown_records_fail_typed_and_are_never_skipped() {
 #[tokio::test]
 async fn a_late_edek_is_waited_for_and_a_replaced_one_is_refused() {
     let mut fx = Fixture::new("late").await.unwrap();
-    let topic = fx
-        .encrypt_topic(
-            "late",
-            1,
-            PlaintextPolicy::Reject,
-            MAX_RECORDS_PER_DEK,
-            BTreeMap::new(),
-        )
-        .await
-        .unwrap();
+    let topic = fx.reject_topic("late", 1).await;
     let pipe = pipeline(&fx, Duration::from_secs(8)).await;
 
     // A producer elsewhere seals under version 2, whose EDEK reaches the key topic 1.5 s later.
