@@ -129,6 +129,14 @@ impl Default for ConsumerSettings {
     }
 }
 
+thread_local! {
+    /// Per-thread buffer records are decrypted in; only the value is copied out.
+    static OPEN_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A reused buffer that grew beyond this (a huge record) is dropped rather than kept.
+const MAX_REUSED_BUFFER: usize = 1 << 20;
+
 /// What `open_with` must be given before it can finish a record.
 enum Need {
     /// The DEK of this version of the record's partition.
@@ -335,18 +343,30 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
                         .get_cached(topic, location.partition, version)
                         .ok_or(Need::Key(version))?,
                 };
-                Ok(
-                    record::open(key.as_ref(), location, version, message.key(), sealed)
-                        .map(|opened| record(opened.headers, Some(opened.value), true))
-                        .map_err(|source| match source {
-                            RecordError::Authentication
-                            | RecordError::TooShort { .. }
-                            | RecordError::MalformedFrame(_) => {
-                                ConsumeError::Tampered { at: at(), source }
-                            }
-                            source => malformed(source),
-                        }),
-                )
+                let opened = OPEN_BUFFER.with_borrow_mut(|scratch| {
+                    let opened = record::open_with_scratch(
+                        key.as_ref(),
+                        location,
+                        version,
+                        message.key(),
+                        sealed,
+                        scratch,
+                    );
+                    if scratch.capacity() > MAX_REUSED_BUFFER {
+                        *scratch = Vec::new();
+                    }
+                    opened
+                });
+                Ok(opened
+                    .map(|opened| record(opened.headers, Some(opened.value), true))
+                    .map_err(|source| match source {
+                        RecordError::Authentication
+                        | RecordError::TooShort { .. }
+                        | RecordError::MalformedFrame(_) => {
+                            ConsumeError::Tampered { at: at(), source }
+                        }
+                        source => malformed(source),
+                    }))
             }
             (1, None) => Ok(Err(malformed(RecordError::MalformedFrame(
                 "a key header on a record without a value",

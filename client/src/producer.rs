@@ -9,7 +9,7 @@
 //! Per-partition sealers are cached and rebuilt only when the key directory changes (an atomic
 //! compare per record), so KMS calls and allocations scale with key versions, not records.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminOptions, ResourceSpecifier};
@@ -28,6 +28,14 @@ use crate::nonce::{MAX_RECORDS_PER_DEK, NonceError, NonceSequence};
 use crate::partitioner::{RoundRobin, partition_for_key};
 use crate::provider::KeyProvider;
 use crate::record::{Header, KEY_HEADER, PartitionSealer, RecordError, RecordLocation};
+
+thread_local! {
+    /// Per-thread buffer records are sealed into before librdkafka copies them.
+    static SEAL_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A reused buffer that grew beyond this (a huge record) is dropped rather than kept.
+const MAX_REUSED_BUFFER: usize = 1 << 20;
 
 /// Kafka's default `max.message.bytes` (1 MiB + batch overhead), used when the broker does not
 /// report the topic's value.
@@ -195,8 +203,9 @@ struct TopicState {
     policy: Arc<PolicyRecord>,
     partitions: u32,
     max_message_bytes: usize,
-    /// Current-version sealers, built on first use of each partition.
-    sealers: Mutex<FastMap<i32, Arc<PartitionSealer>>>,
+    /// Current-version sealers by partition, each built on first use; reading one is a
+    /// single atomic load.
+    sealers: Vec<OnceLock<Arc<PartitionSealer>>>,
 }
 
 pub struct EncryptingProducer<P> {
@@ -272,20 +281,58 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
             return self.enqueue(out, partition, &state).await;
         };
         let sealer = match state.sealer(partition) {
-            Some(sealer) => sealer,
+            Some(sealer) => Arc::clone(sealer),
             None => Box::pin(self.build_sealer(&state, topic, partition)).await?,
         };
-        let sealed = sealer
-            .seal(record.key, record.headers, value)
-            .map_err(|source| seal_error(topic, partition, &sealer, source))?;
-        let out = outgoing(
-            record,
-            partition,
-            Some(&sealed),
-            Some(sealer.key_header()),
-            &state,
-        )?;
-        self.enqueue(out, partition, &state).await
+        // Sealed into this thread's reusable buffer: librdkafka copies the bytes while
+        // enqueueing, so no allocation per record is needed on our side.
+        let queued = SEAL_BUFFER.with_borrow_mut(|buf| {
+            sealer
+                .seal_into(buf, record.key, record.headers, value)
+                .map_err(|source| seal_error(topic, partition, &sealer, source))?;
+            let out = outgoing(
+                record,
+                partition,
+                Some(buf),
+                Some(sealer.key_header()),
+                &state,
+            )?;
+            let queued = match self.producer.send_result(out) {
+                Ok(inner) => Ok(Delivery {
+                    topic: Arc::clone(&state.topic),
+                    partition,
+                    inner,
+                }),
+                // Keep the sealed bytes and wait for room below, off this buffer.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    Err(buf.clone())
+                }
+                Err((source, _)) => {
+                    return Err(ProduceError::Kafka {
+                        topic: topic.to_owned(),
+                        partition,
+                        source,
+                    });
+                }
+            };
+            if buf.capacity() > MAX_REUSED_BUFFER {
+                *buf = Vec::new();
+            }
+            Ok(queued)
+        })?;
+        match queued {
+            Ok(delivery) => Ok(delivery),
+            Err(sealed) => {
+                let out = outgoing(
+                    record,
+                    partition,
+                    Some(&sealed),
+                    Some(sealer.key_header()),
+                    &state,
+                )?;
+                Box::pin(self.enqueue(out, partition, &state)).await
+            }
+        }
     }
 
     /// Encrypts, sends and waits for the broker's acknowledgement.
@@ -388,10 +435,11 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
                 partitions,
             });
         }
-        let (max_message_bytes, kept) = match &cached {
-            Some(old) => (old.max_message_bytes, still_current(old, &policy)),
-            None => (self.max_message_bytes(topic).await?, FastMap::default()),
+        let max_message_bytes = match &cached {
+            Some(old) => old.max_message_bytes,
+            None => self.max_message_bytes(topic).await?,
         };
+        let sealers = still_current(cached.as_deref(), &policy);
         self.prefetch_next_versions(&policy);
         let state = Arc::new(TopicState {
             topic: Arc::from(topic),
@@ -399,7 +447,7 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
             policy,
             partitions: partitions as u32,
             max_message_bytes,
-            sealers: Mutex::new(kept),
+            sealers,
         });
         self.topics
             .lock()
@@ -464,15 +512,16 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
             RecordLocation { topic, partition },
             version,
         ));
-        // Two tasks may race to build it; the first one inserted wins and both use it.
-        Ok(Arc::clone(
-            state
-                .sealers
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(partition)
-                .or_insert(sealer),
-        ))
+        // Two tasks may race to build it; the first one stored wins and both use it.
+        let slot = usize::try_from(partition)
+            .ok()
+            .and_then(|p| state.sealers.get(p))
+            .ok_or_else(|| ProduceError::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+                partitions: state.partitions,
+            })?;
+        Ok(Arc::clone(slot.get_or_init(|| sealer)))
     }
 
     async fn max_message_bytes(&self, topic: &str) -> Result<usize, ProduceError> {
@@ -497,12 +546,8 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
 }
 
 impl TopicState {
-    fn sealer(&self, partition: i32) -> Option<Arc<PartitionSealer>> {
-        self.sealers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&partition)
-            .cloned()
+    fn sealer(&self, partition: i32) -> Option<&Arc<PartitionSealer>> {
+        self.sealers.get(usize::try_from(partition).ok()?)?.get()
     }
 }
 
@@ -563,14 +608,25 @@ fn seal_error(
     }
 }
 
-/// Sealers whose partition still has the same current version under the new policy.
-fn still_current(old: &TopicState, policy: &PolicyRecord) -> FastMap<i32, Arc<PartitionSealer>> {
-    old.sealers
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
+/// One slot per partition of `policy`, keeping the old state's sealers whose partition still
+/// has the same current version (their nonce counters carry on).
+fn still_current(
+    old: Option<&TopicState>,
+    policy: &PolicyRecord,
+) -> Vec<OnceLock<Arc<PartitionSealer>>> {
+    policy
+        .current_versions
         .iter()
-        .filter(|(p, s)| policy.current_versions.get(p) == Some(&s.dek_version()))
-        .map(|(p, s)| (*p, Arc::clone(s)))
+        .map(|(&partition, &version)| {
+            let slot = OnceLock::new();
+            if let Some(sealer) = old
+                .and_then(|o| o.sealer(partition))
+                .filter(|s| s.dek_version() == version)
+            {
+                let _ = slot.set(Arc::clone(sealer));
+            }
+            slot
+        })
         .collect()
 }
 

@@ -58,6 +58,24 @@ fn process_cpu() -> f64 {
     ns as f64 / 1e9
 }
 
+/// Seconds of CPU the broker process has used (all its threads), from the test bed's pid file.
+fn broker_cpu() -> f64 {
+    let Some(pid) = std::env::var("KE_TESTBED_RUN")
+        .ok()
+        .and_then(|dir| std::fs::read_to_string(format!("{dir}/kafka.pid")).ok())
+    else {
+        return 0.0;
+    };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())) else {
+        return 0.0;
+    };
+    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
+    ticks / 100.0 // USER_HZ
+}
+
 struct Sample {
     key: Vec<u8>,
     header: Header,
@@ -80,6 +98,7 @@ fn sample(i: usize, size: usize) -> Sample {
 struct Round {
     seconds: f64,
     cpu: f64,
+    broker_cpu: f64,
 }
 
 fn assignment(topic: &str, from: &BTreeMap<i32, i64>) -> TopicPartitionList {
@@ -109,7 +128,7 @@ async fn plaintext_round(
     size: usize,
 ) -> Round {
     let from = high_watermarks(fx, topic);
-    let (start, cpu) = (Instant::now(), process_cpu());
+    let (start, cpu, broker) = (Instant::now(), process_cpu(), broker_cpu());
     let mut pending = Vec::with_capacity(n);
     for i in 0..n {
         let s = sample(i, size);
@@ -154,6 +173,7 @@ async fn plaintext_round(
     Round {
         seconds: start.elapsed().as_secs_f64(),
         cpu: process_cpu() - cpu,
+        broker_cpu: broker_cpu() - broker,
     }
 }
 
@@ -166,7 +186,7 @@ async fn encrypted_round(
     size: usize,
 ) -> Round {
     let from = high_watermarks(fx, topic);
-    let (start, cpu) = (Instant::now(), process_cpu());
+    let (start, cpu, broker) = (Instant::now(), process_cpu(), broker_cpu());
     let mut pending = Vec::with_capacity(n);
     for i in 0..n {
         let s = sample(i, size);
@@ -191,6 +211,7 @@ async fn encrypted_round(
     Round {
         seconds: start.elapsed().as_secs_f64(),
         cpu: process_cpu() - cpu,
+        broker_cpu: broker_cpu() - broker,
     }
 }
 
@@ -351,13 +372,14 @@ async fn main() {
         "{n} records per round, {PARTITIONS} partitions, key 15 B + one 24 B header, {PAIRS} interleaved pairs\n"
     );
     println!(
-        "| value | plaintext rec/s | encrypted rec/s | encrypted / plaintext rec/s (median) | CPU per record, encrypted / plaintext (median) | wire bytes per record over plaintext |"
+        "| value | plaintext rec/s | encrypted rec/s | encrypted / plaintext rec/s (median) | client CPU µs per record, plaintext / encrypted | client CPU per record, encrypted / plaintext (median) | broker CPU per record, encrypted / plaintext (median) | wire bytes per record over plaintext |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let mut encrypted_records = 0usize;
     for (&size, (plain, encrypted)) in &topics {
-        let (mut rate_ratio, mut cpu_ratio, mut plain_rate, mut enc_rate) =
-            (vec![], vec![], vec![], vec![]);
+        let (mut rate_ratio, mut cpu_ratio, mut broker_ratio, mut plain_rate, mut enc_rate) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        let (mut plain_us, mut enc_us) = (vec![], vec![]);
         // One unmeasured round each: connections, metadata, first keys.
         plaintext_round(&fx, &plain_producer, &plain_consumer, plain, n / 10, size).await;
         encrypted_round(&fx, &producer, &consumer, encrypted, n / 10, size).await;
@@ -388,17 +410,23 @@ async fn main() {
             encrypted_records += n;
             rate_ratio.push(p.seconds / e.seconds);
             cpu_ratio.push(e.cpu / p.cpu.max(0.01));
+            broker_ratio.push(e.broker_cpu / p.broker_cpu.max(0.01));
+            plain_us.push(p.cpu * 1e6 / n as f64);
+            enc_us.push(e.cpu * 1e6 / n as f64);
             plain_rate.push(n as f64 / p.seconds);
             enc_rate.push(n as f64 / e.seconds);
         }
         let overhead = mean_record_bytes(&fx, encrypted, 1000).await
             - mean_record_bytes(&fx, plain, 1000).await;
         println!(
-            "| {size} B | {:.0} | {:.0} | {:.3} | {:.3} | {:.1} |",
+            "| {size} B | {:.0} | {:.0} | {:.3} | {:.2} / {:.2} | {:.3} | {:.3} | {:.1} |",
             median(plain_rate),
             median(enc_rate),
             median(rate_ratio),
+            median(plain_us),
+            median(enc_us),
             median(cpu_ratio),
+            median(broker_ratio),
             overhead
         );
     }
