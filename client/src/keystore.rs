@@ -25,7 +25,7 @@ use zeroize::Zeroizing;
 
 use crate::engine::{Aes256Gcm, EncryptionEngine, PreparedKey, TAG_LEN};
 use crate::nonce::NONCE_LEN;
-use crate::provider::{DekContext, Edek, KeyProvider, ProviderError};
+use crate::provider::{DekContext, Edek, KeyProvider, ProviderError, TekInfo, TekManager};
 use crate::secret::KeyMaterial;
 
 const BACKEND: &str = "keystore";
@@ -161,17 +161,15 @@ fn edek_aad(context: DekContext<'_>, key_id: &str) -> Vec<u8> {
     aad
 }
 
-impl KeyProvider for LocalKeystore {
-    fn backend(&self) -> &'static str {
-        BACKEND
-    }
-
-    /// EDEK: `[format 0x01][key id length u8][key id][nonce 12][wrapped DEK 32][tag 16]`.
-    async fn generate_dek(
+impl LocalKeystore {
+    /// EDEK: `[format 0x01][key id length u8][key id][nonce 12][wrapped DEK 32][tag 16]`,
+    /// under the key `tek` points to now.
+    fn wrap(
         &self,
         tek: &str,
         context: DekContext<'_>,
-    ) -> Result<(KeyMaterial, Edek), ProviderError> {
+        dek: &KeyMaterial,
+    ) -> Result<Edek, ProviderError> {
         let key_id = self.current_key_id(tek)?;
         let tek_key = self
             .keys
@@ -180,7 +178,6 @@ impl KeyProvider for LocalKeystore {
                 backend: BACKEND,
                 tek: tek.to_owned(),
             })?;
-        let dek = KeyMaterial::from_vec(self.random::<DEK_LEN>()?.to_vec());
         let nonce = self.random::<NONCE_LEN>()?;
         let mut out = Vec::with_capacity(2 + key_id.len() + NONCE_LEN + DEK_LEN + TAG_LEN);
         out.push(EDEK_FORMAT);
@@ -193,7 +190,65 @@ impl KeyProvider for LocalKeystore {
             .seal(nonce, &edek_aad(context, key_id), &mut out[body..])
             .map_err(|e| misconfigured(e.to_string()))?;
         out.extend_from_slice(&tag);
-        Ok((dek, Edek(out)))
+        Ok(Edek(out))
+    }
+
+    fn info(&self, tek: &str) -> Result<TekInfo, ProviderError> {
+        Ok(TekInfo {
+            tek: tek.to_owned(),
+            latest_version: Some(self.current_key_id(tek)?.to_owned()),
+        })
+    }
+}
+
+/// Keystore TEKs live in the file (a Secret): "creating" one checks that its alias resolves,
+/// and rotating means adding a key to the file and repointing the alias. Re-wrapping works
+/// like any KMS: old EDEKs keep unwrapping while their key stays in the file.
+impl TekManager for LocalKeystore {
+    async fn create_tek(&self, tek: &str) -> Result<TekInfo, ProviderError> {
+        self.info(tek)
+    }
+
+    async fn describe_tek(&self, tek: &str) -> Result<TekInfo, ProviderError> {
+        self.info(tek)
+    }
+
+    async fn rotate_tek(&self, tek: &str) -> Result<TekInfo, ProviderError> {
+        Err(misconfigured(format!(
+            "keystore TEK '{tek}' is rotated in the keystore file: add a key and point the alias at it"
+        )))
+    }
+
+    async fn rewrap_dek(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+        edek: &Edek,
+    ) -> Result<Edek, ProviderError> {
+        let dek = self.unwrap_dek(tek, context, edek).await?;
+        self.wrap(tek, context, &dek)
+    }
+
+    fn edek_tek_version(&self, edek: &Edek) -> Option<String> {
+        let (&id_len, rest) = edek.0.get(1..)?.split_first()?;
+        let id = rest.get(..usize::from(id_len))?;
+        std::str::from_utf8(id).ok().map(str::to_owned)
+    }
+}
+
+impl KeyProvider for LocalKeystore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn generate_dek(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+    ) -> Result<(KeyMaterial, Edek), ProviderError> {
+        let dek = KeyMaterial::from_vec(self.random::<DEK_LEN>()?.to_vec());
+        let edek = self.wrap(tek, context, &dek)?;
+        Ok((dek, edek))
     }
 
     async fn unwrap_dek(
@@ -210,6 +265,9 @@ impl KeyProvider for LocalKeystore {
                 context.topic, context.partition, context.version
             ),
         };
+        // The TEK reference must still exist (removing an alias retires the TEK), even though
+        // the key that unwraps is the one the EDEK names (which survives rotations).
+        self.current_key_id(tek)?;
         let bytes = edek.0.as_slice();
         let (&format, rest) = bytes.split_first().ok_or_else(invalid)?;
         let (&id_len, rest) = rest.split_first().ok_or_else(invalid)?;

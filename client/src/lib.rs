@@ -12,6 +12,7 @@
 //! - [`partitioner`]: the Java client's murmur2 partitioning, chosen before sealing.
 //! - [`provider`]: the KeyProvider contract, error classes, the DEK commitment.
 //! - [`keystore`]: the local keystore KeyProvider (docs/keystore.md).
+//! - `vault` (feature `vault`): the Vault / OpenBao transit KeyProvider.
 //! - [`key_records`]: policy and EDEK records of the key topic.
 //! - [`dek_cache`]: unwrapped DEKs, single-flight, checked against their commitment, prefetched.
 //! - [`secret`]: zeroized key material.
@@ -41,3 +42,5 @@ pub mod producer;
 pub mod provider;
 pub mod record;
 pub mod secret;
+#[cfg(feature = "vault")]
+pub mod vault;

@@ -86,6 +86,69 @@ pub trait KeyProvider: Send + Sync {
     ) -> impl Future<Output = Result<KeyMaterial, ProviderError>> + Send;
 }
 
+/// A borrowed provider is a provider: several caches (or a cache and the operator) can share
+/// one client without an `Arc`.
+impl<P: KeyProvider> KeyProvider for &P {
+    fn backend(&self) -> &'static str {
+        (**self).backend()
+    }
+
+    fn generate_dek(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+    ) -> impl Future<Output = Result<(KeyMaterial, Edek), ProviderError>> + Send {
+        (**self).generate_dek(tek, context)
+    }
+
+    fn unwrap_dek(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+        edek: &Edek,
+    ) -> impl Future<Output = Result<KeyMaterial, ProviderError>> + Send {
+        (**self).unwrap_dek(tek, context, edek)
+    }
+}
+
+/// What a KMS reports about a TEK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TekInfo {
+    /// The TEK reference as given.
+    pub tek: String,
+    /// The version new wrappings use, where the KMS has versions.
+    pub latest_version: Option<String>,
+}
+
+/// The TEK-management half of the contract, which the operator uses: create TEKs (idempotent),
+/// rotate them, and re-wrap EDEKs under the latest version without exposing the DEK to anyone
+/// where the KMS can do it itself.
+pub trait TekManager: KeyProvider {
+    /// Creates the TEK if absent; an existing TEK with the expected properties is fine.
+    /// Never relies on a KMS creating keys implicitly.
+    fn create_tek(&self, tek: &str) -> impl Future<Output = Result<TekInfo, ProviderError>> + Send;
+
+    /// The TEK's current state; `NotFound` if it does not exist.
+    fn describe_tek(
+        &self,
+        tek: &str,
+    ) -> impl Future<Output = Result<TekInfo, ProviderError>> + Send;
+
+    /// Makes a new TEK version the one new wrappings use; older versions keep unwrapping.
+    fn rotate_tek(&self, tek: &str) -> impl Future<Output = Result<TekInfo, ProviderError>> + Send;
+
+    /// `edek` wrapped again under the TEK's latest version (same DEK).
+    fn rewrap_dek(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+        edek: &Edek,
+    ) -> impl Future<Output = Result<Edek, ProviderError>> + Send;
+
+    /// The TEK version an EDEK was wrapped under, if the wrapping says.
+    fn edek_tek_version(&self, edek: &Edek) -> Option<String>;
+}
+
 /// A commitment to a DEK and the context it belongs to, stored beside the EDEK.
 ///
 /// Some wrappings detect no tampering (Hadoop KMS EEKs are AES-CTR: a changed EEK "unwraps" to

@@ -1,0 +1,287 @@
+//! The Vault (and OpenBao) transit KeyProvider, behind the `vault` cargo feature.
+//!
+//! The TEK is a transit key of type `aes256-gcm96`, not exportable: it never leaves Vault. DEKs
+//! come from `datakey/plaintext` (the plaintext DEK and its wrapping in one call), unwrap with
+//! `decrypt`, and are re-wrapped by Vault itself (`rewrap`) after a rotation. An EDEK is the
+//! transit ciphertext string (`vault:v<N>:<base64>`), whose `N` is the TEK version.
+//!
+//! Transit binds no per-call context for non-derived keys, so the DEK's topic, partition and
+//! version are bound by the commitment in the EDEK record instead (checked after every unwrap).
+//! Keys are never created implicitly: `create_tek` reads first and creates only what is absent,
+//! and every other call fails with `NotFound` for a missing key.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use vaultrs::api::transit::KeyType;
+use vaultrs::api::transit::requests::{CreateKeyRequestBuilder, DataKeyType};
+use vaultrs::api::transit::responses::ReadKeyData;
+use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+use vaultrs::error::ClientError;
+use vaultrs::transit;
+use zeroize::Zeroizing;
+
+use crate::provider::{DekContext, Edek, KeyProvider, ProviderError, TekInfo, TekManager};
+use crate::secret::KeyMaterial;
+
+const BACKEND: &str = "vault";
+
+/// Where transit is and how to authenticate (token auth; Kubernetes auth follows).
+#[derive(Debug, Clone)]
+pub struct VaultSettings {
+    pub address: String,
+    /// Vault Enterprise / OpenBao namespace, if any.
+    pub namespace: Option<String>,
+    /// The transit mount path, `transit` by default.
+    pub mount: String,
+    pub token: Zeroizing<String>,
+}
+
+pub struct VaultTransit {
+    client: VaultClient,
+    mount: String,
+}
+
+impl VaultTransit {
+    pub fn new(settings: &VaultSettings) -> Result<Self, ProviderError> {
+        let mut builder = VaultClientSettingsBuilder::default();
+        builder
+            .address(&settings.address)
+            .token(settings.token.as_str());
+        if let Some(ns) = &settings.namespace {
+            builder.set_namespace(ns.clone());
+        }
+        let client_settings = builder.build().map_err(|e| ProviderError::Misconfigured {
+            backend: BACKEND,
+            reason: format!("Vault client settings: {e}"),
+        })?;
+        let client =
+            VaultClient::new(client_settings).map_err(|e| ProviderError::Misconfigured {
+                backend: BACKEND,
+                reason: format!("Vault client: {e}"),
+            })?;
+        Ok(Self {
+            client,
+            mount: settings.mount.clone(),
+        })
+    }
+
+    async fn info(&self, tek: &str) -> Result<TekInfo, ProviderError> {
+        let key = transit::key::read(&self.client, &self.mount, tek)
+            .await
+            .map_err(|e| classify(e, tek, None))?;
+        if !matches!(key.key_type, KeyType::Aes256Gcm96) || key.exportable {
+            return Err(ProviderError::Misconfigured {
+                backend: BACKEND,
+                reason: format!(
+                    "transit key '{tek}' exists but is not a non-exportable aes256-gcm96 key"
+                ),
+            });
+        }
+        let latest = match &key.keys {
+            ReadKeyData::Symmetric(versions) => {
+                versions.keys().filter_map(|v| v.parse::<u64>().ok()).max()
+            }
+            ReadKeyData::Asymmetric(versions) => {
+                versions.keys().filter_map(|v| v.parse::<u64>().ok()).max()
+            }
+        };
+        Ok(TekInfo {
+            tek: tek.to_owned(),
+            latest_version: latest.map(|v| v.to_string()),
+        })
+    }
+}
+
+fn context_label(context: DekContext<'_>) -> String {
+    format!(
+        "{}/{} v{}",
+        context.topic, context.partition, context.version
+    )
+}
+
+/// Vault errors by class. Transit answers a missing key on decrypt/datakey with 400 and an
+/// "encryption key not found" message, and bad ciphertext with 400 too: the message decides.
+fn classify(error: ClientError, tek: &str, context: Option<DekContext<'_>>) -> ProviderError {
+    let tek = tek.to_owned();
+    match error {
+        ClientError::APIError { code, errors } => {
+            let text = errors.join("; ").to_lowercase();
+            match code {
+                404 => ProviderError::NotFound {
+                    backend: BACKEND,
+                    tek,
+                },
+                400 if text.contains("not found") => ProviderError::NotFound {
+                    backend: BACKEND,
+                    tek,
+                },
+                401 | 403 => ProviderError::AccessDenied {
+                    backend: BACKEND,
+                    tek,
+                },
+                429 => ProviderError::Throttled {
+                    backend: BACKEND,
+                    tek,
+                },
+                400 if context.is_some()
+                    && (text.contains("ciphertext")
+                        || text.contains("authentication failed")
+                        || text.contains("decrypt")
+                        || text.contains("invalid")) =>
+                {
+                    ProviderError::InvalidCiphertext {
+                        backend: BACKEND,
+                        tek,
+                        context: context.map(context_label).unwrap_or_default(),
+                    }
+                }
+                500.. => ProviderError::Unavailable {
+                    backend: BACKEND,
+                    tek,
+                    reason: format!("HTTP {code}: {text}"),
+                },
+                _ => ProviderError::Misconfigured {
+                    backend: BACKEND,
+                    reason: format!("TEK '{tek}': HTTP {code}: {text}"),
+                },
+            }
+        }
+        other => ProviderError::Unavailable {
+            backend: BACKEND,
+            tek,
+            reason: other.to_string(),
+        },
+    }
+}
+
+fn edek_text<'a>(
+    edek: &'a Edek,
+    tek: &str,
+    context: DekContext<'_>,
+) -> Result<&'a str, ProviderError> {
+    std::str::from_utf8(&edek.0)
+        .ok()
+        .filter(|t| t.starts_with("vault:v"))
+        .ok_or_else(|| ProviderError::InvalidCiphertext {
+            backend: BACKEND,
+            tek: tek.to_owned(),
+            context: context_label(context),
+        })
+}
+
+fn decode_dek(
+    plaintext_b64: Zeroizing<String>,
+    tek: &str,
+    context: DekContext<'_>,
+) -> Result<KeyMaterial, ProviderError> {
+    STANDARD
+        .decode(plaintext_b64.as_bytes())
+        .map(KeyMaterial::from_vec)
+        .map_err(|_| ProviderError::InvalidCiphertext {
+            backend: BACKEND,
+            tek: tek.to_owned(),
+            context: context_label(context),
+        })
+}
+
+impl KeyProvider for VaultTransit {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn generate_dek(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+    ) -> Result<(KeyMaterial, Edek), ProviderError> {
+        let response = transit::generate::data_key(
+            &self.client,
+            &self.mount,
+            tek,
+            DataKeyType::Plaintext,
+            None,
+        )
+        .await
+        .map_err(|e| classify(e, tek, None))?;
+        let plaintext =
+            Zeroizing::new(
+                response
+                    .plaintext
+                    .ok_or_else(|| ProviderError::Unavailable {
+                        backend: BACKEND,
+                        tek: tek.to_owned(),
+                        reason: "datakey/plaintext returned no plaintext".into(),
+                    })?,
+            );
+        let dek = decode_dek(plaintext, tek, context)?;
+        Ok((dek, Edek(response.ciphertext.into_bytes())))
+    }
+
+    async fn unwrap_dek(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+        edek: &Edek,
+    ) -> Result<KeyMaterial, ProviderError> {
+        let ciphertext = edek_text(edek, tek, context)?;
+        let response = transit::data::decrypt(&self.client, &self.mount, tek, ciphertext, None)
+            .await
+            .map_err(|e| classify(e, tek, Some(context)))?;
+        decode_dek(Zeroizing::new(response.plaintext), tek, context)
+    }
+}
+
+impl TekManager for VaultTransit {
+    async fn create_tek(&self, tek: &str) -> Result<TekInfo, ProviderError> {
+        match self.info(tek).await {
+            Err(ProviderError::NotFound { .. }) => {}
+            other => return other,
+        }
+        transit::key::create(
+            &self.client,
+            &self.mount,
+            tek,
+            Some(
+                CreateKeyRequestBuilder::default()
+                    .key_type(KeyType::Aes256Gcm96)
+                    .exportable(false),
+            ),
+        )
+        .await
+        .map_err(|e| classify(e, tek, None))?;
+        self.info(tek).await
+    }
+
+    async fn describe_tek(&self, tek: &str) -> Result<TekInfo, ProviderError> {
+        self.info(tek).await
+    }
+
+    async fn rotate_tek(&self, tek: &str) -> Result<TekInfo, ProviderError> {
+        // Rotating a missing key would create nothing useful: check first.
+        self.info(tek).await?;
+        transit::key::rotate(&self.client, &self.mount, tek)
+            .await
+            .map_err(|e| classify(e, tek, None))?;
+        self.info(tek).await
+    }
+
+    async fn rewrap_dek(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+        edek: &Edek,
+    ) -> Result<Edek, ProviderError> {
+        let ciphertext = edek_text(edek, tek, context)?;
+        let response = transit::data::rewrap(&self.client, &self.mount, tek, ciphertext, None)
+            .await
+            .map_err(|e| classify(e, tek, Some(context)))?;
+        Ok(Edek(response.ciphertext.into_bytes()))
+    }
+
+    fn edek_tek_version(&self, edek: &Edek) -> Option<String> {
+        let text = std::str::from_utf8(&edek.0).ok()?;
+        let rest = text.strip_prefix("vault:v")?;
+        let (version, _) = rest.split_once(':')?;
+        version.parse::<u64>().ok().map(|v| v.to_string())
+    }
+}

@@ -1,0 +1,260 @@
+//! The KeyProvider / TekManager contract, written once and run against every backend on its
+//! real server: the local keystore, and Vault transit on OpenBao (more backends join as they
+//! land). Rotation is the one step that differs: a KMS rotates by API, a keystore by a new file.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use kafka_e2ee_client::dek_cache::{DekCache, DekCacheConfig, DekCacheError};
+use kafka_e2ee_client::engine::Aes256Gcm;
+use kafka_e2ee_client::key_records::EdekRecord;
+use kafka_e2ee_client::keystore::LocalKeystore;
+use kafka_e2ee_client::provider::{DekCommitment, DekContext, Edek, ProviderError, TekManager};
+use kafka_e2ee_client::secret::KeyMaterial;
+use kafka_e2ee_client::vault::{VaultSettings, VaultTransit};
+use kafka_e2ee_tests::{Server, env, require, unique};
+use zeroize::Zeroizing;
+
+const CTX: DekContext<'static> = DekContext {
+    topic: "orders",
+    partition: 3,
+    version: 1,
+};
+
+/// What the first half hands to the second, across the rotation.
+struct BeforeRotation {
+    dek: KeyMaterial,
+    edek: Edek,
+    version: Option<String>,
+}
+
+/// Creation (idempotent), generate/unwrap, unknown keys, tampering.
+async fn before_rotation<P: TekManager>(provider: &P, tek: &str) -> BeforeRotation {
+    let created = provider.create_tek(tek).await.unwrap();
+    let again = provider.create_tek(tek).await.unwrap();
+    assert_eq!(created, again, "create_tek is idempotent");
+    assert_eq!(provider.describe_tek(tek).await.unwrap(), created);
+
+    let (dek, edek) = provider.generate_dek(tek, CTX).await.unwrap();
+    assert_eq!(dek.len(), 32, "256-bit DEKs");
+    let unwrapped = provider.unwrap_dek(tek, CTX, &edek).await.unwrap();
+    assert!(
+        DekCommitment::compute(&dek, CTX).verify(&unwrapped, CTX),
+        "unwrap gives the generated DEK"
+    );
+    assert_eq!(
+        provider.edek_tek_version(&edek),
+        created.latest_version,
+        "new EDEKs use the latest TEK version"
+    );
+
+    // Unknown TEK: NotFound, and nothing gets created as a side effect.
+    let missing = unique("missing-tek");
+    for err in [
+        provider.unwrap_dek(&missing, CTX, &edek).await.err(),
+        provider.generate_dek(&missing, CTX).await.err(),
+        provider.describe_tek(&missing).await.err(),
+    ] {
+        assert!(
+            matches!(err, Some(ProviderError::NotFound { .. })),
+            "{err:?}"
+        );
+    }
+    BeforeRotation {
+        dek,
+        edek,
+        version: created.latest_version,
+    }
+}
+
+/// Tampered or misplaced EDEKs never yield a usable key: checked through the DEK cache, which
+/// verifies the commitment (the only protection for wrappings without integrity).
+async fn tampering_is_refused<P: TekManager>(provider: &P, tek: &str, state: &BeforeRotation) {
+    let record = |edek: Edek, partition| EdekRecord {
+        topic: CTX.topic.into(),
+        partition,
+        version: 1,
+        tek: tek.into(),
+        tek_version: None,
+        edek,
+        commitment: DekCommitment::compute(&state.dek, CTX),
+        created_at_ms: 0,
+    };
+    // A fresh cache per case: a cache serves a version it already holds without asking again.
+    let cache = || DekCache::new(provider, Box::new(Aes256Gcm), DekCacheConfig::default());
+    assert!(cache().get(&record(state.edek.clone(), 3)).await.is_ok());
+    // Inside the bytes, not the last one: a base64 EDEK's last character carries padding bits.
+    for at in [state.edek.0.len() / 2, state.edek.0.len() * 3 / 4] {
+        let mut bytes = state.edek.0.clone();
+        bytes[at] ^= 0x01;
+        let err = cache().get(&record(Edek(bytes), 3)).await.err();
+        assert!(
+            matches!(
+                err,
+                Some(
+                    DekCacheError::CommitmentMismatch { .. }
+                        | DekCacheError::Provider {
+                            source: ProviderError::InvalidCiphertext { .. },
+                            ..
+                        }
+                )
+            ),
+            "byte {at}: {err:?}"
+        );
+    }
+    // The right EDEK filed under another partition.
+    let err = cache().get(&record(state.edek.clone(), 4)).await.err();
+    assert!(
+        matches!(
+            err,
+            Some(
+                DekCacheError::CommitmentMismatch { .. }
+                    | DekCacheError::Provider {
+                        source: ProviderError::InvalidCiphertext { .. },
+                        ..
+                    }
+            )
+        ),
+        "{err:?}"
+    );
+}
+
+/// After a rotation: old EDEKs still unwrap, re-wrapping moves them to the new version, new
+/// DEKs use it.
+async fn after_rotation<P: TekManager>(provider: &P, tek: &str, before: &BeforeRotation) {
+    let info = provider.describe_tek(tek).await.unwrap();
+    assert_ne!(
+        info.latest_version, before.version,
+        "rotation made a new version"
+    );
+    let old = provider.unwrap_dek(tek, CTX, &before.edek).await.unwrap();
+    assert!(DekCommitment::compute(&before.dek, CTX).verify(&old, CTX));
+
+    let rewrapped = provider.rewrap_dek(tek, CTX, &before.edek).await.unwrap();
+    assert_ne!(rewrapped, before.edek);
+    assert_eq!(provider.edek_tek_version(&rewrapped), info.latest_version);
+    let same = provider.unwrap_dek(tek, CTX, &rewrapped).await.unwrap();
+    assert!(
+        DekCommitment::compute(&before.dek, CTX).verify(&same, CTX),
+        "re-wrapping keeps the DEK"
+    );
+    let (_, fresh) = provider.generate_dek(tek, CTX).await.unwrap();
+    assert_eq!(provider.edek_tek_version(&fresh), info.latest_version);
+}
+
+fn keystore_json(keys: &[(&str, [u8; 32])], alias_to: &str) -> String {
+    let keys: Vec<String> = keys
+        .iter()
+        .map(|(id, k)| format!(r#"{{"id": "{id}", "material": "{}"}}"#, STANDARD.encode(k)))
+        .collect();
+    format!(
+        r#"{{"format": 1, "keys": [{}], "aliases": {{"tek": "{alias_to}"}}}}"#,
+        keys.join(",")
+    )
+}
+
+#[tokio::test]
+async fn keystore_meets_the_contract() {
+    let (k1, k2) = ([1u8; 32], [2u8; 32]);
+    let v1 = LocalKeystore::from_json(keystore_json(&[("k1", k1)], "k1").as_bytes()).unwrap();
+    let before = before_rotation(&v1, "tek").await;
+    assert!(matches!(
+        v1.rotate_tek("tek").await,
+        Err(ProviderError::Misconfigured { .. })
+    ));
+    tampering_is_refused(&v1, "tek", &before).await;
+    // Rotation: the Secret gains k2 and the alias moves to it.
+    let v2 = LocalKeystore::from_json(keystore_json(&[("k1", k1), ("k2", k2)], "k2").as_bytes())
+        .unwrap();
+    after_rotation(&v2, "tek", &before).await;
+}
+
+fn vault() -> VaultTransit {
+    VaultTransit::new(&VaultSettings {
+        address: require(Server::Vault),
+        namespace: None,
+        mount: "transit".into(),
+        token: Zeroizing::new(env(Server::Vault, "VAULT_TOKEN")),
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn vault_transit_meets_the_contract() {
+    let provider = vault();
+    let tek = unique("conformance-tek");
+    let before = before_rotation(&provider, &tek).await;
+    assert_eq!(before.version.as_deref(), Some("1"));
+    let rotated = provider.rotate_tek(&tek).await.unwrap();
+    assert_eq!(rotated.latest_version.as_deref(), Some("2"));
+    after_rotation(&provider, &tek, &before).await;
+    tampering_is_refused(&provider, &tek, &before).await;
+}
+
+#[tokio::test]
+async fn vault_refuses_an_existing_key_of_the_wrong_kind_and_bad_credentials() {
+    use vaultrs::api::transit::KeyType;
+    use vaultrs::api::transit::requests::CreateKeyRequestBuilder;
+    use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+
+    let tek = unique("exportable-tek");
+    let admin = VaultClient::new(
+        VaultClientSettingsBuilder::default()
+            .address(require(Server::Vault))
+            .token(env(Server::Vault, "VAULT_TOKEN"))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    vaultrs::transit::key::create(
+        &admin,
+        "transit",
+        &tek,
+        Some(
+            CreateKeyRequestBuilder::default()
+                .key_type(KeyType::Aes256Gcm96)
+                .exportable(true),
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        vault().create_tek(&tek).await,
+        Err(ProviderError::Misconfigured { .. })
+    ));
+
+    let wrong_token = VaultTransit::new(&VaultSettings {
+        address: require(Server::Vault),
+        namespace: None,
+        mount: "transit".into(),
+        token: Zeroizing::new("not-a-token".into()),
+    })
+    .unwrap();
+    assert!(matches!(
+        wrong_token.describe_tek(&tek).await,
+        Err(ProviderError::AccessDenied { .. })
+    ));
+
+    // Nothing listening: Unavailable, naming the backend and the key.
+    let down = VaultTransit::new(&VaultSettings {
+        address: "http://127.0.0.1:9".into(),
+        namespace: None,
+        mount: "transit".into(),
+        token: Zeroizing::new("x".into()),
+    })
+    .unwrap();
+    match down.describe_tek(&tek).await {
+        Err(ProviderError::Unavailable {
+            backend: "vault",
+            tek: t,
+            ..
+        }) => assert_eq!(t, tek),
+        other => panic!("{other:?}"),
+    }
+}
