@@ -13,6 +13,7 @@
 //! - [`provider`]: the KeyProvider contract, error classes, the DEK commitment.
 //! - [`keystore`]: the local keystore KeyProvider (docs/keystore.md).
 //! - `vault` (feature `vault`): the Vault / OpenBao transit KeyProvider.
+//! - `aws_kms` (feature `aws-kms`): the AWS KMS KeyProvider.
 //! - [`key_records`]: policy and EDEK records of the key topic.
 //! - [`dek_cache`]: unwrapped DEKs, single-flight, checked against their commitment, prefetched.
 //! - [`secret`]: zeroized key material.
@@ -28,6 +29,8 @@ pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::
 /// names it.
 pub const DEFAULT_KEY_TOPIC: &str = "__encryption_keys";
 
+#[cfg(feature = "aws-kms")]
+pub mod aws_kms;
 pub mod config;
 pub mod consumer;
 pub mod dek_cache;

@@ -11,11 +11,14 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use kafka_e2ee_client::aws_kms::{AwsKms, AwsKmsSettings};
 use kafka_e2ee_client::dek_cache::{DekCache, DekCacheConfig, DekCacheError};
 use kafka_e2ee_client::engine::Aes256Gcm;
 use kafka_e2ee_client::key_records::EdekRecord;
 use kafka_e2ee_client::keystore::LocalKeystore;
-use kafka_e2ee_client::provider::{DekCommitment, DekContext, Edek, ProviderError, TekManager};
+use kafka_e2ee_client::provider::{
+    DekCommitment, DekContext, Edek, KeyProvider, ProviderError, TekManager,
+};
 use kafka_e2ee_client::secret::KeyMaterial;
 use kafka_e2ee_client::vault::{VaultSettings, VaultTransit};
 use kafka_e2ee_tests::{Server, env, require, unique};
@@ -48,11 +51,14 @@ async fn before_rotation<P: TekManager>(provider: &P, tek: &str) -> BeforeRotati
         DekCommitment::compute(&dek, CTX).verify(&unwrapped, CTX),
         "unwrap gives the generated DEK"
     );
-    assert_eq!(
-        provider.edek_tek_version(&edek),
-        created.latest_version,
-        "new EDEKs use the latest TEK version"
-    );
+    // Where a wrapping names its TEK version (not AWS), it is the latest.
+    if let Some(version) = provider.edek_tek_version(&edek) {
+        assert_eq!(
+            Some(version),
+            created.latest_version,
+            "new EDEKs use the latest TEK version"
+        );
+    }
 
     // Unknown TEK: NotFound, and nothing gets created as a side effect.
     let missing = unique("missing-tek");
@@ -138,14 +144,18 @@ async fn after_rotation<P: TekManager>(provider: &P, tek: &str, before: &BeforeR
 
     let rewrapped = provider.rewrap_dek(tek, CTX, &before.edek).await.unwrap();
     assert_ne!(rewrapped, before.edek);
-    assert_eq!(provider.edek_tek_version(&rewrapped), info.latest_version);
+    if let Some(version) = provider.edek_tek_version(&rewrapped) {
+        assert_eq!(Some(version), info.latest_version);
+    }
     let same = provider.unwrap_dek(tek, CTX, &rewrapped).await.unwrap();
     assert!(
         DekCommitment::compute(&before.dek, CTX).verify(&same, CTX),
         "re-wrapping keeps the DEK"
     );
     let (_, fresh) = provider.generate_dek(tek, CTX).await.unwrap();
-    assert_eq!(provider.edek_tek_version(&fresh), info.latest_version);
+    if let Some(version) = provider.edek_tek_version(&fresh) {
+        assert_eq!(Some(version), info.latest_version);
+    }
 }
 
 fn keystore_json(keys: &[(&str, [u8; 32])], alias_to: &str) -> String {
@@ -257,4 +267,54 @@ async fn vault_refuses_an_existing_key_of_the_wrong_kind_and_bad_credentials() {
         }) => assert_eq!(t, tek),
         other => panic!("{other:?}"),
     }
+}
+
+async fn aws() -> AwsKms {
+    // Credentials come from the default chain: the test bed exports AWS_ACCESS_KEY_ID etc.
+    AwsKms::new(&AwsKmsSettings {
+        region: Some(env(Server::AwsKms, "AWS_REGION")),
+        endpoint: Some(require(Server::AwsKms)),
+    })
+    .await
+}
+
+#[tokio::test]
+async fn aws_kms_meets_the_contract() {
+    let provider = aws().await;
+    let tek = format!("alias/{}", unique("conformance-tek"));
+    let before = before_rotation(&provider, &tek).await;
+    assert_eq!(before.version.as_deref(), Some("1"));
+    let rotated = provider.rotate_tek(&tek).await.unwrap();
+    assert_eq!(rotated.latest_version.as_deref(), Some("2"));
+    after_rotation(&provider, &tek, &before).await;
+    tampering_is_refused(&provider, &tek, &before).await;
+}
+
+#[tokio::test]
+async fn aws_kms_binds_the_encryption_context_and_refuses_plain_key_ids_it_cannot_create() {
+    let provider = aws().await;
+    let tek = format!("alias/{}", unique("context-tek"));
+    provider.create_tek(&tek).await.unwrap();
+    let (_, edek) = provider.generate_dek(&tek, CTX).await.unwrap();
+    // KMS itself refuses the EDEK for another partition (before any commitment check).
+    let elsewhere = DekContext {
+        partition: 4,
+        ..CTX
+    };
+    let err = provider.unwrap_dek(&tek, elsewhere, &edek).await.err();
+    assert!(
+        matches!(
+            err,
+            Some(ProviderError::InvalidCiphertext { .. } | ProviderError::AccessDenied { .. })
+        ),
+        "{err:?}"
+    );
+    let err = provider
+        .create_tek("1234abcd-0000-0000-0000-000000000000")
+        .await
+        .err();
+    assert!(
+        matches!(err, Some(ProviderError::Misconfigured { .. })),
+        "{err:?}"
+    );
 }

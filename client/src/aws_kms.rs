@@ -1,0 +1,363 @@
+//! The AWS KMS KeyProvider, behind the `aws-kms` cargo feature.
+//!
+//! The TEK is a symmetric KMS key (`SYMMETRIC_DEFAULT`, `ENCRYPT_DECRYPT`), referred to by an
+//! alias (`alias/...`) or key id/ARN. DEKs come from `GenerateDataKey` (AES_256) with an
+//! encryption context of topic, partition and DEK version, so KMS itself refuses to unwrap an
+//! EDEK for any other place; `Decrypt` and `ReEncrypt` pass the same context. Rotation is
+//! `RotateKeyOnDemand` (automatic yearly rotation is enabled at creation); AWS keeps every
+//! backing key, so old EDEKs keep decrypting. The TEK "version" reported here is the number of
+//! rotations plus one (AWS does not expose backing-key versions in ciphertexts).
+//!
+//! Credentials: the SDK's default chain (environment, profile, web identity / IRSA, instance
+//! metadata); `endpoint` overrides the URL (tests, VPC endpoints).
+
+use aws_config::BehaviorVersion;
+use aws_sdk_kms::Client;
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{DataKeySpec, KeyState};
+
+use crate::provider::{DekContext, Edek, KeyProvider, ProviderError, TekInfo, TekManager};
+use crate::secret::KeyMaterial;
+
+const BACKEND: &str = "aws-kms";
+
+#[derive(Debug, Clone, Default)]
+pub struct AwsKmsSettings {
+    /// `None`: the default chain's region.
+    pub region: Option<String>,
+    /// `None`: the regional AWS endpoint.
+    pub endpoint: Option<String>,
+}
+
+pub struct AwsKms {
+    client: Client,
+}
+
+impl AwsKms {
+    pub async fn new(settings: &AwsKmsSettings) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = &settings.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(endpoint) = &settings.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        Self {
+            client: Client::new(&loader.load().await),
+        }
+    }
+
+    pub fn from_client(client: Client) -> Self {
+        Self { client }
+    }
+
+    async fn key_id(&self, tek: &str) -> Result<String, ProviderError> {
+        self.client
+            .describe_key()
+            .key_id(tek)
+            .send()
+            .await
+            .map_err(|e| classify(e, tek, None))?
+            .key_metadata()
+            .map(|m| m.key_id().to_owned())
+            .ok_or_else(|| ProviderError::Unavailable {
+                backend: BACKEND,
+                tek: tek.to_owned(),
+                reason: "DescribeKey returned no metadata".into(),
+            })
+    }
+
+    async fn info(&self, tek: &str) -> Result<TekInfo, ProviderError> {
+        let described = self
+            .client
+            .describe_key()
+            .key_id(tek)
+            .send()
+            .await
+            .map_err(|e| classify(e, tek, None))?;
+        let metadata = described
+            .key_metadata()
+            .ok_or_else(|| ProviderError::Unavailable {
+                backend: BACKEND,
+                tek: tek.to_owned(),
+                reason: "DescribeKey returned no metadata".into(),
+            })?;
+        match metadata.key_state() {
+            Some(KeyState::Enabled) | None => {}
+            Some(state) => {
+                return Err(ProviderError::Disabled {
+                    backend: BACKEND,
+                    tek: format!("{tek} (state {})", state.as_str()),
+                });
+            }
+        }
+        let rotations = self
+            .client
+            .list_key_rotations()
+            .key_id(metadata.key_id())
+            .send()
+            .await
+            .map_err(|e| classify(e, tek, None))?
+            .rotations()
+            .len();
+        Ok(TekInfo {
+            tek: tek.to_owned(),
+            latest_version: Some((rotations + 1).to_string()),
+        })
+    }
+}
+
+fn context_label(context: DekContext<'_>) -> String {
+    format!(
+        "{}/{} v{}",
+        context.topic, context.partition, context.version
+    )
+}
+
+/// AWS error codes by class. (moto answers undecryptable ciphertext with AccessDenied where
+/// AWS says InvalidCiphertext: both are refusals, and the DEK commitment check stays in force.)
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    error: SdkError<E, R>,
+    tek: &str,
+    context: Option<DekContext<'_>>,
+) -> ProviderError {
+    let tek = tek.to_owned();
+    let SdkError::ServiceError(service) = &error else {
+        return ProviderError::Unavailable {
+            backend: BACKEND,
+            tek,
+            reason: aws_sdk_kms::error::DisplayErrorContext(&error).to_string(),
+        };
+    };
+    let code = service.err().code().unwrap_or_default();
+    let message = service.err().message().unwrap_or_default().to_owned();
+    let detail = if code.is_empty() {
+        aws_sdk_kms::error::DisplayErrorContext(&error).to_string()
+    } else {
+        format!("{code}: {message}")
+    };
+    match code {
+        "NotFoundException" => ProviderError::NotFound {
+            backend: BACKEND,
+            tek,
+        },
+        "AccessDeniedException" => ProviderError::AccessDenied {
+            backend: BACKEND,
+            tek,
+        },
+        "DisabledException" | "KMSInvalidStateException" => ProviderError::Disabled {
+            backend: BACKEND,
+            tek,
+        },
+        "ThrottlingException" | "LimitExceededException" => ProviderError::Throttled {
+            backend: BACKEND,
+            tek,
+        },
+        "InvalidCiphertextException" | "IncorrectKeyException" => {
+            ProviderError::InvalidCiphertext {
+                backend: BACKEND,
+                tek,
+                context: context.map(context_label).unwrap_or_default(),
+            }
+        }
+        "KMSInternalException" | "DependencyTimeoutException" | "KeyUnavailableException" => {
+            ProviderError::Unavailable {
+                backend: BACKEND,
+                tek,
+                reason: detail,
+            }
+        }
+        _ => ProviderError::Misconfigured {
+            backend: BACKEND,
+            reason: format!("TEK '{tek}': {detail}"),
+        },
+    }
+}
+
+fn invalid(tek: &str, context: DekContext<'_>) -> ProviderError {
+    ProviderError::InvalidCiphertext {
+        backend: BACKEND,
+        tek: tek.to_owned(),
+        context: context_label(context),
+    }
+}
+
+impl KeyProvider for AwsKms {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn generate_dek(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+    ) -> Result<(KeyMaterial, Edek), ProviderError> {
+        let out = self
+            .client
+            .generate_data_key()
+            .key_id(tek)
+            .key_spec(DataKeySpec::Aes256)
+            .encryption_context("topic", context.topic)
+            .encryption_context("partition", context.partition.to_string())
+            .encryption_context("version", context.version.to_string())
+            .send()
+            .await
+            .map_err(|e| classify(e, tek, Some(context)))?;
+        let (Some(plaintext), Some(wrapped)) = (out.plaintext, out.ciphertext_blob) else {
+            return Err(ProviderError::Unavailable {
+                backend: BACKEND,
+                tek: tek.to_owned(),
+                reason: "GenerateDataKey returned no key".into(),
+            });
+        };
+        Ok((
+            KeyMaterial::from_vec(plaintext.into_inner()),
+            Edek(wrapped.into_inner()),
+        ))
+    }
+
+    async fn unwrap_dek(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+        edek: &Edek,
+    ) -> Result<KeyMaterial, ProviderError> {
+        let out = self
+            .client
+            .decrypt()
+            .key_id(tek)
+            .ciphertext_blob(Blob::new(edek.0.clone()))
+            .encryption_context("topic", context.topic)
+            .encryption_context("partition", context.partition.to_string())
+            .encryption_context("version", context.version.to_string())
+            .send()
+            .await
+            .map_err(|e| classify(e, tek, Some(context)))?;
+        out.plaintext
+            .map(|p| KeyMaterial::from_vec(p.into_inner()))
+            .ok_or_else(|| invalid(tek, context))
+    }
+}
+
+impl TekManager for AwsKms {
+    /// `tek` must be an alias (`alias/...`) to be created; an existing alias or key is accepted
+    /// if enabled. Created keys get yearly automatic rotation.
+    async fn create_tek(&self, tek: &str) -> Result<TekInfo, ProviderError> {
+        match self.info(tek).await {
+            Err(ProviderError::NotFound { .. }) => {}
+            other => return other,
+        }
+        if !tek.starts_with("alias/") {
+            return Err(ProviderError::Misconfigured {
+                backend: BACKEND,
+                reason: format!("TEK '{tek}' does not exist, and only an alias/... can be created"),
+            });
+        }
+        let created = self
+            .client
+            .create_key()
+            .description(format!("kafka-e2ee topic encryption key {tek}"))
+            .tags(
+                aws_sdk_kms::types::Tag::builder()
+                    .tag_key("managed-by")
+                    .tag_value("kafka-e2ee")
+                    .build()
+                    .map_err(|e| ProviderError::Misconfigured {
+                        backend: BACKEND,
+                        reason: e.to_string(),
+                    })?,
+            )
+            .send()
+            .await
+            .map_err(|e| classify(e, tek, None))?;
+        let key_id = created
+            .key_metadata()
+            .map(|m| m.key_id().to_owned())
+            .ok_or_else(|| ProviderError::Unavailable {
+                backend: BACKEND,
+                tek: tek.to_owned(),
+                reason: "CreateKey returned no key id".into(),
+            })?;
+        self.client
+            .enable_key_rotation()
+            .key_id(&key_id)
+            .send()
+            .await
+            .map_err(|e| classify(e, tek, None))?;
+        match self
+            .client
+            .create_alias()
+            .alias_name(tek)
+            .target_key_id(&key_id)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            // Another creator won the race: use its key, retire ours (7-day waiting period).
+            Err(e)
+                if e.as_service_error().and_then(|s| s.code())
+                    == Some("AlreadyExistsException") =>
+            {
+                let _ = self
+                    .client
+                    .schedule_key_deletion()
+                    .key_id(&key_id)
+                    .pending_window_in_days(7)
+                    .send()
+                    .await;
+            }
+            Err(e) => return Err(classify(e, tek, None)),
+        }
+        self.info(tek).await
+    }
+
+    async fn describe_tek(&self, tek: &str) -> Result<TekInfo, ProviderError> {
+        self.info(tek).await
+    }
+
+    async fn rotate_tek(&self, tek: &str) -> Result<TekInfo, ProviderError> {
+        // RotateKeyOnDemand takes a key id or ARN, not an alias.
+        let key_id = self.key_id(tek).await?;
+        self.client
+            .rotate_key_on_demand()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| classify(e, tek, None))?;
+        self.info(tek).await
+    }
+
+    async fn rewrap_dek(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+        edek: &Edek,
+    ) -> Result<Edek, ProviderError> {
+        let partition = context.partition.to_string();
+        let version = context.version.to_string();
+        let out = self
+            .client
+            .re_encrypt()
+            .ciphertext_blob(Blob::new(edek.0.clone()))
+            .source_key_id(tek)
+            .source_encryption_context("topic", context.topic)
+            .source_encryption_context("partition", &partition)
+            .source_encryption_context("version", &version)
+            .destination_key_id(tek)
+            .destination_encryption_context("topic", context.topic)
+            .destination_encryption_context("partition", &partition)
+            .destination_encryption_context("version", &version)
+            .send()
+            .await
+            .map_err(|e| classify(e, tek, Some(context)))?;
+        out.ciphertext_blob
+            .map(|b| Edek(b.into_inner()))
+            .ok_or_else(|| invalid(tek, context))
+    }
+
+    /// AWS ciphertexts do not reveal the backing-key version.
+    fn edek_tek_version(&self, _edek: &Edek) -> Option<String> {
+        None
+    }
+}
