@@ -14,6 +14,7 @@
 //! - [`keystore`]: the local keystore KeyProvider (docs/keystore.md).
 //! - `vault` (feature `vault`): the Vault / OpenBao transit KeyProvider.
 //! - `aws_kms` (feature `aws-kms`): the AWS KMS KeyProvider.
+//! - `hadoop_kms` (feature `hadoop-kms`): the Hadoop KMS KeyProvider.
 //! - [`key_records`]: policy and EDEK records of the key topic.
 //! - [`dek_cache`]: unwrapped DEKs, single-flight, checked against their commitment, prefetched.
 //! - [`secret`]: zeroized key material.
@@ -35,6 +36,8 @@ pub mod config;
 pub mod consumer;
 pub mod dek_cache;
 pub mod engine;
+#[cfg(feature = "hadoop-kms")]
+pub mod hadoop_kms;
 pub mod key_directory;
 pub mod key_management;
 pub mod key_records;

@@ -14,6 +14,7 @@ use base64::engine::general_purpose::STANDARD;
 use kafka_e2ee_client::aws_kms::{AwsKms, AwsKmsSettings};
 use kafka_e2ee_client::dek_cache::{DekCache, DekCacheConfig, DekCacheError};
 use kafka_e2ee_client::engine::Aes256Gcm;
+use kafka_e2ee_client::hadoop_kms::{HadoopKms, HadoopKmsSettings};
 use kafka_e2ee_client::key_records::EdekRecord;
 use kafka_e2ee_client::keystore::LocalKeystore;
 use kafka_e2ee_client::provider::{
@@ -317,4 +318,58 @@ async fn aws_kms_binds_the_encryption_context_and_refuses_plain_key_ids_it_canno
         matches!(err, Some(ProviderError::Misconfigured { .. })),
         "{err:?}"
     );
+}
+
+fn hadoop(user: &str) -> HadoopKms {
+    HadoopKms::new(
+        &HadoopKmsSettings {
+            url: require(Server::HadoopKms),
+            user: user.into(),
+        },
+        reqwest::Client::new(),
+    )
+}
+
+#[tokio::test]
+async fn hadoop_kms_meets_the_contract() {
+    let provider = hadoop("kafka-e2ee");
+    let tek = unique("conformance-tek");
+    let before = before_rotation(&provider, &tek).await;
+    assert_eq!(
+        before.version.as_deref(),
+        Some("0"),
+        "Hadoop numbers versions from 0"
+    );
+    let rotated = provider.rotate_tek(&tek).await.unwrap();
+    assert_eq!(rotated.latest_version.as_deref(), Some("1"));
+    after_rotation(&provider, &tek, &before).await;
+    // EEKs are AES-CTR: here the commitment is what refuses a tampered wrapping.
+    tampering_is_refused(&provider, &tek, &before).await;
+}
+
+#[tokio::test]
+async fn hadoop_kms_refuses_an_eek_of_another_key_and_reports_a_dead_server() {
+    let provider = hadoop("kafka-e2ee");
+    let (a, b) = (unique("tek-a"), unique("tek-b"));
+    provider.create_tek(&a).await.unwrap();
+    provider.create_tek(&b).await.unwrap();
+    let (_, edek) = provider.generate_dek(&a, CTX).await.unwrap();
+    assert!(matches!(
+        provider.unwrap_dek(&b, CTX, &edek).await,
+        Err(ProviderError::InvalidCiphertext { .. })
+    ));
+    let down = HadoopKms::new(
+        &HadoopKmsSettings {
+            url: "http://127.0.0.1:9/kms".into(),
+            user: "x".into(),
+        },
+        reqwest::Client::new(),
+    );
+    assert!(matches!(
+        down.describe_tek(&a).await,
+        Err(ProviderError::Unavailable {
+            backend: "hadoop-kms",
+            ..
+        })
+    ));
 }

@@ -1,0 +1,393 @@
+//! The Hadoop KMS KeyProvider (KMS REST API v1), behind the `hadoop-kms` cargo feature.
+//!
+//! The TEK is a Hadoop KMS key (`AES/CTR/NoPadding`, 256 bits); a DEK is an "encrypted
+//! encryption key" (EEK) generated under its current version (`_eek?eek_op=generate`) and
+//! unwrapped with `eek_op=decrypt`. Rolling the key makes a new version; `eek_op=reencrypt`
+//! moves an EEK onto it. EEKs are AES-CTR and carry no integrity: a tampered EEK "decrypts" to
+//! a wrong key, which the DEK commitment of the EDEK record catches (always checked).
+//!
+//! EDEK bytes: JSON `{"v": versionName, "iv": ..., "m": ...}` (IV and material as the KMS encodes them) (the EEK's key version, IV
+//! and material). Auth: Hadoop simple auth (`user.name`); TLS with a custom CA and client
+//! certificate via the reqwest client passed in.
+
+use base64::Engine as _;
+// Hadoop encodes key material as URL-safe base64 without padding.
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use crate::provider::{DekContext, Edek, KeyProvider, ProviderError, TekInfo, TekManager};
+use crate::secret::KeyMaterial;
+
+const BACKEND: &str = "hadoop-kms";
+const CIPHER: &str = "AES/CTR/NoPadding";
+const KEY_BITS: u64 = 256;
+
+#[derive(Debug, Clone)]
+pub struct HadoopKmsSettings {
+    /// `http(s)://host:port/kms`.
+    pub url: String,
+    /// Simple-auth user (`user.name`).
+    pub user: String,
+}
+
+pub struct HadoopKms {
+    http: reqwest::Client,
+    base: String,
+    user: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EdekJson {
+    v: String,
+    iv: String,
+    m: String,
+}
+
+fn context_label(context: DekContext<'_>) -> String {
+    format!(
+        "{}/{} v{}",
+        context.topic, context.partition, context.version
+    )
+}
+
+impl HadoopKms {
+    /// `http` carries TLS settings (CA, client certificate) and timeouts.
+    pub fn new(settings: &HadoopKmsSettings, http: reqwest::Client) -> Self {
+        Self {
+            http,
+            base: format!("{}/v1", settings.url.trim_end_matches('/')),
+            user: settings.user.clone(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Value>,
+        tek: &str,
+        context: Option<DekContext<'_>>,
+    ) -> Result<Value, ProviderError> {
+        let mut request = self
+            .http
+            .request(method, format!("{}/{path}", self.base))
+            .query(&[("user.name", self.user.as_str())])
+            .query(query);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let unavailable = |reason: String| ProviderError::Unavailable {
+            backend: BACKEND,
+            tek: tek.to_owned(),
+            reason,
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let value: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .map_err(|e| unavailable(format!("HTTP {status}: not JSON: {e}")))?
+        };
+        if status.is_success() {
+            return Ok(value);
+        }
+        Err(classify(status, &value, tek, context))
+    }
+
+    async fn info(&self, tek: &str) -> Result<TekInfo, ProviderError> {
+        let meta = self
+            .call(
+                Method::GET,
+                &format!("key/{tek}/_metadata"),
+                &[],
+                None,
+                tek,
+                None,
+            )
+            .await?;
+        // The KMS answers an unknown key's metadata with an empty object.
+        let Some(versions) = meta.get("versions").and_then(Value::as_u64) else {
+            return Err(ProviderError::NotFound {
+                backend: BACKEND,
+                tek: tek.to_owned(),
+            });
+        };
+        let cipher = meta
+            .get("cipher")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let bits = meta
+            .get("length")
+            .and_then(Value::as_u64)
+            .unwrap_or_default();
+        if cipher != CIPHER || bits != KEY_BITS {
+            return Err(ProviderError::Misconfigured {
+                backend: BACKEND,
+                reason: format!(
+                    "key '{tek}' exists but is {cipher} with {bits} bits, not {CIPHER} with {KEY_BITS}"
+                ),
+            });
+        }
+        Ok(TekInfo {
+            tek: tek.to_owned(),
+            latest_version: versions.checked_sub(1).map(|v| v.to_string()),
+        })
+    }
+
+    fn eek_body(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+        edek: &Edek,
+    ) -> Result<(String, Value), ProviderError> {
+        let invalid = || ProviderError::InvalidCiphertext {
+            backend: BACKEND,
+            tek: tek.to_owned(),
+            context: context_label(context),
+        };
+        let parsed: EdekJson = serde_json::from_slice(&edek.0).map_err(|_| invalid())?;
+        // The EEK must belong to this TEK: a version name is `<key>@<n>`.
+        let belongs = parsed
+            .v
+            .rsplit_once('@')
+            .is_some_and(|(name, n)| name == tek && n.parse::<u64>().is_ok());
+        if !belongs {
+            return Err(invalid());
+        }
+        Ok((
+            parsed.v,
+            json!({"name": tek, "iv": parsed.iv, "material": parsed.m}),
+        ))
+    }
+
+    /// [`Self::eek_body`], except that an EEK presented for a TEK that does not exist is
+    /// reported as `NotFound` (the more useful error) rather than as a foreign EEK.
+    async fn checked_eek_body(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+        edek: &Edek,
+    ) -> Result<(String, Value), ProviderError> {
+        match self.eek_body(tek, context, edek) {
+            Err(invalid @ ProviderError::InvalidCiphertext { .. }) => match self.info(tek).await {
+                Err(not_found @ ProviderError::NotFound { .. }) => Err(not_found),
+                _ => Err(invalid),
+            },
+            other => other,
+        }
+    }
+
+    fn edek_from(value: &Value, tek: &str) -> Result<Edek, ProviderError> {
+        let eek = value.as_array().and_then(|a| a.first()).unwrap_or(value);
+        let field = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+        match (
+            field(eek.get("versionName")),
+            field(eek.get("iv")),
+            field(
+                eek.get("encryptedKeyVersion")
+                    .and_then(|k| k.get("material")),
+            ),
+        ) {
+            (Some(v), Some(iv), Some(m)) => serde_json::to_vec(&EdekJson { v, iv, m })
+                .map(Edek)
+                .map_err(|e| ProviderError::Unavailable {
+                    backend: BACKEND,
+                    tek: tek.to_owned(),
+                    reason: e.to_string(),
+                }),
+            _ => Err(ProviderError::Unavailable {
+                backend: BACKEND,
+                tek: tek.to_owned(),
+                reason: format!("unexpected EEK response: {value}"),
+            }),
+        }
+    }
+}
+
+/// RemoteException bodies by class.
+fn classify(
+    status: StatusCode,
+    body: &Value,
+    tek: &str,
+    context: Option<DekContext<'_>>,
+) -> ProviderError {
+    let remote = &body["RemoteException"];
+    let exception = remote["exception"].as_str().unwrap_or_default();
+    let message = remote["message"].as_str().unwrap_or_default();
+    let lower = message.to_lowercase();
+    let tek = tek.to_owned();
+    if lower.contains("not found")
+        || lower.contains("no keyversion")
+        || lower.contains("does not exist")
+        || lower.contains("doesn't exist")
+    {
+        return ProviderError::NotFound {
+            backend: BACKEND,
+            tek,
+        };
+    }
+    match status.as_u16() {
+        401 | 403 => ProviderError::AccessDenied {
+            backend: BACKEND,
+            tek,
+        },
+        429 | 503 => ProviderError::Throttled {
+            backend: BACKEND,
+            tek,
+        },
+        400 if context.is_some() => ProviderError::InvalidCiphertext {
+            backend: BACKEND,
+            tek,
+            context: context.map(context_label).unwrap_or_default(),
+        },
+        500.. => ProviderError::Unavailable {
+            backend: BACKEND,
+            tek,
+            reason: format!("HTTP {status}: {exception}: {message}"),
+        },
+        _ => ProviderError::Misconfigured {
+            backend: BACKEND,
+            reason: format!("key '{tek}': HTTP {status}: {exception}: {message}"),
+        },
+    }
+}
+
+impl KeyProvider for HadoopKms {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn generate_dek(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+    ) -> Result<(KeyMaterial, Edek), ProviderError> {
+        let eeks = self
+            .call(
+                Method::GET,
+                &format!("key/{tek}/_eek"),
+                &[("eek_op", "generate"), ("num_keys", "1")],
+                None,
+                tek,
+                None,
+            )
+            .await?;
+        let edek = Self::edek_from(&eeks, tek)?;
+        // Hadoop hands out only the wrapping: the DEK itself comes from decrypting it.
+        let dek = self.unwrap_dek(tek, context, &edek).await?;
+        Ok((dek, edek))
+    }
+
+    async fn unwrap_dek(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+        edek: &Edek,
+    ) -> Result<KeyMaterial, ProviderError> {
+        let (version, body) = self.checked_eek_body(tek, context, edek).await?;
+        let out = self
+            .call(
+                Method::POST,
+                &format!("keyversion/{version}/_eek"),
+                &[("eek_op", "decrypt")],
+                Some(body),
+                tek,
+                Some(context),
+            )
+            .await?;
+        let material = Zeroizing::new(out["material"].as_str().unwrap_or_default().to_owned());
+        URL_SAFE_NO_PAD
+            .decode(material.as_bytes())
+            .ok()
+            .filter(|dek| dek.len() == 32)
+            .map(KeyMaterial::from_vec)
+            .ok_or_else(|| ProviderError::InvalidCiphertext {
+                backend: BACKEND,
+                tek: tek.to_owned(),
+                context: context_label(context),
+            })
+    }
+}
+
+impl TekManager for HadoopKms {
+    async fn create_tek(&self, tek: &str) -> Result<TekInfo, ProviderError> {
+        match self.info(tek).await {
+            Err(ProviderError::NotFound { .. }) => {}
+            other => return other,
+        }
+        let created = self
+            .call(
+                Method::POST,
+                "keys",
+                &[],
+                Some(json!({"name": tek, "cipher": CIPHER, "length": KEY_BITS})),
+                tek,
+                None,
+            )
+            .await;
+        match created {
+            // Created, or created concurrently by someone else: either way, check what exists.
+            Ok(_)
+            | Err(ProviderError::Misconfigured { .. } | ProviderError::Unavailable { .. }) => {
+                self.info(tek).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn describe_tek(&self, tek: &str) -> Result<TekInfo, ProviderError> {
+        self.info(tek).await
+    }
+
+    async fn rotate_tek(&self, tek: &str) -> Result<TekInfo, ProviderError> {
+        self.info(tek).await?;
+        self.call(
+            Method::POST,
+            &format!("key/{tek}"),
+            &[],
+            Some(json!({})),
+            tek,
+            None,
+        )
+        .await?;
+        self.info(tek).await
+    }
+
+    async fn rewrap_dek(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+        edek: &Edek,
+    ) -> Result<Edek, ProviderError> {
+        let (version, body) = self.checked_eek_body(tek, context, edek).await?;
+        let out = self
+            .call(
+                Method::POST,
+                &format!("keyversion/{version}/_eek"),
+                &[("eek_op", "reencrypt")],
+                Some(body),
+                tek,
+                Some(context),
+            )
+            .await?;
+        Self::edek_from(&out, tek)
+    }
+
+    fn edek_tek_version(&self, edek: &Edek) -> Option<String> {
+        let parsed: EdekJson = serde_json::from_slice(&edek.0).ok()?;
+        let (_, n) = parsed.v.rsplit_once('@')?;
+        n.parse::<u64>().ok().map(|n| n.to_string())
+    }
+}
