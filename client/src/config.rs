@@ -180,6 +180,7 @@ impl ClientConfig {
             .map_or_else(DekCacheConfig::default, |c| DekCacheConfig {
                 capacity: c.capacity,
                 ttl: Duration::from_secs(c.ttl_seconds),
+                ..DekCacheConfig::default()
             })
     }
 }

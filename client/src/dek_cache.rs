@@ -7,7 +7,9 @@
 //!   before it is cached (a KMS without integrity, such as Hadoop's AES-CTR EEKs, cannot slip a
 //!   wrong key in).
 //! - **Expiring:** an entry is refetched after `ttl`, so a revoked TEK takes effect without a
-//!   restart. A failed unwrap caches nothing: the next `get` asks the provider again.
+//!   restart. A failure is remembered only for `error_ttl` (1 s by default): every caller
+//!   waiting on that attempt gets the same typed error, and a KMS outage costs one attempt
+//!   sequence per key version per `error_ttl`, however many records are waiting.
 //! - **Bounded:** at most `capacity` entries; inserting beyond it evicts the oldest.
 //! - **Prefetching:** `prefetch` unwraps a key version before its first use (the next version,
 //!   as soon as its EDEK is published), so a rollover never stalls a producer or consumer.
@@ -60,9 +62,11 @@ pub enum DekCacheError {
 /// Entries by topic, then (partition, version): lookups by `&str` never allocate.
 type Slots = FastMap<String, FastMap<(i32, u32), Slot>>;
 
+type Outcome = Result<Arc<dyn PreparedKey>, DekCacheError>;
+
 struct Slot {
     created: Instant,
-    cell: Arc<OnceCell<Arc<dyn PreparedKey>>>,
+    cell: Arc<OnceCell<Outcome>>,
 }
 
 /// Cache settings. The defaults suit a client with a few hundred partitions.
@@ -70,6 +74,8 @@ struct Slot {
 pub struct DekCacheConfig {
     pub capacity: usize,
     pub ttl: Duration,
+    /// How long a failed unwrap is remembered before the next caller asks the provider again.
+    pub error_ttl: Duration,
 }
 
 impl Default for DekCacheConfig {
@@ -77,6 +83,7 @@ impl Default for DekCacheConfig {
         Self {
             capacity: 4096,
             ttl: Duration::from_secs(3600),
+            error_ttl: Duration::from_secs(1),
         }
     }
 }
@@ -101,10 +108,9 @@ impl<P: KeyProvider> DekCache<P> {
     /// The prepared DEK of `record`, unwrapping it through the provider on a miss.
     pub async fn get(&self, record: &EdekRecord) -> Result<Arc<dyn PreparedKey>, DekCacheError> {
         let cell = self.slot(record);
-        let prepared = cell
-            .get_or_try_init(|| self.unwrap_and_check(record))
-            .await?;
-        Ok(Arc::clone(prepared))
+        cell.get_or_init(|| self.unwrap_and_check(record))
+            .await
+            .clone()
     }
 
     /// The prepared DEK if it is cached, unexpired and already unwrapped; never calls the
@@ -120,7 +126,7 @@ impl<P: KeyProvider> DekCache<P> {
         if slot.created.elapsed() >= self.config.ttl {
             return None;
         }
-        slot.cell.get().map(Arc::clone)
+        slot.cell.get()?.as_ref().ok().map(Arc::clone)
     }
 
     /// Unwraps `record`'s DEK in the background so that the first record sealed under a new
@@ -158,16 +164,18 @@ impl<P: KeyProvider> DekCache<P> {
     }
 
     /// The cell for this record's key: the live one, or a fresh one if absent or expired.
-    fn slot(&self, record: &EdekRecord) -> Arc<OnceCell<Arc<dyn PreparedKey>>> {
+    fn slot(&self, record: &EdekRecord) -> Arc<OnceCell<Outcome>> {
         let id = (record.partition, record.version);
         let now = Instant::now();
         // The lock is held only for map bookkeeping, never across the provider call.
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         let existing = slots.get(record.topic.as_str()).and_then(|t| t.get(&id));
-        if let Some(slot) = existing
-            && now.duration_since(slot.created) < self.config.ttl
-        {
-            return Arc::clone(&slot.cell);
+        if let Some(slot) = existing {
+            let age = now.duration_since(slot.created);
+            let failed = matches!(slot.cell.get(), Some(Err(_)));
+            if age < self.config.ttl && !(failed && age >= self.config.error_ttl) {
+                return Arc::clone(&slot.cell);
+            }
         }
         if existing.is_none()
             && slots.values().map(FastMap::len).sum::<usize>() >= self.config.capacity

@@ -11,6 +11,7 @@
 //! - [`nonce`]: nonce sequences that never repeat and fail closed at their cap.
 //! - [`partitioner`]: the Java client's murmur2 partitioning, chosen before sealing.
 //! - [`provider`]: the KeyProvider contract, error classes, the DEK commitment.
+//! - [`resilient`]: timeouts, retries, rate limit and metrics around any KeyProvider.
 //! - [`keystore`]: the local keystore KeyProvider (docs/keystore.md).
 //! - `vault` (feature `vault`): the Vault / OpenBao transit KeyProvider.
 //! - `aws_kms` (feature `aws-kms`): the AWS KMS KeyProvider.
@@ -47,6 +48,7 @@ pub mod partitioner;
 pub mod producer;
 pub mod provider;
 pub mod record;
+pub mod resilient;
 pub mod secret;
 #[cfg(feature = "vault")]
 pub mod vault;

@@ -64,8 +64,28 @@ pub enum ProviderError {
     },
 }
 
-/// The KeyProvider contract (the TEK-management half, create/rotate/rewrap, arrives with the
-/// KMS backends).
+impl ProviderError {
+    /// The class as a stable metrics label.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::NotFound { .. } => "not_found",
+            Self::AccessDenied { .. } => "access_denied",
+            Self::Disabled { .. } => "disabled",
+            Self::Throttled { .. } => "throttled",
+            Self::Unavailable { .. } => "unavailable",
+            Self::InvalidCiphertext { .. } => "invalid_ciphertext",
+            Self::Misconfigured { .. } => "misconfigured",
+        }
+    }
+
+    /// Whether asking again later may succeed (the only errors worth a retry).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable { .. } | Self::Throttled { .. })
+    }
+}
+
+/// The KeyProvider contract, what clients need: DEKs generated and unwrapped under a TEK. The
+/// operator's half (create, rotate, re-wrap) is [`TekManager`].
 pub trait KeyProvider: Send + Sync {
     /// A short stable name ("keystore", "vault", ...), used in errors and metrics labels.
     fn backend(&self) -> &'static str;

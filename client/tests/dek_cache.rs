@@ -122,8 +122,8 @@ async fn concurrent_misses_make_one_provider_call_per_key_version() {
     assert_eq!(unwraps.load(Ordering::SeqCst), records.len());
 }
 
-#[tokio::test]
-async fn a_dek_that_does_not_match_its_commitment_is_refused_and_not_cached() {
+#[tokio::test(start_paused = true)]
+async fn a_dek_that_does_not_match_its_commitment_is_refused_and_retried_after_error_ttl() {
     let (cache, unwraps) = cache(DekCacheConfig::default());
     let ks = keystore();
     let mut record = edek_record(&ks, 0, 1).await;
@@ -136,22 +136,35 @@ async fn a_dek_that_does_not_match_its_commitment_is_refused_and_not_cached() {
             version: 1,
         },
     );
-    for attempt in 1..=2 {
-        let err = cache.get(&record).await.err().unwrap();
-        assert_eq!(
-            err,
-            DekCacheError::CommitmentMismatch {
-                topic: "orders".into(),
-                partition: 0,
-                version: 1
-            }
-        );
-        assert_eq!(
-            unwraps.load(Ordering::SeqCst),
-            attempt,
-            "a refused key is not cached"
-        );
+    let expected = DekCacheError::CommitmentMismatch {
+        topic: "orders".into(),
+        partition: 0,
+        version: 1,
+    };
+    // Twenty callers at once share one attempt and its error.
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (cache, record) = (Arc::clone(&cache), record.clone());
+        tasks.push(tokio::spawn(async move { cache.get(&record).await.err() }));
     }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), Some(expected.clone()));
+    }
+    assert_eq!(
+        unwraps.load(Ordering::SeqCst),
+        1,
+        "one attempt for all callers"
+    );
+    assert!(
+        cache.get_cached("orders", 0, 1).is_none(),
+        "a refused key is never served"
+    );
+    // Within error_ttl the failure is remembered; after it the provider is asked again.
+    assert_eq!(cache.get(&record).await.err(), Some(expected.clone()));
+    assert_eq!(unwraps.load(Ordering::SeqCst), 1);
+    tokio::time::advance(DekCacheConfig::default().error_ttl).await;
+    assert_eq!(cache.get(&record).await.err(), Some(expected));
+    assert_eq!(unwraps.load(Ordering::SeqCst), 2, "retried after error_ttl");
 }
 
 #[tokio::test]
@@ -175,6 +188,7 @@ async fn entries_expire_after_the_ttl() {
     let (cache, unwraps) = cache(DekCacheConfig {
         capacity: 16,
         ttl: Duration::from_secs(60),
+        ..DekCacheConfig::default()
     });
     let record = edek_record(&keystore(), 0, 1).await;
     cache.get(&record).await.unwrap();
@@ -191,6 +205,7 @@ async fn the_cache_is_bounded_and_evicts_the_oldest() {
     let (cache, unwraps) = cache(DekCacheConfig {
         capacity: 2,
         ttl: Duration::from_secs(3600),
+        ..DekCacheConfig::default()
     });
     let ks = keystore();
     let (a, b, c) = (
