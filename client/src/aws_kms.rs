@@ -361,3 +361,43 @@ impl TekManager for AwsKms {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_kms::error::ErrorMetadata;
+    use aws_sdk_kms::operation::decrypt::DecryptError;
+
+    use super::*;
+
+    fn service_error(code: &str) -> ProviderError {
+        let error = DecryptError::generic(ErrorMetadata::builder().code(code).message("m").build());
+        classify(
+            SdkError::<DecryptError, ()>::service_error(error, ()),
+            "alias/t",
+            None,
+        )
+    }
+
+    /// moto lets disabled keys decrypt and answers bad ciphertext with AccessDenied; AWS
+    /// answers DisabledException and InvalidCiphertextException. The mapping of AWS's documented
+    /// codes is checked here, since the test bed cannot produce them.
+    #[test]
+    fn aws_error_codes_map_to_classes() {
+        let cases = [
+            ("DisabledException", "disabled"),
+            ("KMSInvalidStateException", "disabled"),
+            ("NotFoundException", "not_found"),
+            ("AccessDeniedException", "access_denied"),
+            ("ThrottlingException", "throttled"),
+            ("LimitExceededException", "throttled"),
+            ("InvalidCiphertextException", "invalid_ciphertext"),
+            ("IncorrectKeyException", "invalid_ciphertext"),
+            ("KMSInternalException", "unavailable"),
+            ("DependencyTimeoutException", "unavailable"),
+            ("ValidationException", "misconfigured"),
+        ];
+        for (code, class) in cases {
+            assert_eq!(service_error(code).class(), class, "{code}");
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! kafka-e2ee's shared client crate: the KIP-317 encryption path that client workloads link
 //! (docs/client.md).
 //!
+//! - [`any_provider`]: the configured backend, whichever it is.
 //! - [`config`]: client configuration (injected or local, never both) and [`config::EncryptionClient`].
 //! - [`producer`]: `EncryptingProducer`, sealing every record before it is batched.
 //! - [`consumer`]: `DecryptingConsumer`, opening every record, typed errors, no silent skips.
@@ -31,6 +32,7 @@ pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::
 /// names it.
 pub const DEFAULT_KEY_TOPIC: &str = "__encryption_keys";
 
+pub mod any_provider;
 #[cfg(feature = "aws-kms")]
 pub mod aws_kms;
 pub mod config;

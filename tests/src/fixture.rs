@@ -58,6 +58,15 @@ impl<P: KeyProvider> KeyProvider for Counting<P> {
     }
 }
 
+/// Which provider and TEK a topic's DEKs come from.
+#[derive(Clone, Copy)]
+pub struct TekRef<'a, P> {
+    pub provider: &'a P,
+    /// The policy record's provider kind (`keystore`, `vault`, ...).
+    pub kind: &'a str,
+    pub tek: &'a str,
+}
+
 /// The TEK alias every fixture's keystore defines.
 pub const TEK: &str = "test-tek";
 
@@ -115,6 +124,33 @@ impl Fixture {
         max_records_per_dek: u64,
         config: BTreeMap<String, String>,
     ) -> Result<String> {
+        let keystore = LocalKeystore::from_file(&self.keystore_path)?;
+        let tek = TekRef {
+            provider: &keystore,
+            kind: "keystore",
+            tek: TEK,
+        };
+        self.encrypt_topic_with(
+            tek,
+            prefix,
+            partitions,
+            plaintext,
+            max_records_per_dek,
+            config,
+        )
+        .await
+    }
+
+    /// [`Self::encrypt_topic`] with DEKs from another KeyProvider (a KMS backend).
+    pub async fn encrypt_topic_with<P: KeyProvider>(
+        &mut self,
+        tek: TekRef<'_, P>,
+        prefix: &str,
+        partitions: i32,
+        plaintext: PlaintextPolicy,
+        max_records_per_dek: u64,
+        config: BTreeMap<String, String>,
+    ) -> Result<String> {
         let topic = unique(prefix);
         let admin = self.connection.admin()?;
         let spec = TopicSpec {
@@ -127,8 +163,8 @@ impl Fixture {
         let policy = PolicyRecord {
             topic: topic.clone(),
             provider: ProviderRef {
-                kind: "keystore".into(),
-                tek: TEK.into(),
+                kind: tek.kind.into(),
+                tek: tek.tek.into(),
                 config: BTreeMap::new(),
             },
             engine: "AES-256-GCM".into(),
@@ -136,7 +172,7 @@ impl Fixture {
             max_records_per_dek,
             current_versions: BTreeMap::new(),
         };
-        let (policy, _) = provision(&self.keystore, &self.writer, policy, 0..partitions, 1).await?;
+        let (policy, _) = provision(tek.provider, &self.writer, policy, 0..partitions, 1).await?;
         self.policies.insert(topic.clone(), policy);
         Ok(topic)
     }

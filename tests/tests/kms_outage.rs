@@ -16,12 +16,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
+use kafka_e2ee_client::config::{ClientConfig, EncryptionClient, ProviderConfig};
 use kafka_e2ee_client::dek_cache::{DekCache, DekCacheConfig, DekCacheError};
 use kafka_e2ee_client::engine::Aes256Gcm;
 use kafka_e2ee_client::key_management::generate_edek;
+use kafka_e2ee_client::key_records::PlaintextPolicy;
+use kafka_e2ee_client::nonce::MAX_RECORDS_PER_DEK;
+use kafka_e2ee_client::producer::OutgoingRecord;
 use kafka_e2ee_client::provider::{ProviderError, TekManager};
 use kafka_e2ee_client::resilient::{KmsMetrics, ResiliencePolicy, Resilient};
 use kafka_e2ee_client::vault::{VaultSettings, VaultTransit};
+use kafka_e2ee_tests::fixture::{Fixture, TekRef};
 use kafka_e2ee_tests::{Server, env, require, unique};
 use zeroize::Zeroizing;
 
@@ -52,8 +59,21 @@ impl Drop for Frozen {
     }
 }
 
+/// The tests here freeze the shared server: one at a time.
+static ONE_OUTAGE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn vault_settings() -> VaultSettings {
+    VaultSettings {
+        address: require(Server::Vault),
+        namespace: None,
+        mount: "transit".into(),
+        token: Zeroizing::new(env(Server::Vault, "VAULT_TOKEN")),
+    }
+}
+
 #[tokio::test]
 async fn a_kms_outage_is_invisible_when_warm_bounded_when_cold_and_recovers() {
+    let _one = ONE_OUTAGE_AT_A_TIME.lock().await;
     let policy = ResiliencePolicy {
         attempt_timeout: Duration::from_millis(300),
         max_attempts: 3,
@@ -63,13 +83,7 @@ async fn a_kms_outage_is_invisible_when_warm_bounded_when_cold_and_recovers() {
         burst: 5,
     };
     let metrics = KmsMetrics::default();
-    let vault = VaultTransit::new(&VaultSettings {
-        address: require(Server::Vault),
-        namespace: None,
-        mount: "transit".into(),
-        token: Zeroizing::new(env(Server::Vault, "VAULT_TOKEN")),
-    })
-    .unwrap();
+    let vault = VaultTransit::new(&vault_settings()).unwrap();
     let provider = Resilient::new(vault, policy, metrics.clone());
     let tek = unique("outage-tek");
     provider.create_tek(&tek).await.unwrap();
@@ -155,4 +169,99 @@ async fn a_kms_outage_is_invisible_when_warm_bounded_when_cold_and_recovers() {
             Err(e) => panic!("no recovery: {e:?}"),
         }
     }
+}
+
+/// The whole client path on Vault: configured from a client file (Vault kind, token file),
+/// producing and consuming through the broker while Vault is frozen.
+#[tokio::test]
+async fn producers_and_consumers_on_warm_caches_ride_out_a_kms_outage() {
+    let _one = ONE_OUTAGE_AT_A_TIME.lock().await;
+    let mut fx = Fixture::new("outage").await.unwrap();
+    let vault = VaultTransit::new(&vault_settings()).unwrap();
+    let tek = unique("outage-client-tek");
+    vault.create_tek(&tek).await.unwrap();
+    let topic = fx
+        .encrypt_topic_with(
+            TekRef {
+                provider: &vault,
+                kind: "vault",
+                tek: &tek,
+            },
+            "outage",
+            2,
+            PlaintextPolicy::Reject,
+            MAX_RECORDS_PER_DEK,
+            BTreeMap::new(),
+        )
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(unique("vault-token"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, env(Server::Vault, "VAULT_TOKEN")).unwrap();
+    let mut config = ClientConfig::new(
+        fx.connection.bootstrap_servers.clone(),
+        ProviderConfig::Vault {
+            address: require(Server::Vault),
+            mount: "transit".into(),
+            namespace: None,
+            token_file,
+        },
+    );
+    config.key_topic = fx.key_topic.clone();
+    config
+        .properties
+        .insert("auto.offset.reset".into(), "earliest".into());
+    let client = EncryptionClient::with_config(config).await.unwrap();
+    client
+        .key_directory()
+        .wait_caught_up(Duration::from_secs(10))
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let producer = client.producer().unwrap();
+    let consumer = client.consumer(&unique("outage")).unwrap();
+    consumer.subscribe(&[&topic]).unwrap();
+
+    // Warm up: one record per partition each way.
+    for partition in 0..2 {
+        producer
+            .send_and_wait(OutgoingRecord {
+                partition: Some(partition),
+                ..OutgoingRecord::new(&topic, b"warm-up")
+            })
+            .await
+            .unwrap();
+    }
+    for _ in 0..2 {
+        tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    let frozen = Frozen::vault();
+    let window = Instant::now();
+    let mut sent = 0usize;
+    while window.elapsed() < Duration::from_secs(3) {
+        let value = format!("during-the-outage-{sent:06}");
+        producer
+            .send_and_wait(OutgoingRecord::new(&topic, value.as_bytes()))
+            .await
+            .unwrap();
+        sent += 1;
+    }
+    for i in 0..sent {
+        let record = tokio::time::timeout(Duration::from_secs(10), consumer.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(record.was_encrypted, "record {i}");
+        assert!(record.value.unwrap().starts_with(b"during-the-outage-"));
+    }
+    drop(frozen);
+    assert!(
+        sent > 100,
+        "{sent} records produced and consumed during the outage"
+    );
 }

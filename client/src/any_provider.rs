@@ -1,0 +1,124 @@
+//! The KeyProvider a client configuration names, whichever backend it is.
+
+use crate::config::ProviderConfig;
+use crate::keystore::LocalKeystore;
+use crate::provider::{DekContext, Edek, KeyProvider, ProviderError};
+use crate::secret::KeyMaterial;
+
+pub enum AnyProvider {
+    Keystore(LocalKeystore),
+    #[cfg(feature = "vault")]
+    Vault(Box<crate::vault::VaultTransit>),
+    #[cfg(feature = "aws-kms")]
+    AwsKms(crate::aws_kms::AwsKms),
+    #[cfg(feature = "hadoop-kms")]
+    HadoopKms(crate::hadoop_kms::HadoopKms),
+}
+
+/// A backend this build was compiled without.
+#[allow(dead_code, reason = "unused when every backend feature is enabled")]
+fn not_built(kind: &'static str, feature: &str) -> ProviderError {
+    ProviderError::Misconfigured {
+        backend: kind,
+        reason: format!("this build has no {kind} support (cargo feature `{feature}`)"),
+    }
+}
+
+impl AnyProvider {
+    pub async fn from_config(config: &ProviderConfig) -> Result<Self, ProviderError> {
+        match config {
+            ProviderConfig::Keystore { path } => {
+                Ok(Self::Keystore(LocalKeystore::from_file(path)?))
+            }
+            #[cfg(feature = "vault")]
+            ProviderConfig::Vault {
+                address,
+                mount,
+                namespace,
+                token_file,
+            } => {
+                let token =
+                    zeroize::Zeroizing::new(std::fs::read_to_string(token_file).map_err(|e| {
+                        ProviderError::Misconfigured {
+                            backend: "vault",
+                            reason: format!(
+                                "cannot read the token file {}: {e}",
+                                token_file.display()
+                            ),
+                        }
+                    })?);
+                let settings = crate::vault::VaultSettings {
+                    address: address.clone(),
+                    namespace: namespace.clone(),
+                    mount: mount.clone(),
+                    token: zeroize::Zeroizing::new(token.trim().to_owned()),
+                };
+                Ok(Self::Vault(Box::new(crate::vault::VaultTransit::new(
+                    &settings,
+                )?)))
+            }
+            #[cfg(not(feature = "vault"))]
+            ProviderConfig::Vault { .. } => Err(not_built("vault", "vault")),
+            #[cfg(feature = "aws-kms")]
+            ProviderConfig::AwsKms { region, endpoint } => Ok(Self::AwsKms(
+                crate::aws_kms::AwsKms::new(&crate::aws_kms::AwsKmsSettings {
+                    region: region.clone(),
+                    endpoint: endpoint.clone(),
+                })
+                .await,
+            )),
+            #[cfg(not(feature = "aws-kms"))]
+            ProviderConfig::AwsKms { .. } => Err(not_built("aws-kms", "aws-kms")),
+            #[cfg(feature = "hadoop-kms")]
+            ProviderConfig::HadoopKms { url, user } => {
+                Ok(Self::HadoopKms(crate::hadoop_kms::HadoopKms::new(
+                    &crate::hadoop_kms::HadoopKmsSettings {
+                        url: url.clone(),
+                        user: user.clone(),
+                    },
+                    reqwest::Client::new(),
+                )))
+            }
+            #[cfg(not(feature = "hadoop-kms"))]
+            ProviderConfig::HadoopKms { .. } => Err(not_built("hadoop-kms", "hadoop-kms")),
+        }
+    }
+}
+
+/// Delegates a call to whichever backend is inside.
+macro_rules! each_backend {
+    ($self:expr, $p:ident => $call:expr) => {
+        match $self {
+            AnyProvider::Keystore($p) => $call,
+            #[cfg(feature = "vault")]
+            AnyProvider::Vault($p) => $call,
+            #[cfg(feature = "aws-kms")]
+            AnyProvider::AwsKms($p) => $call,
+            #[cfg(feature = "hadoop-kms")]
+            AnyProvider::HadoopKms($p) => $call,
+        }
+    };
+}
+
+impl KeyProvider for AnyProvider {
+    fn backend(&self) -> &'static str {
+        each_backend!(self, p => p.backend())
+    }
+
+    async fn generate_dek(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+    ) -> Result<(KeyMaterial, Edek), ProviderError> {
+        each_backend!(self, p => p.generate_dek(tek, context).await)
+    }
+
+    async fn unwrap_dek(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+        edek: &Edek,
+    ) -> Result<KeyMaterial, ProviderError> {
+        each_backend!(self, p => p.unwrap_dek(tek, context, edek).await)
+    }
+}
