@@ -36,22 +36,41 @@ impl AnyProvider {
                 mount,
                 namespace,
                 token_file,
+                kubernetes_auth,
             } => {
-                let token =
-                    zeroize::Zeroizing::new(std::fs::read_to_string(token_file).map_err(|e| {
-                        ProviderError::Misconfigured {
+                let auth = match (token_file, kubernetes_auth) {
+                    (Some(file), None) => {
+                        let token =
+                            zeroize::Zeroizing::new(std::fs::read_to_string(file).map_err(
+                                |e| ProviderError::Misconfigured {
+                                    backend: "vault",
+                                    reason: format!(
+                                        "cannot read the token file {}: {e}",
+                                        file.display()
+                                    ),
+                                },
+                            )?);
+                        crate::vault::VaultAuth::Token(zeroize::Zeroizing::new(
+                            token.trim().to_owned(),
+                        ))
+                    }
+                    (None, Some(k8s)) => crate::vault::VaultAuth::Kubernetes {
+                        mount: k8s.mount.clone(),
+                        role: k8s.role.clone(),
+                        jwt_file: k8s.token_file.clone(),
+                    },
+                    _ => {
+                        return Err(ProviderError::Misconfigured {
                             backend: "vault",
-                            reason: format!(
-                                "cannot read the token file {}: {e}",
-                                token_file.display()
-                            ),
-                        }
-                    })?);
+                            reason: "exactly one of tokenFile and kubernetesAuth".into(),
+                        });
+                    }
+                };
                 let settings = crate::vault::VaultSettings {
                     address: address.clone(),
                     namespace: namespace.clone(),
                     mount: mount.clone(),
-                    token: zeroize::Zeroizing::new(token.trim().to_owned()),
+                    auth,
                 };
                 Ok(Self::Vault(Box::new(crate::vault::VaultTransit::new(
                     &settings,

@@ -72,7 +72,7 @@ pub enum ConfigError {
 pub enum ProviderConfig {
     /// A keystore file (docs/keystore.md), typically mounted from a Secret.
     Keystore { path: PathBuf },
-    /// Vault / OpenBao transit, token auth from a file.
+    /// Vault / OpenBao transit: token auth from a file, or Kubernetes auth. Exactly one.
     #[serde(rename_all = "camelCase")]
     Vault {
         address: String,
@@ -80,7 +80,10 @@ pub enum ProviderConfig {
         mount: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         namespace: Option<String>,
-        token_file: PathBuf,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_file: Option<PathBuf>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kubernetes_auth: Option<VaultKubernetesAuth>,
     },
     /// AWS KMS; credentials from the SDK's default chain (web identity / IRSA included).
     #[serde(rename_all = "camelCase")]
@@ -93,6 +96,21 @@ pub enum ProviderConfig {
     /// Hadoop KMS, simple auth.
     #[serde(rename_all = "camelCase")]
     HadoopKms { url: String, user: String },
+}
+
+/// Vault's Kubernetes auth method, logged in with the pod's service-account token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VaultKubernetesAuth {
+    pub role: String,
+    #[serde(default = "default_kubernetes_mount")]
+    pub mount: String,
+    /// A projected service-account token with Vault's audience (the webhook mounts one).
+    pub token_file: PathBuf,
+}
+
+fn default_kubernetes_mount() -> String {
+    "kubernetes".to_owned()
 }
 
 fn default_transit_mount() -> String {
@@ -181,6 +199,15 @@ impl ClientConfig {
         }
         if self.key_wait_ms == Some(0) {
             return Err("keyWaitMs must be positive".into());
+        }
+        if let ProviderConfig::Vault {
+            token_file,
+            kubernetes_auth,
+            ..
+        } = &self.provider
+            && token_file.is_some() == kubernetes_auth.is_some()
+        {
+            return Err("provider vault needs exactly one of tokenFile and kubernetesAuth".into());
         }
         if let Some(cache) = &self.dek_cache
             && (cache.capacity == 0 || cache.ttl_seconds == 0)

@@ -7,15 +7,23 @@
 //!
 //! Transit binds no per-call context for non-derived keys, so the DEK's topic, partition and
 //! version are bound by the commitment in the EDEK record instead (checked after every unwrap).
+//! Auth: a token, or Kubernetes auth with the pod's projected service-account token (logged in
+//! again after two thirds of each lease, re-reading the token file).
 //! Keys are never created implicitly: `create_tek` reads first and creates only what is absent,
 //! and every other call fails with `NotFound` for a missing key.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 use vaultrs::api::transit::KeyType;
 use vaultrs::api::transit::requests::{CreateKeyRequestBuilder, DataKeyType};
 use vaultrs::api::transit::responses::ReadKeyData;
-use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+
+use tokio::sync::{RwLock, RwLockReadGuard};
+use tokio::time::Instant;
+use vaultrs::client::{Client as _, VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 use vaultrs::transit;
 use zeroize::Zeroizing;
@@ -25,7 +33,22 @@ use crate::secret::KeyMaterial;
 
 const BACKEND: &str = "vault";
 
-/// Where transit is and how to authenticate (token auth; Kubernetes auth follows).
+/// How to authenticate to Vault.
+#[derive(Debug, Clone)]
+pub enum VaultAuth {
+    /// A token (read from a file by the client configuration).
+    Token(Zeroizing<String>),
+    /// Kubernetes auth: log in with the pod's service-account token (a projected token file,
+    /// re-read at every login because the kubelet rotates it) for `role` at auth `mount`.
+    /// The Vault token is renewed by logging in again after two thirds of its lease.
+    Kubernetes {
+        mount: String,
+        role: String,
+        jwt_file: PathBuf,
+    },
+}
+
+/// Where transit is and how to authenticate.
 #[derive(Debug, Clone)]
 pub struct VaultSettings {
     pub address: String,
@@ -33,20 +56,24 @@ pub struct VaultSettings {
     pub namespace: Option<String>,
     /// The transit mount path, `transit` by default.
     pub mount: String,
-    pub token: Zeroizing<String>,
+    pub auth: VaultAuth,
 }
 
 pub struct VaultTransit {
-    client: VaultClient,
+    client: RwLock<VaultClient>,
     mount: String,
+    auth: VaultAuth,
+    /// When the current login should be renewed (Kubernetes auth only).
+    renew_at: Mutex<Option<Instant>>,
 }
 
 impl VaultTransit {
     pub fn new(settings: &VaultSettings) -> Result<Self, ProviderError> {
         let mut builder = VaultClientSettingsBuilder::default();
-        builder
-            .address(&settings.address)
-            .token(settings.token.as_str());
+        builder.address(&settings.address);
+        if let VaultAuth::Token(token) = &settings.auth {
+            builder.token(token.as_str());
+        }
         if let Some(ns) = &settings.namespace {
             builder.set_namespace(ns.clone());
         }
@@ -60,13 +87,75 @@ impl VaultTransit {
                 reason: format!("Vault client: {e}"),
             })?;
         Ok(Self {
-            client,
+            client: RwLock::new(client),
             mount: settings.mount.clone(),
+            auth: settings.auth.clone(),
+            renew_at: Mutex::new(None),
         })
     }
 
+    /// The client, logged in: with Kubernetes auth, logs in first when there is no token yet
+    /// or two thirds of its lease have passed.
+    async fn client(&self, tek: &str) -> Result<RwLockReadGuard<'_, VaultClient>, ProviderError> {
+        let VaultAuth::Kubernetes {
+            mount,
+            role,
+            jwt_file,
+        } = &self.auth
+        else {
+            return Ok(self.client.read().await);
+        };
+        let due = self
+            .renew_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none_or(|at| Instant::now() >= at);
+        if due {
+            let mut client = self.client.write().await;
+            // Another caller may have logged in while this one waited for the lock.
+            let still_due = self
+                .renew_at
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_none_or(|at| Instant::now() >= at);
+            if still_due {
+                let jwt = Zeroizing::new(std::fs::read_to_string(jwt_file).map_err(|e| {
+                    ProviderError::Misconfigured {
+                        backend: BACKEND,
+                        reason: format!(
+                            "cannot read the service-account token {}: {e}",
+                            jwt_file.display()
+                        ),
+                    }
+                })?);
+                let login = vaultrs::auth::kubernetes::login(&*client, mount, role, jwt.trim())
+                    .await
+                    .map_err(|e| match classify(e, tek, None) {
+                        // A refused login is a permission problem whatever the status says.
+                        ProviderError::NotFound { .. } | ProviderError::Misconfigured { .. } => {
+                            ProviderError::AccessDenied {
+                                backend: BACKEND,
+                                tek: format!("{tek} (kubernetes login as role {role})"),
+                            }
+                        }
+                        other => other,
+                    })?;
+                client.set_token(&login.client_token);
+                // A lease of 0 means the token does not expire; re-login hourly anyway.
+                let lease = match login.lease_duration {
+                    0 => Duration::from_secs(3600),
+                    seconds => Duration::from_secs(seconds),
+                };
+                *self.renew_at.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(Instant::now() + lease * 2 / 3);
+                tracing::debug!(role, lease_seconds = lease.as_secs(), "logged in to Vault");
+            }
+        }
+        Ok(self.client.read().await)
+    }
+
     async fn info(&self, tek: &str) -> Result<TekInfo, ProviderError> {
-        let key = transit::key::read(&self.client, &self.mount, tek)
+        let key = transit::key::read(&*self.client(tek).await?, &self.mount, tek)
             .await
             .map_err(|e| classify(e, tek, None))?;
         if !matches!(key.key_type, KeyType::Aes256Gcm96) || key.exportable {
@@ -195,7 +284,7 @@ impl KeyProvider for VaultTransit {
         context: DekContext<'_>,
     ) -> Result<(KeyMaterial, Edek), ProviderError> {
         let response = transit::generate::data_key(
-            &self.client,
+            &*self.client(tek).await?,
             &self.mount,
             tek,
             DataKeyType::Plaintext,
@@ -224,9 +313,15 @@ impl KeyProvider for VaultTransit {
         edek: &Edek,
     ) -> Result<KeyMaterial, ProviderError> {
         let ciphertext = edek_text(edek, tek, context)?;
-        let response = transit::data::decrypt(&self.client, &self.mount, tek, ciphertext, None)
-            .await
-            .map_err(|e| classify(e, tek, Some(context)))?;
+        let response = transit::data::decrypt(
+            &*self.client(tek).await?,
+            &self.mount,
+            tek,
+            ciphertext,
+            None,
+        )
+        .await
+        .map_err(|e| classify(e, tek, Some(context)))?;
         decode_dek(Zeroizing::new(response.plaintext), tek, context)
     }
 }
@@ -238,7 +333,7 @@ impl TekManager for VaultTransit {
             other => return other,
         }
         transit::key::create(
-            &self.client,
+            &*self.client(tek).await?,
             &self.mount,
             tek,
             Some(
@@ -259,7 +354,7 @@ impl TekManager for VaultTransit {
     async fn rotate_tek(&self, tek: &str) -> Result<TekInfo, ProviderError> {
         // Rotating a missing key would create nothing useful: check first.
         self.info(tek).await?;
-        transit::key::rotate(&self.client, &self.mount, tek)
+        transit::key::rotate(&*self.client(tek).await?, &self.mount, tek)
             .await
             .map_err(|e| classify(e, tek, None))?;
         self.info(tek).await
@@ -272,9 +367,15 @@ impl TekManager for VaultTransit {
         edek: &Edek,
     ) -> Result<Edek, ProviderError> {
         let ciphertext = edek_text(edek, tek, context)?;
-        let response = transit::data::rewrap(&self.client, &self.mount, tek, ciphertext, None)
-            .await
-            .map_err(|e| classify(e, tek, Some(context)))?;
+        let response = transit::data::rewrap(
+            &*self.client(tek).await?,
+            &self.mount,
+            tek,
+            ciphertext,
+            None,
+        )
+        .await
+        .map_err(|e| classify(e, tek, Some(context)))?;
         Ok(Edek(response.ciphertext.into_bytes()))
     }
 

@@ -21,7 +21,7 @@ use kafka_e2ee_client::provider::{
     DekCommitment, DekContext, Edek, KeyProvider, ProviderError, TekManager,
 };
 use kafka_e2ee_client::secret::KeyMaterial;
-use kafka_e2ee_client::vault::{VaultSettings, VaultTransit};
+use kafka_e2ee_client::vault::{VaultAuth, VaultSettings, VaultTransit};
 use kafka_e2ee_tests::{Server, env, require, unique};
 use zeroize::Zeroizing;
 
@@ -201,7 +201,7 @@ fn vault() -> VaultTransit {
         address: require(Server::Vault),
         namespace: None,
         mount: "transit".into(),
-        token: Zeroizing::new(env(Server::Vault, "VAULT_TOKEN")),
+        auth: VaultAuth::Token(Zeroizing::new(env(Server::Vault, "VAULT_TOKEN"))),
     })
     .unwrap()
 }
@@ -247,7 +247,7 @@ async fn vault_refuses_an_existing_key_of_the_wrong_kind_and_bad_credentials() {
         address: require(Server::Vault),
         namespace: None,
         mount: "transit".into(),
-        token: Zeroizing::new("not-a-token".into()),
+        auth: VaultAuth::Token(Zeroizing::new("not-a-token".into())),
     })
     .unwrap();
     assert!(matches!(
@@ -260,7 +260,7 @@ async fn vault_refuses_an_existing_key_of_the_wrong_kind_and_bad_credentials() {
         address: "http://127.0.0.1:9".into(),
         namespace: None,
         mount: "transit".into(),
-        token: Zeroizing::new("x".into()),
+        auth: VaultAuth::Token(Zeroizing::new("x".into())),
     })
     .unwrap();
     match down.describe_tek(&tek).await {

@@ -27,7 +27,7 @@ use kafka_e2ee_client::nonce::MAX_RECORDS_PER_DEK;
 use kafka_e2ee_client::producer::OutgoingRecord;
 use kafka_e2ee_client::provider::{ProviderError, TekManager};
 use kafka_e2ee_client::resilient::{KmsMetrics, ResiliencePolicy, Resilient};
-use kafka_e2ee_client::vault::{VaultSettings, VaultTransit};
+use kafka_e2ee_client::vault::{VaultAuth, VaultSettings, VaultTransit};
 use kafka_e2ee_tests::fixture::{Fixture, TekRef};
 use kafka_e2ee_tests::{Server, env, require, unique};
 use zeroize::Zeroizing;
@@ -67,7 +67,7 @@ fn vault_settings() -> VaultSettings {
         address: require(Server::Vault),
         namespace: None,
         mount: "transit".into(),
-        token: Zeroizing::new(env(Server::Vault, "VAULT_TOKEN")),
+        auth: VaultAuth::Token(Zeroizing::new(env(Server::Vault, "VAULT_TOKEN"))),
     }
 }
 
@@ -205,7 +205,8 @@ async fn producers_and_consumers_on_warm_caches_ride_out_a_kms_outage() {
             address: require(Server::Vault),
             mount: "transit".into(),
             namespace: None,
-            token_file,
+            token_file: Some(token_file),
+            kubernetes_auth: None,
         },
     );
     config.key_topic = fx.key_topic.clone();

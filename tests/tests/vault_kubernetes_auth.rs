@@ -1,0 +1,210 @@
+//! Vault Kubernetes auth for real: OpenBao's kubernetes auth method checks a service-account
+//! token minted by the test bed's kube-apiserver (TokenRequest) through that apiserver's
+//! TokenReview API; the client logs in with it and unwraps DEKs, and gets no more than its
+//! policy allows.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kafka_e2ee_client::provider::{
+    DekCommitment, DekContext, KeyProvider, ProviderError, TekManager,
+};
+use kafka_e2ee_client::vault::{VaultAuth, VaultSettings, VaultTransit};
+use kafka_e2ee_tests::{Server, env, require, unique};
+use kube::api::{Api, ObjectMeta, PostParams};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+const CTX: DekContext<'static> = DekContext {
+    topic: "orders",
+    partition: 0,
+    version: 1,
+};
+
+async fn service_account_token(
+    kube: &kube::Client,
+    ns: &str,
+    name: &str,
+    audience: &str,
+) -> String {
+    let accounts: Api<ServiceAccount> = Api::namespaced(kube.clone(), ns);
+    accounts
+        .create(
+            &PostParams::default(),
+            &ServiceAccount {
+                metadata: ObjectMeta {
+                    name: Some(name.into()),
+                    ..ObjectMeta::default()
+                },
+                ..ServiceAccount::default()
+            },
+        )
+        .await
+        .unwrap();
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![audience.into()],
+            expiration_seconds: Some(600),
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    accounts
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token
+}
+
+/// What a Vault administrator does once: enable and configure the auth method, a policy that
+/// only decrypts under one TEK, and a role binding one service account to it.
+async fn configure_vault(mount: &str, ns: &str, tek: &str, token_ttl: &str) {
+    let vault = require(Server::Vault);
+    let root = env(Server::Vault, "VAULT_TOKEN");
+    let run = env(Server::KubeApiserver, "KE_TESTBED_RUN");
+    let http = reqwest::Client::new();
+    let call = |path: &str, body: serde_json::Value| {
+        http.post(format!("{vault}/v1/{path}"))
+            .header("X-Vault-Token", &root)
+            .json(&body)
+            .send()
+    };
+    let check = |r: reqwest::Response| {
+        assert!(r.status().is_success(), "{}: {}", r.url(), r.status());
+    };
+    check(
+        call(&format!("sys/auth/{mount}"), json!({"type": "kubernetes"}))
+            .await
+            .unwrap(),
+    );
+    let apiserver = kube::Config::infer().await.unwrap().cluster_url.to_string();
+    check(
+        call(
+            &format!("auth/{mount}/config"),
+            json!({
+                "kubernetes_host": apiserver.trim_end_matches('/'),
+                "kubernetes_ca_cert": std::fs::read_to_string(format!("{run}/pki/ca.crt")).unwrap(),
+                "token_reviewer_jwt": std::fs::read_to_string(format!("{run}/pki/admin.token")).unwrap().trim(),
+            }),
+        )
+        .await
+        .unwrap(),
+    );
+    let policy = format!("decrypt-{tek}");
+    check(
+        call(
+            &format!("sys/policies/acl/{policy}"),
+            json!({"policy": format!("path \"transit/decrypt/{tek}\" {{ capabilities = [\"update\"] }}")}),
+        )
+        .await
+        .unwrap(),
+    );
+    check(
+        call(
+            &format!("auth/{mount}/role/orders-client"),
+            json!({
+                "bound_service_account_names": ["orders-client"],
+                "bound_service_account_namespaces": [ns],
+                "audience": "vault",
+                "token_policies": [policy],
+                "token_ttl": token_ttl,
+            }),
+        )
+        .await
+        .unwrap(),
+    );
+}
+
+fn vault(auth: VaultAuth) -> VaultTransit {
+    VaultTransit::new(&VaultSettings {
+        address: require(Server::Vault),
+        namespace: None,
+        mount: "transit".into(),
+        auth,
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_service_account_logs_in_through_token_review_renews_and_gets_only_its_policy() {
+    require(Server::KubeApiserver);
+    let kube = kube::Client::try_default().await.unwrap();
+    let ns = unique("vault-auth");
+    Api::<Namespace>::all(kube.clone())
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta {
+                    name: Some(ns.clone()),
+                    ..ObjectMeta::default()
+                },
+                ..Namespace::default()
+            },
+        )
+        .await
+        .unwrap();
+    let good = service_account_token(&kube, &ns, "orders-client", "vault").await;
+    let stranger = service_account_token(&kube, &ns, "someone-else", "vault").await;
+
+    let admin = vault(VaultAuth::Token(Zeroizing::new(env(
+        Server::Vault,
+        "VAULT_TOKEN",
+    ))));
+    let tek = unique("k8s-auth-tek");
+    admin.create_tek(&tek).await.unwrap();
+    let (dek, edek) = admin.generate_dek(&tek, CTX).await.unwrap();
+    let mount = unique("kubernetes");
+    // Vault tokens live 3 s: the client must log in again to keep working.
+    configure_vault(&mount, &ns, &tek, "3s").await;
+
+    // The projected token, as the webhook will mount it into the pod.
+    let dir = std::env::temp_dir().join(unique("sa-token"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let login_as = |name: &str, jwt: &str| {
+        let file = dir.join(name);
+        std::fs::write(&file, jwt).unwrap();
+        vault(VaultAuth::Kubernetes {
+            mount: mount.clone(),
+            role: "orders-client".into(),
+            jwt_file: file,
+        })
+    };
+
+    let pod = login_as("good", &good);
+    let unwrapped = pod.unwrap_dek(&tek, CTX, &edek).await.unwrap();
+    assert!(DekCommitment::compute(&dek, CTX).verify(&unwrapped, CTX));
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    let again = pod.unwrap_dek(&tek, CTX, &edek).await.unwrap();
+    assert!(
+        DekCommitment::compute(&dek, CTX).verify(&again, CTX),
+        "still working after the first Vault token expired"
+    );
+    // The policy allows decrypt only: generating DEKs (the operator's job) is denied.
+    assert!(matches!(
+        pod.generate_dek(&tek, CTX).await,
+        Err(ProviderError::AccessDenied { .. })
+    ));
+    // A service account the role does not bind is refused at login.
+    assert!(matches!(
+        login_as("stranger", &stranger)
+            .unwrap_dek(&tek, CTX, &edek)
+            .await,
+        Err(ProviderError::AccessDenied { .. })
+    ));
+    // A token that is not a service-account token at all is refused too.
+    assert!(matches!(
+        login_as("forged", "eyJhbGciOiJub25lIn0.e30.")
+            .unwrap_dek(&tek, CTX, &edek)
+            .await,
+        Err(ProviderError::AccessDenied { .. })
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
