@@ -89,15 +89,24 @@ impl AnyProvider {
             #[cfg(not(feature = "aws-kms"))]
             ProviderConfig::AwsKms { .. } => Err(not_built("aws-kms", "aws-kms")),
             #[cfg(feature = "hadoop-kms")]
-            ProviderConfig::HadoopKms { url, user } => {
-                Ok(Self::HadoopKms(crate::hadoop_kms::HadoopKms::new(
-                    &crate::hadoop_kms::HadoopKmsSettings {
-                        url: url.clone(),
-                        user: user.clone(),
-                    },
-                    reqwest::Client::new(),
-                )))
-            }
+            ProviderConfig::HadoopKms {
+                url,
+                user,
+                ca_file,
+                client_cert_file,
+                client_key_file,
+            } => Ok(Self::HadoopKms(crate::hadoop_kms::HadoopKms::new(
+                &crate::hadoop_kms::HadoopKmsSettings {
+                    url: url.clone(),
+                    user: user.clone(),
+                    tls: ca_file.as_ref().map(|ca| crate::hadoop_kms::HadoopKmsTls {
+                        ca_file: ca.clone(),
+                        client_cert_file: client_cert_file.clone(),
+                        client_key_file: client_key_file.clone(),
+                    }),
+                    timeout: std::time::Duration::from_secs(10),
+                },
+            )?)),
             #[cfg(not(feature = "hadoop-kms"))]
             ProviderConfig::HadoopKms { .. } => Err(not_built("hadoop-kms", "hadoop-kms")),
         }

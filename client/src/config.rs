@@ -93,9 +93,18 @@ pub enum ProviderConfig {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         endpoint: Option<String>,
     },
-    /// Hadoop KMS, simple auth.
+    /// Hadoop KMS, simple auth; for https, a CA file and optionally a client certificate.
     #[serde(rename_all = "camelCase")]
-    HadoopKms { url: String, user: String },
+    HadoopKms {
+        url: String,
+        user: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ca_file: Option<PathBuf>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_cert_file: Option<PathBuf>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_key_file: Option<PathBuf>,
+    },
 }
 
 /// Vault's Kubernetes auth method, logged in with the pod's service-account token.

@@ -10,6 +10,9 @@
 //! and material). Auth: Hadoop simple auth (`user.name`); TLS with a custom CA and client
 //! certificate via the reqwest client passed in.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use base64::Engine as _;
 // Hadoop encodes key material as URL-safe base64 without padding.
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -31,6 +34,20 @@ pub struct HadoopKmsSettings {
     pub url: String,
     /// Simple-auth user (`user.name`).
     pub user: String,
+    /// For `https` URLs: which CA to trust and which client certificate to present.
+    pub tls: Option<HadoopKmsTls>,
+    /// Per-request timeout (the `Resilient` decorator adds its own per attempt).
+    pub timeout: Duration,
+}
+
+/// PEM files, typically mounted from a Secret.
+#[derive(Debug, Clone)]
+pub struct HadoopKmsTls {
+    /// CA certificate(s) that signed the KMS's certificate; only these are trusted.
+    pub ca_file: PathBuf,
+    /// The client certificate and its private key, for KMSs that require mutual TLS.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
 }
 
 pub struct HadoopKms {
@@ -54,13 +71,48 @@ fn context_label(context: DekContext<'_>) -> String {
 }
 
 impl HadoopKms {
-    /// `http` carries TLS settings (CA, client certificate) and timeouts.
-    pub fn new(settings: &HadoopKmsSettings, http: reqwest::Client) -> Self {
-        Self {
+    /// A client for `settings`, with its TLS trust and identity loaded from the PEM files.
+    pub fn new(settings: &HadoopKmsSettings) -> Result<Self, ProviderError> {
+        let misconfigured = |reason: String| ProviderError::Misconfigured {
+            backend: BACKEND,
+            reason,
+        };
+        let read = |path: &PathBuf| {
+            std::fs::read(path)
+                .map(Zeroizing::new)
+                .map_err(|e| misconfigured(format!("cannot read {}: {e}", path.display())))
+        };
+        let mut builder = reqwest::Client::builder().timeout(settings.timeout);
+        if let Some(tls) = &settings.tls {
+            let cas = reqwest::Certificate::from_pem_bundle(&read(&tls.ca_file)?)
+                .map_err(|e| misconfigured(format!("CA file {}: {e}", tls.ca_file.display())))?;
+            builder = builder.tls_certs_only(cas);
+            match (&tls.client_cert_file, &tls.client_key_file) {
+                (Some(cert), Some(key)) => {
+                    let mut pem = read(cert)?;
+                    pem.extend_from_slice(b"\n");
+                    pem.extend_from_slice(&read(key)?);
+                    let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                        misconfigured(format!("client certificate {}: {e}", cert.display()))
+                    })?;
+                    builder = builder.identity(identity);
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(misconfigured(
+                        "clientCertFile and clientKeyFile go together".into(),
+                    ));
+                }
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| misconfigured(format!("HTTP client: {e}")))?;
+        Ok(Self {
             http,
             base: format!("{}/v1", settings.url.trim_end_matches('/')),
             user: settings.user.clone(),
-        }
+        })
     }
 
     async fn call(

@@ -17,6 +17,7 @@
 : "${KE_VAULT_PORT:=18200}"
 : "${KE_MOTO_PORT:=15000}"
 : "${KE_HKMS_PORT:=19600}"
+: "${KE_HKMS_TLS_PORT:=19601}"
 
 # Pinned versions. Change one here and the cache key changes with it.
 KE_K8S_DEB_VERSION="1.20.5+really1.20.2-1.1+deb12u1" # Debian bookworm's kubernetes source

@@ -90,7 +90,35 @@ hkms_start() {
   local dir="$KE_RUN/hkms"
   mkdir -p "$dir"
   [[ -f "$dir/password" ]] || { openssl rand -hex 16 > "$dir/password"; chmod 600 "$dir/password"; }
-  HADOOP_KEYSTORE_PASSWORD=$(cat "$dir/password") spawn hkms java -Xmx256m -cp "$(hkms_classpath)" \
-    HadoopKmsServer "$KE_HOST" "$KE_HKMS_PORT" "$dir/keystore.jceks"
+  hkms_tls "$dir/tls"
+  HADOOP_KEYSTORE_PASSWORD=$(cat "$dir/password") HADOOP_TLS_PASSWORD=$(cat "$dir/password") \
+    spawn hkms java -Xmx256m -cp "$(hkms_classpath)" \
+    HadoopKmsServer "$KE_HOST" "$KE_HKMS_PORT" "$dir/keystore.jceks" "$KE_HKMS_TLS_PORT" "$dir/tls"
   wait_until hkms 60 curl -fsS -X OPTIONS "http://$KE_HOST:$KE_HKMS_PORT/kms/v1/keys"
+  wait_until hkms 30 curl -fsS --cacert "$dir/tls/ca.crt" --cert "$dir/tls/client.crt" \
+    --key "$dir/tls/client.key" -X OPTIONS "https://$KE_HOST:$KE_HKMS_TLS_PORT/kms/v1/keys"
+}
+
+# A CA, the server's certificate for 127.0.0.1 and a client certificate, for the KMS's HTTPS
+# listener; PKCS12 stores for Java (password: the KMS keystore password).
+hkms_tls() {
+  local tls="$1" pass
+  [[ -f "$tls/truststore.p12" ]] && return 0
+  mkdir -p "$tls"
+  pass=$(cat "$(dirname "$tls")/password")
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=kafka-e2ee-hkms-ca" \
+    -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
+  local who
+  for who in server client; do
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=hkms-$who" \
+      -keyout "$tls/$who.key" -out "$tls/$who.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "$tls/$who.ext"
+    openssl x509 -req -in "$tls/$who.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial \
+      -days 30 -extfile "$tls/$who.ext" -out "$tls/$who.crt" 2>/dev/null
+  done
+  openssl pkcs12 -export -in "$tls/server.crt" -inkey "$tls/server.key" -name server \
+    -passout "pass:$pass" -out "$tls/server.p12"
+  keytool -importcert -noprompt -alias ca -file "$tls/ca.crt" -storetype PKCS12 \
+    -keystore "$tls/truststore.p12" -storepass "$pass" >/dev/null 2>&1 || die "keytool could not build the Hadoop KMS truststore"
+  chmod 600 "$tls"/*.key "$tls"/*.p12
 }

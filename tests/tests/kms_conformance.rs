@@ -14,7 +14,9 @@ use base64::engine::general_purpose::STANDARD;
 use kafka_e2ee_client::aws_kms::{AwsKms, AwsKmsSettings};
 use kafka_e2ee_client::dek_cache::{DekCache, DekCacheConfig, DekCacheError};
 use kafka_e2ee_client::engine::Aes256Gcm;
-use kafka_e2ee_client::hadoop_kms::{HadoopKms, HadoopKmsSettings};
+use std::time::Duration;
+
+use kafka_e2ee_client::hadoop_kms::{HadoopKms, HadoopKmsSettings, HadoopKmsTls};
 use kafka_e2ee_client::key_records::EdekRecord;
 use kafka_e2ee_client::keystore::LocalKeystore;
 use kafka_e2ee_client::provider::{
@@ -318,13 +320,64 @@ async fn aws_kms_binds_the_encryption_context_and_refuses_plain_key_ids_it_canno
 }
 
 fn hadoop(user: &str) -> HadoopKms {
-    HadoopKms::new(
-        &HadoopKmsSettings {
-            url: require(Server::HadoopKms),
-            user: user.into(),
-        },
-        reqwest::Client::new(),
-    )
+    HadoopKms::new(&HadoopKmsSettings {
+        url: require(Server::HadoopKms),
+        user: user.into(),
+        tls: None,
+        timeout: Duration::from_secs(10),
+    })
+    .unwrap()
+}
+
+/// The same KMS over HTTPS with mutual TLS (the test bed's second listener).
+fn hadoop_tls(client_cert: bool) -> HadoopKms {
+    require(Server::HadoopKms);
+    let dir = std::path::PathBuf::from(env(Server::HadoopKms, "KE_HADOOP_KMS_TLS_DIR"));
+    HadoopKms::new(&HadoopKmsSettings {
+        url: env(Server::HadoopKms, "KE_HADOOP_KMS_TLS_URL"),
+        user: "kafka-e2ee".into(),
+        tls: Some(HadoopKmsTls {
+            ca_file: dir.join("ca.crt"),
+            client_cert_file: client_cert.then(|| dir.join("client.crt")),
+            client_key_file: client_cert.then(|| dir.join("client.key")),
+        }),
+        timeout: Duration::from_secs(10),
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn hadoop_kms_over_mutual_tls_meets_the_contract() {
+    kms_contract(&hadoop_tls(true), &unique("tls-tek"), "0", "1").await;
+    // Without a client certificate the handshake is refused: a typed error, nothing served.
+    let err = hadoop_tls(false).describe_tek("anything").await.err();
+    assert!(
+        matches!(
+            err,
+            Some(ProviderError::Unavailable {
+                backend: "hadoop-kms",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    // A CA that did not sign the server's certificate is not trusted.
+    let dir = std::path::PathBuf::from(env(Server::HadoopKms, "KE_HADOOP_KMS_TLS_DIR"));
+    let wrong_ca = HadoopKms::new(&HadoopKmsSettings {
+        url: env(Server::HadoopKms, "KE_HADOOP_KMS_TLS_URL"),
+        user: "kafka-e2ee".into(),
+        tls: Some(HadoopKmsTls {
+            ca_file: dir.join("client.crt"),
+            client_cert_file: Some(dir.join("client.crt")),
+            client_key_file: Some(dir.join("client.key")),
+        }),
+        timeout: Duration::from_secs(10),
+    })
+    .unwrap();
+    assert!(matches!(
+        wrong_ca.describe_tek("anything").await,
+        Err(ProviderError::Unavailable { .. })
+    ));
 }
 
 #[tokio::test]
@@ -355,13 +408,13 @@ async fn hadoop_kms_refuses_an_eek_of_another_key_and_reports_a_dead_server() {
         provider.unwrap_dek(&b, CTX, &edek).await,
         Err(ProviderError::InvalidCiphertext { .. })
     ));
-    let down = HadoopKms::new(
-        &HadoopKmsSettings {
-            url: "http://127.0.0.1:9/kms".into(),
-            user: "x".into(),
-        },
-        reqwest::Client::new(),
-    );
+    let down = HadoopKms::new(&HadoopKmsSettings {
+        url: "http://127.0.0.1:9/kms".into(),
+        user: "x".into(),
+        tls: None,
+        timeout: Duration::from_secs(10),
+    })
+    .unwrap();
     assert!(matches!(
         down.describe_tek(&a).await,
         Err(ProviderError::Unavailable {

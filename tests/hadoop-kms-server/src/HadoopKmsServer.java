@@ -46,8 +46,9 @@ import org.apache.hadoop.util.KMSUtil;
  * answered with a signed {@code hadoop.auth} cookie that later requests may present instead.
  * The test suite checks it against Hadoop's own client (KMSClientProvider and KeyShell).
  *
- * <p>Usage: {@code java -cp <hadoop jars>:<classes> HadoopKmsServer <host> <port> <keystore.jceks>}
- * with the keystore password in {@code HADOOP_KEYSTORE_PASSWORD}.
+ * <p>Usage: {@code java -cp <hadoop jars>:<classes> HadoopKmsServer <host> <port> <keystore.jceks>
+ * [<tls-port> <tls-dir>]} with the keystore password in {@code HADOOP_KEYSTORE_PASSWORD}; the
+ * optional second listener serves the same KMS over HTTPS and requires a client certificate.
  */
 public final class HadoopKmsServer {
   private static final String PREFIX = "/kms/v1/";
@@ -65,21 +66,67 @@ public final class HadoopKmsServer {
   }
 
   public static void main(String[] args) throws Exception {
-    if (args.length != 3) {
-      System.err.println("usage: HadoopKmsServer <host> <port> <keystore.jceks>");
+    if (args.length != 3 && args.length != 5) {
+      System.err.println(
+          "usage: HadoopKmsServer <host> <port> <keystore.jceks> [<tls-port> <tls-dir>]");
       System.exit(2);
     }
     URI uri = new URI("jceks://file" + new java.io.File(args[2]).getAbsolutePath());
     KeyProvider store = new JavaKeyStoreProvider.Factory().createProvider(uri, new Configuration());
     HadoopKmsServer kms = new HadoopKmsServer(store);
     ExecutorService workers = Executors.newFixedThreadPool(8);
-    try (ServerSocket listener = new ServerSocket(Integer.parseInt(args[1]), 64, InetAddress.getByName(args[0]))) {
+    InetAddress host = InetAddress.getByName(args[0]);
+    if (args.length == 5) {
+      ServerSocket tls = tlsListener(host, Integer.parseInt(args[3]), args[4]);
+      System.out.println("HadoopKmsServer listening on https://" + args[0] + ":" + args[3] + "/kms (client certificates required)");
+      Thread acceptor = new Thread(() -> acceptForever(tls, kms, workers), "tls-acceptor");
+      acceptor.setDaemon(true);
+      acceptor.start();
+    }
+    try (ServerSocket listener = new ServerSocket(Integer.parseInt(args[1]), 64, host)) {
       System.out.println("HadoopKmsServer listening on http://" + args[0] + ":" + args[1] + "/kms");
-      while (true) {
+      acceptForever(listener, kms, workers);
+    }
+  }
+
+  private static void acceptForever(ServerSocket listener, HadoopKmsServer kms, ExecutorService workers) {
+    while (true) {
+      try {
         Socket socket = listener.accept();
         workers.execute(() -> kms.serve(socket));
+      } catch (java.io.IOException e) {
+        System.out.println("accept failed: " + e);
       }
     }
+  }
+
+  /**
+   * HTTPS with mutual TLS, as a KMS behind client-certificate authentication runs: the server
+   * identity from {@code server.p12}, trusted client CAs from {@code truststore.p12}, both
+   * protected by the password in {@code HADOOP_TLS_PASSWORD}.
+   */
+  private static ServerSocket tlsListener(InetAddress host, int port, String dir) throws Exception {
+    char[] password = System.getenv("HADOOP_TLS_PASSWORD").toCharArray();
+    java.security.KeyStore identity = java.security.KeyStore.getInstance("PKCS12");
+    try (java.io.InputStream in = new java.io.FileInputStream(dir + "/server.p12")) {
+      identity.load(in, password);
+    }
+    java.security.KeyStore trust = java.security.KeyStore.getInstance("PKCS12");
+    try (java.io.InputStream in = new java.io.FileInputStream(dir + "/truststore.p12")) {
+      trust.load(in, password);
+    }
+    javax.net.ssl.KeyManagerFactory kmf =
+        javax.net.ssl.KeyManagerFactory.getInstance(javax.net.ssl.KeyManagerFactory.getDefaultAlgorithm());
+    kmf.init(identity, password);
+    javax.net.ssl.TrustManagerFactory tmf =
+        javax.net.ssl.TrustManagerFactory.getInstance(javax.net.ssl.TrustManagerFactory.getDefaultAlgorithm());
+    tmf.init(trust);
+    javax.net.ssl.SSLContext context = javax.net.ssl.SSLContext.getInstance("TLSv1.3");
+    context.init(kmf.getKeyManagers(), tmf.getTrustManagers(), new SecureRandom());
+    javax.net.ssl.SSLServerSocket listener =
+        (javax.net.ssl.SSLServerSocket) context.getServerSocketFactory().createServerSocket(port, 64, host);
+    listener.setNeedClientAuth(true);
+    return listener;
   }
 
   /** An error answered as the real KMS does: a status and a RemoteException body. */
