@@ -104,6 +104,7 @@ impl AwsKms {
         Ok(TekInfo {
             tek: tek.to_owned(),
             latest_version: Some((rotations + 1).to_string()),
+            min_decryption_version: None,
         })
     }
 }

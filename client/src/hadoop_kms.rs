@@ -195,6 +195,7 @@ impl HadoopKms {
         Ok(TekInfo {
             tek: tek.to_owned(),
             latest_version: versions.checked_sub(1).map(|v| v.to_string()),
+            min_decryption_version: None,
         })
     }
 
@@ -435,6 +436,46 @@ impl TekManager for HadoopKms {
             )
             .await?;
         Self::edek_from(&out, tek)
+    }
+
+    /// One `_reencryptbatch` call for all of them.
+    async fn rewrap_deks(
+        &self,
+        tek: &str,
+        items: &[(DekContext<'_>, &Edek)],
+    ) -> Result<Vec<Edek>, ProviderError> {
+        let mut batch = Vec::with_capacity(items.len());
+        for (context, edek) in items {
+            let (version, body) = self.checked_eek_body(tek, *context, edek).await?;
+            batch.push(json!({
+                "versionName": version,
+                "iv": body["iv"],
+                "encryptedKeyVersion": {"versionName": "EEK", "material": body["material"]},
+            }));
+        }
+        let out = self
+            .call(
+                Method::POST,
+                &format!("key/{tek}/_reencryptbatch"),
+                &[],
+                Some(Value::Array(batch)),
+                tek,
+                items.first().map(|(context, _)| *context),
+            )
+            .await?;
+        let eeks = out.as_array().cloned().unwrap_or_default();
+        if eeks.len() != items.len() {
+            return Err(ProviderError::Unavailable {
+                backend: BACKEND,
+                tek: tek.to_owned(),
+                reason: format!(
+                    "_reencryptbatch answered {} of {} EEKs",
+                    eeks.len(),
+                    items.len()
+                ),
+            });
+        }
+        eeks.iter().map(|eek| Self::edek_from(eek, tek)).collect()
     }
 
     fn edek_tek_version(&self, edek: &Edek) -> Option<String> {

@@ -197,6 +197,7 @@ impl LocalKeystore {
         Ok(TekInfo {
             tek: tek.to_owned(),
             latest_version: Some(self.current_key_id(tek)?.to_owned()),
+            min_decryption_version: None,
         })
     }
 }

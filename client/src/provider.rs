@@ -138,6 +138,9 @@ pub struct TekInfo {
     pub tek: String,
     /// The version new wrappings use, where the KMS has versions.
     pub latest_version: Option<String>,
+    /// The oldest version that still unwraps, where the KMS can retire versions (Vault's
+    /// `min_decryption_version`): EDEKs below it must be re-wrapped first.
+    pub min_decryption_version: Option<String>,
 }
 
 /// The TEK-management half of the contract, which the operator uses: create TEKs (idempotent),
@@ -167,6 +170,22 @@ pub trait TekManager: KeyProvider {
 
     /// The TEK version an EDEK was wrapped under, if the wrapping says.
     fn edek_tek_version(&self, edek: &Edek) -> Option<String>;
+
+    /// Re-wraps many EDEKs (after a rotation); results in the same order. Backends with a
+    /// batch API (Hadoop's `_reencryptbatch`) override this; the default goes one by one.
+    fn rewrap_deks(
+        &self,
+        tek: &str,
+        items: &[(DekContext<'_>, &Edek)],
+    ) -> impl Future<Output = Result<Vec<Edek>, ProviderError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(items.len());
+            for (context, edek) in items {
+                out.push(self.rewrap_dek(tek, *context, edek).await?);
+            }
+            Ok(out)
+        }
+    }
 }
 
 /// A commitment to a DEK and the context it belongs to, stored beside the EDEK.

@@ -318,4 +318,15 @@ impl<P: TekManager> TekManager for Resilient<P> {
     fn edek_tek_version(&self, edek: &Edek) -> Option<String> {
         self.inner.edek_tek_version(edek)
     }
+
+    async fn rewrap_deks(
+        &self,
+        tek: &str,
+        items: &[(DekContext<'_>, &Edek)],
+    ) -> Result<Vec<Edek>, ProviderError> {
+        self.run("rewrap_deks", tek, true, || {
+            self.inner.rewrap_deks(tek, items)
+        })
+        .await
+    }
 }

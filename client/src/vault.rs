@@ -177,6 +177,7 @@ impl VaultTransit {
         Ok(TekInfo {
             tek: tek.to_owned(),
             latest_version: latest.map(|v| v.to_string()),
+            min_decryption_version: Some(key.min_decryption_version.to_string()),
         })
     }
 }

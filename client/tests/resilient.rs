@@ -78,6 +78,7 @@ impl TekManager for Scripted {
         Ok(TekInfo {
             tek: tek.into(),
             latest_version: None,
+            min_decryption_version: None,
         })
     }
     async fn describe_tek(&self, tek: &str) -> Result<TekInfo, ProviderError> {
