@@ -33,8 +33,8 @@ use crate::secret::KeyMaterial;
 
 const BACKEND: &str = "vault";
 
-/// How to authenticate to Vault.
-#[derive(Debug, Clone)]
+/// How to authenticate to Vault. Its `Debug` never shows the token.
+#[derive(Clone)]
 pub enum VaultAuth {
     /// A token (read from a file by the client configuration).
     Token(Zeroizing<String>),
@@ -46,6 +46,24 @@ pub enum VaultAuth {
         role: String,
         jwt_file: PathBuf,
     },
+}
+
+impl std::fmt::Debug for VaultAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Token(_) => f.write_str("Token(<redacted>)"),
+            Self::Kubernetes {
+                mount,
+                role,
+                jwt_file,
+            } => f
+                .debug_struct("Kubernetes")
+                .field("mount", mount)
+                .field("role", role)
+                .field("jwt_file", jwt_file)
+                .finish(),
+        }
+    }
 }
 
 /// Where transit is and how to authenticate.
@@ -385,5 +403,23 @@ impl TekManager for VaultTransit {
         let rest = text.strip_prefix("vault:v")?;
         let (version, _) = rest.split_once(':')?;
         version.parse::<u64>().ok().map(|v| v.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_contains_the_token() {
+        let settings = VaultSettings {
+            address: "http://127.0.0.1:8200".into(),
+            namespace: None,
+            mount: "transit".into(),
+            auth: VaultAuth::Token(Zeroizing::new("s.super-secret-token".into())),
+        };
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("super-secret"), "{shown}");
+        assert!(shown.contains("<redacted>"));
     }
 }
