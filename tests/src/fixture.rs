@@ -74,8 +74,9 @@ pub struct Fixture {
     pub connection: KafkaConnection,
     pub key_topic: String,
     pub keystore_path: PathBuf,
-    /// The same keystore the client loads, for the key-management side.
-    pub keystore: LocalKeystore,
+    /// The same keystore the client loads, for the key-management side (shared, so a topic
+    /// can be provisioned through it while the fixture itself is borrowed mutably).
+    pub keystore: Arc<LocalKeystore>,
     pub writer: KeyTopicWriter,
     /// Current policy of every topic this fixture encrypted.
     pub policies: BTreeMap<String, PolicyRecord>,
@@ -106,7 +107,7 @@ impl Fixture {
         std::fs::write(&keystore_path, &json)?;
         Ok(Self {
             writer: KeyTopicWriter::new(&connection, &key_topic)?,
-            keystore: LocalKeystore::from_json(json.as_bytes())?,
+            keystore: Arc::new(LocalKeystore::from_json(json.as_bytes())?),
             connection,
             key_topic,
             keystore_path,
@@ -124,9 +125,9 @@ impl Fixture {
         max_records_per_dek: u64,
         config: BTreeMap<String, String>,
     ) -> Result<String> {
-        let keystore = LocalKeystore::from_file(&self.keystore_path)?;
+        let keystore = Arc::clone(&self.keystore);
         let tek = TekRef {
-            provider: &keystore,
+            provider: &*keystore,
             kind: "keystore",
             tek: TEK,
         };
@@ -208,7 +209,8 @@ impl Fixture {
             .clone();
         let next = policy.current_versions.values().max().copied().unwrap_or(0) + 1;
         let partitions: Vec<i32> = policy.current_versions.keys().copied().collect();
-        let (policy, _) = provision(&self.keystore, &self.writer, policy, partitions, next).await?;
+        let (policy, _) =
+            provision(&*self.keystore, &self.writer, policy, partitions, next).await?;
         self.policies.insert(topic.to_owned(), policy);
         Ok(next)
     }

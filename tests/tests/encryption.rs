@@ -596,7 +596,7 @@ async fn a_late_edek_is_waited_for_and_a_replaced_one_is_refused() {
     let pipe = pipeline(&fx, Duration::from_secs(8)).await;
 
     // A producer elsewhere seals under version 2, whose EDEK reaches the key topic 1.5 s later.
-    let edek = generate_edek(&fx.keystore, TEK, &topic, 0, 2)
+    let edek = generate_edek(&*fx.keystore, TEK, &topic, 0, 2)
         .await
         .unwrap();
     let dek = fx
@@ -665,7 +665,7 @@ async fn a_late_edek_is_waited_for_and_a_replaced_one_is_refused() {
             .await
             .unwrap(),
     );
-    let mut forged = generate_edek(&fx.keystore, TEK, &topic, 0, 3)
+    let mut forged = generate_edek(&*fx.keystore, TEK, &topic, 0, 3)
         .await
         .unwrap();
     forged.version = 2; // v3's wrapping and commitment, published as v2
