@@ -32,7 +32,7 @@ use crate::consumer::{ConsumeError, ConsumerSettings, DecryptingConsumer};
 use crate::dek_cache::{DekCache, DekCacheConfig};
 use crate::engine::Aes256Gcm;
 use crate::kafka::KafkaConnection;
-use crate::key_directory::{KeyDirectory, KeyDirectoryError};
+use crate::key_directory::{DEFAULT_KEY_WAIT, KeyDirectory, KeyDirectoryError};
 use crate::producer::{EncryptingProducer, ProduceError, ProducerSettings};
 use crate::provider::ProviderError;
 use crate::resilient::{KmsMetrics, ResiliencePolicy, Resilient};
@@ -227,7 +227,8 @@ impl ClientConfig {
     }
 
     pub fn key_wait(&self) -> Duration {
-        Duration::from_millis(self.key_wait_ms.unwrap_or(10_000))
+        self.key_wait_ms
+            .map_or(DEFAULT_KEY_WAIT, Duration::from_millis)
     }
 
     pub fn connection(&self) -> KafkaConnection {

@@ -23,7 +23,7 @@ use thiserror::Error;
 use crate::dek_cache::{DekCache, DekCacheError};
 use crate::engine::PreparedKey;
 use crate::kafka::{self, KafkaConnection};
-use crate::key_directory::{KeyDirectory, KeyLookupError};
+use crate::key_directory::{DEFAULT_KEY_WAIT, KeyDirectory, KeyLookupError};
 use crate::key_records::PlaintextPolicy;
 use crate::provider::KeyProvider;
 use crate::record::{self, Header, KEY_HEADER, RecordError, RecordLocation};
@@ -124,7 +124,7 @@ pub struct ConsumerSettings {
 impl Default for ConsumerSettings {
     fn default() -> Self {
         Self {
-            key_wait: Duration::from_secs(10),
+            key_wait: DEFAULT_KEY_WAIT,
         }
     }
 }

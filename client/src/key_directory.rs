@@ -23,6 +23,10 @@ use crate::FastMap;
 use crate::kafka::{self, KafkaConnection};
 use crate::key_records::{self, EdekRecord, KeyRecord, PolicyRecord};
 
+/// How long producers and consumers wait for the key topic by default: its first read, or an
+/// EDEK a record names that has not arrived yet.
+pub const DEFAULT_KEY_WAIT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeyLookupError {

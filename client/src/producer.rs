@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use crate::FastMap;
 use crate::dek_cache::{DekCache, DekCacheError};
 use crate::kafka::{self, KafkaConnection};
-use crate::key_directory::{KeyDirectory, KeyLookupError};
+use crate::key_directory::{DEFAULT_KEY_WAIT, KeyDirectory, KeyLookupError};
 use crate::key_records::PolicyRecord;
 use crate::nonce::{MAX_RECORDS_PER_DEK, NonceError, NonceSequence};
 use crate::partitioner::{RoundRobin, partition_for_key};
@@ -190,7 +190,7 @@ pub struct ProducerSettings {
 impl Default for ProducerSettings {
     fn default() -> Self {
         Self {
-            key_wait: Duration::from_secs(10),
+            key_wait: DEFAULT_KEY_WAIT,
             queue_wait: Duration::from_secs(30),
         }
     }
@@ -256,7 +256,7 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
             Some(state) => state,
             // Slow paths are boxed so that the future of every `send` stays small: moving a
             // large future costs a memmove per record (docs/performance.md).
-            None => Box::pin(self.topic_state(topic)).await?,
+            None => Box::pin(self.rebuild_topic_state(topic)).await?,
         };
         let partition = match (record.partition, record.key) {
             (Some(p), _) => p,
@@ -401,20 +401,17 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
             .cloned()
     }
 
-    /// The topic's state, rebuilt when the key directory has changed since it was built.
-    async fn topic_state(&self, topic: &str) -> Result<Arc<TopicState>, ProduceError> {
+    /// The topic's state built afresh from the key directory; `send` calls it when
+    /// [`Self::current_state`] has none that matches the directory's generation.
+    async fn rebuild_topic_state(&self, topic: &str) -> Result<Arc<TopicState>, ProduceError> {
         let generation = self.keys.generation();
+        // The previous state, however old: its size limit and still-current sealers carry over.
         let cached = self
             .topics
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(topic)
             .cloned();
-        if let Some(state) = &cached
-            && state.generation == generation
-        {
-            return Ok(Arc::clone(state));
-        }
         let policy = self
             .keys
             .policy(topic, self.settings.key_wait)
