@@ -2,7 +2,7 @@
 
 use crate::config::ProviderConfig;
 use crate::keystore::LocalKeystore;
-use crate::provider::{DekContext, Edek, KeyProvider, ProviderError};
+use crate::provider::{DekContext, Edek, KeyProvider, ProviderError, TekInfo, TekManager};
 use crate::secret::KeyMaterial;
 
 pub enum AnyProvider {
@@ -83,6 +83,7 @@ impl AnyProvider {
                 crate::aws_kms::AwsKms::new(&crate::aws_kms::AwsKmsSettings {
                     region: region.clone(),
                     endpoint: endpoint.clone(),
+                    credentials: None,
                 })
                 .await,
             )),
@@ -99,11 +100,16 @@ impl AnyProvider {
                 &crate::hadoop_kms::HadoopKmsSettings {
                     url: url.clone(),
                     user: user.clone(),
-                    tls: ca_file.as_ref().map(|ca| crate::hadoop_kms::HadoopKmsTls {
-                        ca_file: ca.clone(),
-                        client_cert_file: client_cert_file.clone(),
-                        client_key_file: client_key_file.clone(),
-                    }),
+                    tls: ca_file
+                        .as_deref()
+                        .map(|ca| {
+                            crate::hadoop_kms::HadoopKmsTls::from_files(
+                                ca,
+                                client_cert_file.as_deref(),
+                                client_key_file.as_deref(),
+                            )
+                        })
+                        .transpose()?,
                     timeout: std::time::Duration::from_secs(10),
                 },
             )?)),
@@ -148,5 +154,44 @@ impl KeyProvider for AnyProvider {
         edek: &Edek,
     ) -> Result<KeyMaterial, ProviderError> {
         each_backend!(self, p => p.unwrap_dek(tek, context, edek).await)
+    }
+}
+
+impl TekManager for AnyProvider {
+    async fn create_tek(&self, tek: &str) -> Result<TekInfo, ProviderError> {
+        each_backend!(self, p => p.create_tek(tek).await)
+    }
+
+    async fn describe_tek(&self, tek: &str) -> Result<TekInfo, ProviderError> {
+        each_backend!(self, p => p.describe_tek(tek).await)
+    }
+
+    async fn rotate_tek(&self, tek: &str) -> Result<TekInfo, ProviderError> {
+        each_backend!(self, p => p.rotate_tek(tek).await)
+    }
+
+    async fn rewrap_dek(
+        &self,
+        tek: &str,
+        context: DekContext<'_>,
+        edek: &Edek,
+    ) -> Result<Edek, ProviderError> {
+        each_backend!(self, p => p.rewrap_dek(tek, context, edek).await)
+    }
+
+    async fn rewrap_deks(
+        &self,
+        tek: &str,
+        items: &[(DekContext<'_>, &Edek)],
+    ) -> Result<Vec<Edek>, ProviderError> {
+        each_backend!(self, p => p.rewrap_deks(tek, items).await)
+    }
+
+    fn edek_tek_version(&self, edek: &Edek) -> Option<String> {
+        each_backend!(self, p => p.edek_tek_version(edek))
+    }
+
+    async fn delete_tek(&self, tek: &str) -> Result<(), ProviderError> {
+        each_backend!(self, p => p.delete_tek(tek).await)
     }
 }

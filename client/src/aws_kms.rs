@@ -19,6 +19,7 @@ use aws_sdk_kms::types::{DataKeySpec, KeyState};
 
 use crate::provider::{DekContext, Edek, KeyProvider, ProviderError, TekInfo, TekManager};
 use crate::secret::KeyMaterial;
+use zeroize::Zeroizing;
 
 const BACKEND: &str = "aws-kms";
 
@@ -28,6 +29,26 @@ pub struct AwsKmsSettings {
     pub region: Option<String>,
     /// `None`: the regional AWS endpoint.
     pub endpoint: Option<String>,
+    /// Static credentials (the operator reads them from a Secret). `None`: the SDK's default
+    /// chain (web identity / IRSA, instance role, environment).
+    pub credentials: Option<AwsStaticCredentials>,
+}
+
+/// An access key, held zeroized; its Debug output shows only the key id.
+#[derive(Clone)]
+pub struct AwsStaticCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: Zeroizing<String>,
+    pub session_token: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for AwsStaticCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsStaticCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish_non_exhaustive()
+    }
 }
 
 pub struct AwsKms {
@@ -42,6 +63,15 @@ impl AwsKms {
         }
         if let Some(endpoint) = &settings.endpoint {
             loader = loader.endpoint_url(endpoint);
+        }
+        if let Some(c) = &settings.credentials {
+            loader = loader.credentials_provider(aws_sdk_kms::config::Credentials::new(
+                c.access_key_id.clone(),
+                c.secret_access_key.to_string(),
+                c.session_token.as_ref().map(|t| t.to_string()),
+                None,
+                "kafka-e2ee-secret",
+            ));
         }
         Self {
             client: Client::new(&loader.load().await),
@@ -327,6 +357,41 @@ impl TekManager for AwsKms {
             .await
             .map_err(|e| classify(e, tek, None))?;
         self.info(tek).await
+    }
+
+    async fn delete_tek(&self, tek: &str) -> Result<(), ProviderError> {
+        let key_id = match self.key_id(tek).await {
+            Err(ProviderError::NotFound { .. }) => return Ok(()),
+            other => other?,
+        };
+        // KMS never deletes at once: 7 days (its minimum) to cancel a mistake.
+        match self
+            .client
+            .schedule_key_deletion()
+            .key_id(&key_id)
+            .pending_window_in_days(7)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            // Already pending deletion: what we asked for.
+            Err(e)
+                if e.as_service_error().and_then(|s| s.code())
+                    == Some("KMSInvalidStateException") => {}
+            Err(e) => return Err(classify(e, tek, None)),
+        }
+        if tek.starts_with("alias/") {
+            // The alias would otherwise keep pointing at a key that is going away, and block a
+            // new topic of the same name from getting a fresh key.
+            match self.client.delete_alias().alias_name(tek).send().await {
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error().and_then(|s| s.code()) == Some("NotFoundException") => {
+                }
+                Err(e) => return Err(classify(e, tek, None)),
+            }
+        }
+        Ok(())
     }
 
     async fn rewrap_dek(

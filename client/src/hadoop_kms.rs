@@ -10,7 +10,7 @@
 //! and material). Auth: Hadoop simple auth (`user.name`); TLS with a custom CA and client
 //! certificate via the reqwest client passed in.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -40,14 +40,68 @@ pub struct HadoopKmsSettings {
     pub timeout: Duration,
 }
 
-/// PEM files, typically mounted from a Secret.
-#[derive(Debug, Clone)]
+/// TLS material in PEM: files mounted from a Secret (clients) or the Secret itself (the
+/// operator reads it through the Kubernetes API).
+#[derive(Clone)]
 pub struct HadoopKmsTls {
     /// CA certificate(s) that signed the KMS's certificate; only these are trusted.
-    pub ca_file: PathBuf,
-    /// The client certificate and its private key, for KMSs that require mutual TLS.
-    pub client_cert_file: Option<PathBuf>,
-    pub client_key_file: Option<PathBuf>,
+    pub ca_pem: Vec<u8>,
+    /// For KMSs that require mutual TLS: the client certificate chain followed by its
+    /// private key.
+    pub identity_pem: Option<Zeroizing<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for HadoopKmsTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HadoopKmsTls")
+            .field("ca_pem", &format_args!("{} bytes", self.ca_pem.len()))
+            .field(
+                "identity_pem",
+                &self.identity_pem.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+impl HadoopKmsTls {
+    /// Reads the CA and, if given, the client certificate and key from PEM files.
+    pub fn from_files(
+        ca_file: &Path,
+        client_cert_file: Option<&Path>,
+        client_key_file: Option<&Path>,
+    ) -> Result<Self, ProviderError> {
+        let read = |path: &Path| {
+            std::fs::read(path)
+                .map(Zeroizing::new)
+                .map_err(|e| ProviderError::Misconfigured {
+                    backend: BACKEND,
+                    reason: format!("cannot read {}: {e}", path.display()),
+                })
+        };
+        let identity_pem = match (client_cert_file, client_key_file) {
+            (Some(cert), Some(key)) => Some(Self::identity(&read(cert)?, &read(key)?)),
+            (None, None) => None,
+            _ => {
+                return Err(ProviderError::Misconfigured {
+                    backend: BACKEND,
+                    reason: "clientCertFile and clientKeyFile go together".into(),
+                });
+            }
+        };
+        Ok(Self {
+            ca_pem: read(ca_file)?.to_vec(),
+            identity_pem,
+        })
+    }
+
+    /// A client identity from a certificate chain and its key, both PEM.
+    pub fn identity(cert_pem: &[u8], key_pem: &[u8]) -> Zeroizing<Vec<u8>> {
+        let mut pem = Zeroizing::new(Vec::with_capacity(cert_pem.len() + key_pem.len() + 1));
+        pem.extend_from_slice(cert_pem);
+        pem.push(b'\n');
+        pem.extend_from_slice(key_pem);
+        pem
+    }
 }
 
 pub struct HadoopKms {
@@ -77,32 +131,15 @@ impl HadoopKms {
             backend: BACKEND,
             reason,
         };
-        let read = |path: &PathBuf| {
-            std::fs::read(path)
-                .map(Zeroizing::new)
-                .map_err(|e| misconfigured(format!("cannot read {}: {e}", path.display())))
-        };
         let mut builder = reqwest::Client::builder().timeout(settings.timeout);
         if let Some(tls) = &settings.tls {
-            let cas = reqwest::Certificate::from_pem_bundle(&read(&tls.ca_file)?)
-                .map_err(|e| misconfigured(format!("CA file {}: {e}", tls.ca_file.display())))?;
+            let cas = reqwest::Certificate::from_pem_bundle(&tls.ca_pem)
+                .map_err(|e| misconfigured(format!("CA certificates: {e}")))?;
             builder = builder.tls_certs_only(cas);
-            match (&tls.client_cert_file, &tls.client_key_file) {
-                (Some(cert), Some(key)) => {
-                    let mut pem = read(cert)?;
-                    pem.extend_from_slice(b"\n");
-                    pem.extend_from_slice(&read(key)?);
-                    let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
-                        misconfigured(format!("client certificate {}: {e}", cert.display()))
-                    })?;
-                    builder = builder.identity(identity);
-                }
-                (None, None) => {}
-                _ => {
-                    return Err(misconfigured(
-                        "clientCertFile and clientKeyFile go together".into(),
-                    ));
-                }
+            if let Some(pem) = &tls.identity_pem {
+                let identity = reqwest::Identity::from_pem(pem)
+                    .map_err(|e| misconfigured(format!("client certificate: {e}")))?;
+                builder = builder.identity(identity);
             }
         }
         let http = builder
@@ -416,6 +453,16 @@ impl TekManager for HadoopKms {
         )
         .await?;
         self.info(tek).await
+    }
+
+    async fn delete_tek(&self, tek: &str) -> Result<(), ProviderError> {
+        match self
+            .call(Method::DELETE, &format!("key/{tek}"), &[], None, tek, None)
+            .await
+        {
+            Ok(_) | Err(ProviderError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn rewrap_dek(

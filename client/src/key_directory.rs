@@ -6,6 +6,7 @@
 //! use it, but a consumer may read a data record before its own view of the key topic has caught
 //! up; so lookups wait a bounded time for an entry to arrive, then fail with a typed error.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -79,6 +80,16 @@ struct TopicKeys {
 struct State {
     topics: FastMap<String, TopicKeys>,
     caught_up: bool,
+    /// Offset of the last record applied, per key-topic partition.
+    applied_through: FastMap<i32, i64>,
+}
+
+/// Everything the key topic holds for one topic right now.
+#[derive(Debug, Clone, Default)]
+pub struct TopicKeysSnapshot {
+    pub policy: Option<Arc<PolicyRecord>>,
+    /// Every EDEK record, ordered by (partition, version).
+    pub edeks: Vec<Arc<EdekRecord>>,
 }
 
 /// Counters a caller can export as metrics.
@@ -244,6 +255,49 @@ impl KeyDirectory {
         })
     }
 
+    /// Waits (up to `wait`) until every record up to the given offsets (per key-topic
+    /// partition, e.g. [`KeyTopicWriter::written_through`]) has been applied: read-your-writes
+    /// for the operator.
+    ///
+    /// [`KeyTopicWriter::written_through`]: crate::key_management::KeyTopicWriter::written_through
+    pub async fn wait_read_through(
+        &self,
+        offsets: &BTreeMap<i32, i64>,
+        wait: Duration,
+    ) -> Result<(), KeyLookupError> {
+        self.wait_for(wait, |s| {
+            offsets
+                .iter()
+                .all(|(p, &o)| s.applied_through.get(p).is_some_and(|&a| a >= o))
+                .then_some(())
+        })
+        .await
+        .ok_or_else(|| KeyLookupError::NotCaughtUp {
+            key_topic: self.key_topic.clone(),
+            waited: wait,
+        })
+    }
+
+    /// Everything known about `topic` right now.
+    pub fn topic_keys(&self, topic: &str) -> TopicKeysSnapshot {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(keys) = state.topics.get(topic) else {
+            return TopicKeysSnapshot::default();
+        };
+        let mut edeks: Vec<Arc<EdekRecord>> = keys.edeks.values().cloned().collect();
+        edeks.sort_by_key(|e| (e.partition, e.version));
+        TopicKeysSnapshot {
+            policy: keys.policy.clone(),
+            edeks,
+        }
+    }
+
+    /// Names of every topic with a policy or EDEK records right now.
+    pub fn topics(&self) -> Vec<String> {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        state.topics.keys().cloned().collect()
+    }
+
     /// The EDEK record of (topic, partition, version) if it is known right now.
     pub fn edek_now(&self, topic: &str, partition: i32, version: u32) -> Option<Arc<EdekRecord>> {
         let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
@@ -309,20 +363,23 @@ async fn read_key_topic(
         match consumer.recv().await {
             Ok(message) => {
                 let Some(key) = message.key() else {
+                    mark_read(&state, &message, &generation);
                     stats.malformed.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%key_topic, offset = message.offset(), "key-topic record without a key ignored");
                     continue;
                 };
                 match key_records::decode(key, message.payload()) {
                     Ok(record) => {
-                        apply(
-                            &mut state.write().unwrap_or_else(PoisonError::into_inner),
-                            record,
-                        );
+                        let mut s = state.write().unwrap_or_else(PoisonError::into_inner);
+                        apply(&mut s, record);
+                        s.applied_through
+                            .insert(message.partition(), message.offset());
+                        drop(s);
                         stats.applied.fetch_add(1, Ordering::Relaxed);
                         generation.bump();
                     }
                     Err(e) => {
+                        mark_read(&state, &message, &generation);
                         stats.malformed.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(%key_topic, partition = message.partition(), offset = message.offset(), error = %e, "malformed key-topic record ignored");
                     }
@@ -349,6 +406,17 @@ async fn read_key_topic(
             }
         }
     }
+}
+
+/// Records that a message was read even though nothing was applied (read-through waiters
+/// must not wait for a malformed record forever).
+fn mark_read(state: &RwLock<State>, message: &impl Message, generation: &Bump) {
+    state
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .applied_through
+        .insert(message.partition(), message.offset());
+    generation.bump();
 }
 
 /// Announces a change to waiters and to [`KeyDirectory::generation`] readers.

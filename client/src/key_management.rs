@@ -5,6 +5,7 @@
 //! unused EDEKs, never a policy pointing at nothing.
 
 use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -101,6 +102,7 @@ pub async fn generate_edek<P: KeyProvider>(
         commitment: DekCommitment::compute(&dek, context),
         edek,
         created_at_ms: now_ms(),
+        created_at_offset: None,
     })
 }
 
@@ -114,6 +116,11 @@ fn now_ms() -> i64 {
 pub struct KeyTopicWriter {
     producer: FutureProducer,
     key_topic: String,
+    /// Highest acknowledged offset per key-topic partition: a reader that has applied up to
+    /// here has seen everything this writer wrote ([`KeyDirectory::wait_read_through`]).
+    ///
+    /// [`KeyDirectory::wait_read_through`]: crate::key_directory::KeyDirectory::wait_read_through
+    written: Mutex<BTreeMap<i32, i64>>,
 }
 
 impl KeyTopicWriter {
@@ -132,11 +139,20 @@ impl KeyTopicWriter {
         Ok(Self {
             producer,
             key_topic: key_topic.to_owned(),
+            written: Mutex::new(BTreeMap::new()),
         })
     }
 
     pub fn key_topic(&self) -> &str {
         &self.key_topic
+    }
+
+    /// Highest acknowledged offset of each key-topic partition this writer wrote to.
+    pub fn written_through(&self) -> BTreeMap<i32, i64> {
+        self.written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Publishes every EDEK record and waits until the broker has acknowledged all of them.
@@ -193,7 +209,14 @@ impl KeyTopicWriter {
 
     async fn confirm(&self, delivery: DeliveryFuture, key: &str) -> Result<(), KeyManagementError> {
         match delivery.await {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(delivered)) => {
+                let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+                let high = written
+                    .entry(delivered.partition)
+                    .or_insert(delivered.offset);
+                *high = (*high).max(delivered.offset);
+                Ok(())
+            }
             Ok(Err((source, _))) => Err(self.publish_error(key, source)),
             Err(_) => Err(self.publish_error(key, KafkaError::Canceled)),
         }

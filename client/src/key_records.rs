@@ -101,6 +101,9 @@ pub struct EdekRecord {
     pub edek: Edek,
     pub commitment: DekCommitment,
     pub created_at_ms: i64,
+    /// The data partition's end offset when the DEK was generated: rollover by record count
+    /// counts from here. `None` when unknown (e.g. the topic did not exist yet: offset 0).
+    pub created_at_offset: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -116,6 +119,8 @@ struct EdekJson {
     edek: String,
     commitment: String,
     created_at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created_at_offset: Option<i64>,
 }
 
 /// A decoded key-topic record.
@@ -211,6 +216,7 @@ impl EdekRecord {
             edek: STANDARD.encode(&self.edek.0),
             commitment: STANDARD.encode(self.commitment.0),
             created_at_ms: self.created_at_ms,
+            created_at_offset: self.created_at_offset,
         };
         let key = edek_key(&self.topic, self.partition, self.version);
         let value = serde_json::to_vec(&json).map_err(|e| KeyRecordError::Encode {
@@ -303,6 +309,7 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<KeyRecord, KeyRecordEr
                 edek: Edek(edek),
                 commitment: DekCommitment(commitment),
                 created_at_ms: json.created_at_ms,
+                created_at_offset: json.created_at_offset,
             }))
         }
     }

@@ -220,6 +220,12 @@ impl TekManager for LocalKeystore {
         )))
     }
 
+    async fn delete_tek(&self, tek: &str) -> Result<(), ProviderError> {
+        Err(misconfigured(format!(
+            "keystore TEK '{tek}' is deleted by removing it from the keystore file (and its Secret)"
+        )))
+    }
+
     async fn rewrap_dek(
         &self,
         tek: &str,

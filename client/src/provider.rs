@@ -171,6 +171,11 @@ pub trait TekManager: KeyProvider {
     /// The TEK version an EDEK was wrapped under, if the wrapping says.
     fn edek_tek_version(&self, edek: &Edek) -> Option<String>;
 
+    /// Destroys the TEK, or schedules its destruction where the KMS has a waiting period
+    /// (AWS: 7 days). Every EDEK under it becomes useless: crypto-shredding. A TEK that does
+    /// not exist is not an error.
+    fn delete_tek(&self, tek: &str) -> impl Future<Output = Result<(), ProviderError>> + Send;
+
     /// Re-wraps many EDEKs (after a rotation); results in the same order. Backends with a
     /// batch API (Hadoop's `_reencryptbatch`) override this; the default goes one by one.
     fn rewrap_deks(

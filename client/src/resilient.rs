@@ -319,6 +319,11 @@ impl<P: TekManager> TekManager for Resilient<P> {
         self.inner.edek_tek_version(edek)
     }
 
+    async fn delete_tek(&self, tek: &str) -> Result<(), ProviderError> {
+        self.run("delete_tek", tek, true, || self.inner.delete_tek(tek))
+            .await
+    }
+
     async fn rewrap_deks(
         &self,
         tek: &str,

@@ -18,7 +18,9 @@ use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 use vaultrs::api::transit::KeyType;
-use vaultrs::api::transit::requests::{CreateKeyRequestBuilder, DataKeyType};
+use vaultrs::api::transit::requests::{
+    CreateKeyRequestBuilder, DataKeyType, UpdateKeyConfigurationRequestBuilder,
+};
 use vaultrs::api::transit::responses::ReadKeyData;
 
 use tokio::sync::{RwLock, RwLockReadGuard};
@@ -396,6 +398,26 @@ impl TekManager for VaultTransit {
         .await
         .map_err(|e| classify(e, tek, Some(context)))?;
         Ok(Edek(response.ciphertext.into_bytes()))
+    }
+
+    async fn delete_tek(&self, tek: &str) -> Result<(), ProviderError> {
+        match self.info(tek).await {
+            Err(ProviderError::NotFound { .. }) => return Ok(()),
+            other => other?,
+        };
+        let client = self.client(tek).await?;
+        // Transit refuses to delete a key until deletion is explicitly allowed on it.
+        transit::key::update(
+            &*client,
+            &self.mount,
+            tek,
+            Some(UpdateKeyConfigurationRequestBuilder::default().deletion_allowed(true)),
+        )
+        .await
+        .map_err(|e| classify(e, tek, None))?;
+        transit::key::delete(&*client, &self.mount, tek)
+            .await
+            .map_err(|e| classify(e, tek, None))
     }
 
     fn edek_tek_version(&self, edek: &Edek) -> Option<String> {

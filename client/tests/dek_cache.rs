@@ -75,6 +75,7 @@ async fn edek_record(ks: &LocalKeystore, partition: i32, version: u32) -> EdekRe
         edek,
         commitment: DekCommitment::compute(&dek, ctx),
         created_at_ms: 0,
+        created_at_offset: None,
     }
 }
 

@@ -46,6 +46,7 @@ fn edek() -> EdekRecord {
         edek: Edek(vec![1, 2, 3, 250]),
         commitment: DekCommitment::compute(&KeyMaterial::from_vec(vec![5; 32]), ctx),
         created_at_ms: 1_795_000_000_000,
+        created_at_offset: Some(81_920),
     }
 }
 

@@ -87,6 +87,9 @@ impl TekManager for Scripted {
     async fn rotate_tek(&self, tek: &str) -> Result<TekInfo, ProviderError> {
         self.create_tek(tek).await
     }
+    async fn delete_tek(&self, tek: &str) -> Result<(), ProviderError> {
+        self.create_tek(tek).await.map(|_| ())
+    }
     async fn rewrap_dek(
         &self,
         _tek: &str,

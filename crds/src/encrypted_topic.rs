@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 ///
 /// The operator provisions the topic encryption key (TEK) in the referenced KMS, creates or
 /// adopts the Kafka topic, and publishes one wrapped data key (EDEK) per partition to the key
-/// topic before any client uses it.
+/// topic before any client uses it. It then rolls data keys over by age and record count and
+/// rotates the TEK on schedule.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "kafka-e2ee.io",
@@ -19,9 +20,13 @@ use serde::{Deserialize, Serialize};
     status = "EncryptedTopicStatus",
     shortname = "etopic",
     category = "kafka-e2ee",
-    printcolumn = r#"{"name":"Topic","type":"string","jsonPath":".spec.topicName"}"#,
+    printcolumn = r#"{"name":"Topic","type":"string","jsonPath":".status.topic"}"#,
     printcolumn = r#"{"name":"Partitions","type":"integer","jsonPath":".spec.partitions"}"#,
+    printcolumn = r#"{"name":"Keys","type":"string","jsonPath":".status.keys.summary","description":"Current DEK versions across partitions"}"#,
+    printcolumn = r#"{"name":"TEK","type":"string","jsonPath":".status.tek.version","description":"Current TEK version","priority":1}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Next Rollover","type":"date","jsonPath":".status.nextRollover","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -36,11 +41,63 @@ pub struct EncryptedTopicSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 32767))]
     pub replicas: Option<i32>,
-    /// Extra Kafka topic configuration (e.g. retention.ms) applied at creation.
+    /// Extra Kafka topic configuration (e.g. retention.ms) applied when the operator creates
+    /// the topic. An adopted topic keeps its configuration.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
     /// The KMS connection object that holds this topic's encryption key.
     pub kms_ref: KmsRef,
+    /// Name of the TEK in the KMS (for AWS KMS an alias, `alias/...`). Defaults to
+    /// `kafka-e2ee-<namespace>-<name>` (`alias/` prefixed for AWS KMS). Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 250))]
+    pub tek: Option<String>,
+    /// When the operator rotates the TEK (wrapped data keys are then re-wrapped under the new
+    /// version; no record data is rewritten). Unset: never (rotate in the KMS yourself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tek_rotation: Option<TekRotation>,
+    /// When each partition gets a new data key (DEK). Both limits apply; whichever is reached
+    /// first rolls the partition over.
+    #[serde(default)]
+    pub dek_rollover: DekRollover,
+    /// The record cipher.
+    #[serde(default)]
+    pub cipher: Cipher,
+    /// What consumers do with a record that is not encrypted: Reject (an error naming the
+    /// record) or Allow (pass it through, for migrating a topic that already holds plaintext).
+    /// Producers never write plaintext either way.
+    #[serde(default)]
+    pub plaintext_policy: PlaintextPolicy,
+    /// What deleting this object does. Retain: nothing (topic, keys and TEK stay). Delete:
+    /// crypto-shredding — the TEK is scheduled for deletion in the KMS, the key records are
+    /// tombstoned and the topic is deleted; no record can be decrypted afterwards. Delete needs
+    /// `confirmDeletion` set to the topic name.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// Must equal the Kafka topic name for deletionPolicy Delete: an explicit confirmation that
+    /// deleting this object destroys the topic's data for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm_deletion: Option<String>,
+}
+
+impl EncryptedTopicSpec {
+    /// A spec with every optional field at its default.
+    pub fn new(partitions: i32, kms_ref: KmsRef) -> Self {
+        Self {
+            topic_name: None,
+            partitions,
+            replicas: None,
+            config: BTreeMap::new(),
+            kms_ref,
+            tek: None,
+            tek_rotation: None,
+            dek_rollover: DekRollover::default(),
+            cipher: Cipher::default(),
+            plaintext_policy: PlaintextPolicy::default(),
+            deletion_policy: DeletionPolicy::default(),
+            confirm_deletion: None,
+        }
+    }
 }
 
 /// A reference to a KMS connection object, namespaced or cluster-scoped
@@ -48,7 +105,7 @@ pub struct EncryptedTopicSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KmsRef {
-    /// Kind of the referenced object.
+    /// Kind of the referenced object. Immutable.
     pub kind: KmsRefKind,
     /// Name of the referenced object (in this namespace for KmsConnection).
     #[schemars(length(min = 1, max = 253))]
@@ -56,12 +113,91 @@ pub struct KmsRef {
 }
 
 /// The two scopes a KMS connection object comes in.
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 pub enum KmsRefKind {
     /// Namespaced: usable only by EncryptedTopics in its namespace.
     KmsConnection,
     /// Cluster-scoped: usable from every namespace.
     ClusterKmsConnection,
+}
+
+/// TEK rotation schedule.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TekRotation {
+    /// Time between rotations, e.g. `2160h` or `90d` (units s, m, h, d). At least 1h.
+    pub period: String,
+}
+
+/// DEK rollover limits, per partition.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DekRollover {
+    /// Maximum age of a partition's current DEK, e.g. `720h` or `30d` (units s, m, h, d;
+    /// at least 5s). Default 30d.
+    #[serde(default = "default_max_age")]
+    pub max_age: String,
+    /// Maximum records written to a partition under one DEK, counted from the partition's end
+    /// offset when the DEK was created; at most 2^32 (AES-GCM's limit with random nonces).
+    /// Default 1,000,000,000. Producers refuse to exceed 2^32 on their own.
+    #[serde(default = "default_max_records")]
+    #[schemars(range(min = 1, max = 4_294_967_296_i64))]
+    pub max_records: i64,
+}
+
+impl Default for DekRollover {
+    fn default() -> Self {
+        Self {
+            max_age: default_max_age(),
+            max_records: default_max_records(),
+        }
+    }
+}
+
+fn default_max_age() -> String {
+    "30d".to_owned()
+}
+
+/// Default DEK record limit: well below 2^32, so the operator rolls over long before
+/// producers would fail closed at the hard cap.
+pub const DEFAULT_MAX_RECORDS: i64 = 1_000_000_000;
+
+fn default_max_records() -> i64 {
+    DEFAULT_MAX_RECORDS
+}
+
+/// Record ciphers. AES-256-GCM is the only one today; the field exists so a future cipher is
+/// a spec change, and so a downgrade can be refused.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Cipher {
+    #[default]
+    #[serde(rename = "AES-256-GCM")]
+    Aes256Gcm,
+}
+
+impl Cipher {
+    /// The engine name in the policy record.
+    pub fn engine_name(self) -> &'static str {
+        match self {
+            Self::Aes256Gcm => "AES-256-GCM",
+        }
+    }
+}
+
+/// What consumers do with plaintext records.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PlaintextPolicy {
+    #[default]
+    Reject,
+    Allow,
+}
+
+/// What deleting an EncryptedTopic does to its topic and keys.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    #[default]
+    Retain,
+    Delete,
 }
 
 /// What the operator last observed and did. Written with server-side apply; the spec is never
@@ -72,10 +208,65 @@ pub struct EncryptedTopicStatus {
     /// The metadata.generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, plus the reason when it is not (KmsUnavailable, TopicConflict, InvalidSpec, ...).
+    /// Ready, with a reason when it is not: InvalidSpec, KmsConnectionNotFound, KmsUnavailable,
+    /// KmsDenied, KafkaUnavailable, TopicConflict, Paused, Unmanaged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The Kafka topic this object manages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// The topic encryption key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tek: Option<TekStatus>,
+    /// Data keys, summarised over partitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<KeysStatus>,
+    /// When a partition last got a new DEK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rollover: Option<Time>,
+    /// When the next rollover by age is due (rollover by record count comes on its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rollover: Option<Time>,
 }
+
+/// The TEK as the KMS reports it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TekStatus {
+    /// The TEK reference in the KMS (never key material).
+    pub reference: String,
+    /// Its current version, where the KMS has versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// When the operator last rotated it (or created it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotation: Option<Time>,
+    /// When the next scheduled rotation is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation: Option<Time>,
+}
+
+/// DEK versions over all partitions.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeysStatus {
+    /// Partitions with a current DEK.
+    pub partitions: i32,
+    /// Lowest and highest current DEK version over partitions.
+    pub min_version: u32,
+    pub max_version: u32,
+    /// `v3`, or `v2-v5` when partitions differ.
+    pub summary: String,
+    /// EDEK records held in the key topic for this topic (current and older versions).
+    pub stored_edeks: u32,
+}
+
+/// Annotation that pauses reconciliation while it is `"true"` (Strimzi's
+/// `strimzi.io/pause-reconciliation`).
+pub const PAUSE_ANNOTATION: &str = "kafka-e2ee.io/pause-reconciliation";
+/// Annotation that, when `"false"`, makes the operator leave the topic and its keys alone, also
+/// on deletion (Strimzi's `strimzi.io/managed`).
+pub const MANAGED_ANNOTATION: &str = "kafka-e2ee.io/managed";
 
 impl EncryptedTopic {
     /// The Kafka topic this resource manages: `spec.topicName`, else `metadata.name`.
@@ -84,5 +275,23 @@ impl EncryptedTopic {
             .topic_name
             .as_deref()
             .or(self.metadata.name.as_deref())
+    }
+
+    fn annotation(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .annotations
+            .as_ref()?
+            .get(key)
+            .map(String::as_str)
+    }
+
+    /// Whether reconciliation is paused by annotation.
+    pub fn is_paused(&self) -> bool {
+        self.annotation(PAUSE_ANNOTATION) == Some("true")
+    }
+
+    /// Whether the operator may act on the topic (false when annotated unmanaged).
+    pub fn is_managed(&self) -> bool {
+        self.annotation(MANAGED_ANNOTATION) != Some("false")
     }
 }

@@ -4,12 +4,22 @@
 //! This crate depends on nothing else of ours, so the operator, the webhook and the tests can
 //! all share one definition.
 
+pub mod duration;
 mod encrypted_topic;
+mod kms_connection;
 mod topic_name;
+pub mod validation;
 mod yaml;
 
 pub use encrypted_topic::{
-    EncryptedTopic, EncryptedTopicSpec, EncryptedTopicStatus, KmsRef, KmsRefKind,
+    Cipher, DEFAULT_MAX_RECORDS, DekRollover, DeletionPolicy, EncryptedTopic, EncryptedTopicSpec,
+    EncryptedTopicStatus, KeysStatus, KmsRef, KmsRefKind, MANAGED_ANNOTATION, PAUSE_ANNOTATION,
+    PlaintextPolicy, TekRotation, TekStatus,
+};
+pub use kms_connection::{
+    AwsKmsBackend, BackendSelectionError, ClusterKmsConnection, ClusterKmsConnectionSpec,
+    HadoopKmsBackend, KeystoreBackend, KmsBackend, KmsConnection, KmsConnectionSpec, SecretKeyRef,
+    SecretRef, VaultAuthSpec, VaultBackend, VaultKubernetesAuthSpec,
 };
 pub use topic_name::{TopicNameError, validate_topic_name};
 pub use yaml::{CrdYamlError, all_crds, crds_yaml};

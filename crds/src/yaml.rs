@@ -2,7 +2,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use thiserror::Error;
 
-use crate::EncryptedTopic;
+use crate::{ClusterKmsConnection, EncryptedTopic, KmsConnection};
 
 /// Rendering the CRDs to YAML failed.
 #[derive(Debug, Error)]
@@ -15,7 +15,11 @@ pub struct CrdYamlError {
 
 /// Every CRD this project installs, in a stable order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![EncryptedTopic::crd()]
+    vec![
+        EncryptedTopic::crd(),
+        KmsConnection::crd(),
+        ClusterKmsConnection::crd(),
+    ]
 }
 
 /// All CRDs as one multi-document YAML file: the committed `crds/yaml/kafka-e2ee.crds.yaml`

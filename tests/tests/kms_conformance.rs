@@ -94,6 +94,7 @@ async fn tampering_is_refused<P: TekManager>(provider: &P, tek: &str, state: &Be
         edek,
         commitment: DekCommitment::compute(&state.dek, CTX),
         created_at_ms: 0,
+        created_at_offset: None,
     };
     // A fresh cache per case: a cache serves a version it already holds without asking again.
     let cache = || DekCache::new(provider, Box::new(Aes256Gcm), DekCacheConfig::default());
@@ -303,6 +304,7 @@ async fn aws() -> AwsKms {
     AwsKms::new(&AwsKmsSettings {
         region: Some(env(Server::AwsKms, "AWS_REGION")),
         endpoint: Some(require(Server::AwsKms)),
+        credentials: None,
     })
     .await
 }
@@ -359,11 +361,14 @@ fn hadoop_tls(client_cert: bool) -> HadoopKms {
     HadoopKms::new(&HadoopKmsSettings {
         url: env(Server::HadoopKms, "KE_HADOOP_KMS_TLS_URL"),
         user: "kafka-e2ee".into(),
-        tls: Some(HadoopKmsTls {
-            ca_file: dir.join("ca.crt"),
-            client_cert_file: client_cert.then(|| dir.join("client.crt")),
-            client_key_file: client_cert.then(|| dir.join("client.key")),
-        }),
+        tls: Some(
+            HadoopKmsTls::from_files(
+                &dir.join("ca.crt"),
+                client_cert.then(|| dir.join("client.crt")).as_deref(),
+                client_cert.then(|| dir.join("client.key")).as_deref(),
+            )
+            .unwrap(),
+        ),
         timeout: Duration::from_secs(10),
     })
     .unwrap()
@@ -389,11 +394,14 @@ async fn hadoop_kms_over_mutual_tls_meets_the_contract() {
     let wrong_ca = HadoopKms::new(&HadoopKmsSettings {
         url: env(Server::HadoopKms, "KE_HADOOP_KMS_TLS_URL"),
         user: "kafka-e2ee".into(),
-        tls: Some(HadoopKmsTls {
-            ca_file: dir.join("client.crt"),
-            client_cert_file: Some(dir.join("client.crt")),
-            client_key_file: Some(dir.join("client.key")),
-        }),
+        tls: Some(
+            HadoopKmsTls::from_files(
+                &dir.join("client.crt"),
+                Some(&dir.join("client.crt")),
+                Some(&dir.join("client.key")),
+            )
+            .unwrap(),
+        ),
         timeout: Duration::from_secs(10),
     })
     .unwrap();

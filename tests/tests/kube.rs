@@ -64,16 +64,13 @@ async fn namespace(client: &Client) -> String {
 fn topic(name: &str, partitions: i32) -> EncryptedTopic {
     EncryptedTopic::new(
         name,
-        EncryptedTopicSpec {
-            topic_name: None,
+        EncryptedTopicSpec::new(
             partitions,
-            replicas: None,
-            config: Default::default(),
-            kms_ref: KmsRef {
+            KmsRef {
                 kind: KmsRefKind::ClusterKmsConnection,
                 name: "vault".into(),
             },
-        },
+        ),
     )
 }
 

@@ -1,0 +1,473 @@
+//! Rules the CRD schema cannot express (Kubernetes 1.20 has no CEL): checked by the operator
+//! before it acts, and by the validating webhook before the API server stores an object.
+//! Parse, don't validate: a valid spec comes back as [`ValidSpec`] with typed values.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::duration::{DurationError, format_duration, parse_duration};
+use crate::encrypted_topic::{DeletionPolicy, EncryptedTopic};
+use crate::kms_connection::{BackendSelectionError, KmsBackend};
+use crate::topic_name::{TopicNameError, validate_topic_name};
+
+/// The shortest DEK rollover age accepted: shorter would make the operator a key generator.
+pub const MIN_DEK_MAX_AGE: Duration = Duration::from_secs(5);
+/// The shortest TEK rotation period accepted.
+pub const MIN_TEK_ROTATION: Duration = Duration::from_secs(3600);
+/// AES-GCM with random 96-bit nonces: at most 2^32 records under one key.
+pub const MAX_RECORDS_PER_DEK: i64 = 1 << 32;
+
+/// One reason a spec is invalid, worded for the person who wrote it.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SpecError {
+    #[error("metadata.name or spec.topicName must name the topic")]
+    NoTopicName,
+    #[error("spec.topicName: {0}")]
+    TopicName(#[from] TopicNameError),
+    #[error("spec.topicName: '{0}' is reserved for Kafka internals and the key topic")]
+    ReservedTopic(String),
+    #[error("{field}: {source}")]
+    Duration {
+        field: &'static str,
+        #[source]
+        source: DurationError,
+    },
+    #[error("{field}: {got} is shorter than the minimum {min}")]
+    TooShort {
+        field: &'static str,
+        got: String,
+        min: String,
+    },
+    #[error("spec.dekRollover.maxRecords: {0} is outside 1..=4294967296")]
+    MaxRecords(i64),
+    #[error("spec.partitions: {0} is outside 1..=10000")]
+    Partitions(i32),
+    #[error(
+        "spec.deletionPolicy is Delete, which destroys the topic's data: set spec.confirmDeletion to '{topic}' to confirm"
+    )]
+    DeleteNotConfirmed { topic: String },
+    #[error("spec.tek: '{0}' may contain only letters, digits, '-', '_', '.' and '/'")]
+    TekName(String),
+    #[error("kms connection: {0}")]
+    Backend(#[from] BackendSelectionError),
+    #[error("kms connection vault.auth: set exactly one of tokenSecretRef and kubernetes")]
+    VaultAuth,
+    #[error("kms connection {field}: '{value}' is not an http:// or https:// URL")]
+    Url { field: &'static str, value: String },
+    #[error(
+        "spec.tekRotation: keystore TEKs are rotated in the keystore Secret, not by the operator"
+    )]
+    KeystoreRotation,
+}
+
+/// A spec that passed every rule, with its values parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidSpec {
+    pub topic: String,
+    pub partitions: i32,
+    pub tek_rotation: Option<Duration>,
+    pub dek_max_age: Duration,
+    pub dek_max_records: u64,
+}
+
+const RESERVED_TOPICS: &[&str] = &[
+    "__consumer_offsets",
+    "__transaction_state",
+    "__cluster_metadata",
+];
+
+/// Every problem with `topic`'s spec (not its connection), or the parsed spec.
+pub fn validate_encrypted_topic(topic: &EncryptedTopic) -> Result<ValidSpec, Vec<SpecError>> {
+    let spec = &topic.spec;
+    let mut errors = Vec::new();
+    let name = match topic.kafka_topic_name() {
+        None => {
+            errors.push(SpecError::NoTopicName);
+            String::new()
+        }
+        Some(name) => {
+            if let Err(e) = validate_topic_name(name) {
+                errors.push(e.into());
+            } else if RESERVED_TOPICS.contains(&name) || name == "__encryption_keys" {
+                errors.push(SpecError::ReservedTopic(name.to_owned()));
+            }
+            name.to_owned()
+        }
+    };
+    if !(1..=10_000).contains(&spec.partitions) {
+        errors.push(SpecError::Partitions(spec.partitions));
+    }
+    let mut duration = |field, text: &str, min: Duration| match parse_duration(text) {
+        Ok(d) if d < min => {
+            errors.push(SpecError::TooShort {
+                field,
+                got: text.to_owned(),
+                min: format_duration(min),
+            });
+            None
+        }
+        Ok(d) => Some(d),
+        Err(source) => {
+            errors.push(SpecError::Duration { field, source });
+            None
+        }
+    };
+    let tek_rotation = spec
+        .tek_rotation
+        .as_ref()
+        .map(|r| duration("spec.tekRotation.period", &r.period, MIN_TEK_ROTATION));
+    let dek_max_age = duration(
+        "spec.dekRollover.maxAge",
+        &spec.dek_rollover.max_age,
+        MIN_DEK_MAX_AGE,
+    );
+    let max_records = spec.dek_rollover.max_records;
+    if !(1..=MAX_RECORDS_PER_DEK).contains(&max_records) {
+        errors.push(SpecError::MaxRecords(max_records));
+    }
+    if spec.deletion_policy == DeletionPolicy::Delete
+        && spec.confirm_deletion.as_deref() != Some(name.as_str())
+    {
+        errors.push(SpecError::DeleteNotConfirmed {
+            topic: name.clone(),
+        });
+    }
+    if let Some(tek) = &spec.tek
+        && (tek.is_empty()
+            || !tek
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/')))
+    {
+        errors.push(SpecError::TekName(tek.clone()));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    // Without errors, every duration parsed.
+    match (dek_max_age, tek_rotation) {
+        (Some(dek_max_age), None | Some(Some(_))) => Ok(ValidSpec {
+            topic: name,
+            partitions: spec.partitions,
+            tek_rotation: tek_rotation.flatten(),
+            dek_max_age,
+            dek_max_records: u64::try_from(max_records).unwrap_or(1),
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// Problems with a connection's backend (exactly one, well-formed URLs, one auth method).
+pub fn validate_backend<'a>(
+    selected: Result<KmsBackend<'a>, BackendSelectionError>,
+) -> Result<KmsBackend<'a>, Vec<SpecError>> {
+    let backend = selected.map_err(|e| vec![e.into()])?;
+    let mut errors = Vec::new();
+    let url = |field, value: &str, errors: &mut Vec<SpecError>| {
+        if !(value.starts_with("http://") || value.starts_with("https://"))
+            || value.len() <= "https://".len()
+        {
+            errors.push(SpecError::Url {
+                field,
+                value: value.to_owned(),
+            });
+        }
+    };
+    match backend {
+        KmsBackend::Vault(v) => {
+            url("vault.address", &v.address, &mut errors);
+            if v.auth.token_secret_ref.is_some() == v.auth.kubernetes.is_some() {
+                errors.push(SpecError::VaultAuth);
+            }
+        }
+        KmsBackend::AwsKms(a) => {
+            if let Some(endpoint) = &a.endpoint {
+                url("awsKms.endpoint", endpoint, &mut errors);
+            }
+        }
+        KmsBackend::HadoopKms(h) => url("hadoopKms.url", &h.url, &mut errors),
+        KmsBackend::Keystore(_) => {}
+    }
+    if errors.is_empty() {
+        Ok(backend)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Rules that need both the topic and its connection.
+pub fn validate_pairing(spec: &ValidSpec, backend: KmsBackend<'_>) -> Result<(), SpecError> {
+    if spec.tek_rotation.is_some() && matches!(backend, KmsBackend::Keystore(_)) {
+        return Err(SpecError::KeystoreRotation);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::api::ObjectMeta;
+
+    use super::*;
+    use crate::encrypted_topic::{EncryptedTopicSpec, KmsRef, KmsRefKind, TekRotation};
+    use crate::kms_connection::{
+        HadoopKmsBackend, KeystoreBackend, KmsConnectionSpec, SecretKeyRef, VaultAuthSpec,
+        VaultBackend, VaultKubernetesAuthSpec,
+    };
+
+    fn topic(edit: impl FnOnce(&mut EncryptedTopicSpec)) -> EncryptedTopic {
+        let mut spec = EncryptedTopicSpec::new(
+            3,
+            KmsRef {
+                kind: KmsRefKind::KmsConnection,
+                name: "vault".into(),
+            },
+        );
+        edit(&mut spec);
+        EncryptedTopic {
+            metadata: ObjectMeta {
+                name: Some("orders".into()),
+                namespace: Some("shop".into()),
+                ..Default::default()
+            },
+            spec,
+            status: None,
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid_and_parsed() {
+        let valid = validate_encrypted_topic(&topic(|_| {})).unwrap();
+        assert_eq!(
+            valid,
+            ValidSpec {
+                topic: "orders".into(),
+                partitions: 3,
+                tek_rotation: None,
+                dek_max_age: Duration::from_secs(30 * 86_400),
+                dek_max_records: 1_000_000_000,
+            }
+        );
+        let valid = validate_encrypted_topic(&topic(|s| {
+            s.topic_name = Some("orders.v2".into());
+            s.tek_rotation = Some(TekRotation {
+                period: "90d".into(),
+            });
+            s.deletion_policy = DeletionPolicy::Delete;
+            s.confirm_deletion = Some("orders.v2".into());
+            s.tek = Some("alias/orders".into());
+        }))
+        .unwrap();
+        assert_eq!(valid.topic, "orders.v2");
+        assert_eq!(valid.tek_rotation, Some(Duration::from_secs(90 * 86_400)));
+    }
+
+    #[test]
+    fn every_invalid_spec_gets_its_reason() {
+        type Edit = fn(&mut EncryptedTopicSpec);
+        let cases: &[(Edit, SpecError)] = &[
+            (
+                |s| s.topic_name = Some("a/b".into()),
+                SpecError::TopicName(TopicNameError::IllegalChar {
+                    name: "a/b".into(),
+                    ch: '/',
+                }),
+            ),
+            (
+                |s| s.topic_name = Some("__consumer_offsets".into()),
+                SpecError::ReservedTopic("__consumer_offsets".into()),
+            ),
+            (
+                |s| s.topic_name = Some("__encryption_keys".into()),
+                SpecError::ReservedTopic("__encryption_keys".into()),
+            ),
+            (|s| s.partitions = 0, SpecError::Partitions(0)),
+            (
+                |s| s.dek_rollover.max_age = "soon".into(),
+                SpecError::Duration {
+                    field: "spec.dekRollover.maxAge",
+                    source: DurationError {
+                        input: "soon".into(),
+                    },
+                },
+            ),
+            (
+                |s| s.dek_rollover.max_age = "1s".into(),
+                SpecError::TooShort {
+                    field: "spec.dekRollover.maxAge",
+                    got: "1s".into(),
+                    min: "5s".into(),
+                },
+            ),
+            (
+                |s| {
+                    s.tek_rotation = Some(TekRotation {
+                        period: "10m".into(),
+                    })
+                },
+                SpecError::TooShort {
+                    field: "spec.tekRotation.period",
+                    got: "10m".into(),
+                    min: "1h".into(),
+                },
+            ),
+            (|s| s.dek_rollover.max_records = 0, SpecError::MaxRecords(0)),
+            (
+                |s| s.dek_rollover.max_records = MAX_RECORDS_PER_DEK + 1,
+                SpecError::MaxRecords(MAX_RECORDS_PER_DEK + 1),
+            ),
+            (
+                |s| s.deletion_policy = DeletionPolicy::Delete,
+                SpecError::DeleteNotConfirmed {
+                    topic: "orders".into(),
+                },
+            ),
+            (
+                |s| {
+                    s.deletion_policy = DeletionPolicy::Delete;
+                    s.confirm_deletion = Some("payments".into());
+                },
+                SpecError::DeleteNotConfirmed {
+                    topic: "orders".into(),
+                },
+            ),
+            (
+                |s| s.tek = Some("my key".into()),
+                SpecError::TekName("my key".into()),
+            ),
+        ];
+        for (edit, want) in cases {
+            let got = validate_encrypted_topic(&topic(edit)).unwrap_err();
+            assert_eq!(got, vec![want.clone()], "{want}");
+        }
+    }
+
+    #[test]
+    fn reports_all_problems_at_once() {
+        let got = validate_encrypted_topic(&topic(|s| {
+            s.partitions = -1;
+            s.dek_rollover.max_records = -5;
+        }))
+        .unwrap_err();
+        assert_eq!(
+            got,
+            vec![SpecError::Partitions(-1), SpecError::MaxRecords(-5)]
+        );
+    }
+
+    fn connection(edit: impl FnOnce(&mut KmsConnectionSpec)) -> KmsConnectionSpec {
+        let mut spec = KmsConnectionSpec {
+            vault: None,
+            aws_kms: None,
+            hadoop_kms: None,
+            keystore: None,
+        };
+        edit(&mut spec);
+        spec
+    }
+
+    fn vault(auth: VaultAuthSpec) -> VaultBackend {
+        VaultBackend {
+            address: "http://127.0.0.1:8200".into(),
+            mount: None,
+            namespace: None,
+            auth,
+        }
+    }
+
+    fn secret_key() -> SecretKeyRef {
+        SecretKeyRef {
+            name: "s".into(),
+            key: "k".into(),
+        }
+    }
+
+    #[test]
+    fn connections_hold_exactly_one_wellformed_backend() {
+        let ok = connection(|c| {
+            c.vault = Some(vault(VaultAuthSpec {
+                token_secret_ref: Some(secret_key()),
+                kubernetes: None,
+            }))
+        });
+        assert_eq!(validate_backend(ok.backend()).unwrap().kind(), "vault");
+        let cases: Vec<(KmsConnectionSpec, SpecError)> = vec![
+            (
+                connection(|_| {}),
+                SpecError::Backend(BackendSelectionError::None),
+            ),
+            (
+                connection(|c| {
+                    c.keystore = Some(KeystoreBackend {
+                        secret_ref: secret_key(),
+                    });
+                    c.hadoop_kms = Some(HadoopKmsBackend {
+                        url: "http://kms:9600/kms".into(),
+                        user: "u".into(),
+                        tls_secret_ref: None,
+                    });
+                }),
+                SpecError::Backend(BackendSelectionError::Several(2)),
+            ),
+            (
+                connection(|c| {
+                    c.vault = Some(vault(VaultAuthSpec {
+                        token_secret_ref: None,
+                        kubernetes: None,
+                    }))
+                }),
+                SpecError::VaultAuth,
+            ),
+            (
+                connection(|c| {
+                    c.vault = Some(vault(VaultAuthSpec {
+                        token_secret_ref: Some(secret_key()),
+                        kubernetes: Some(VaultKubernetesAuthSpec {
+                            role: "r".into(),
+                            mount: None,
+                            audience: None,
+                        }),
+                    }))
+                }),
+                SpecError::VaultAuth,
+            ),
+            (
+                connection(|c| {
+                    c.hadoop_kms = Some(HadoopKmsBackend {
+                        url: "kms:9600".into(),
+                        user: "u".into(),
+                        tls_secret_ref: None,
+                    })
+                }),
+                SpecError::Url {
+                    field: "hadoopKms.url",
+                    value: "kms:9600".into(),
+                },
+            ),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(
+                validate_backend(spec.backend()).unwrap_err(),
+                vec![want.clone()],
+                "{want}"
+            );
+        }
+    }
+
+    #[test]
+    fn keystore_topics_cannot_ask_for_rotation() {
+        let keystore = KeystoreBackend {
+            secret_ref: secret_key(),
+        };
+        let mut spec = validate_encrypted_topic(&topic(|_| {})).unwrap();
+        assert_eq!(
+            validate_pairing(&spec, KmsBackend::Keystore(&keystore)),
+            Ok(())
+        );
+        spec.tek_rotation = Some(Duration::from_secs(3600));
+        assert_eq!(
+            validate_pairing(&spec, KmsBackend::Keystore(&keystore)),
+            Err(SpecError::KeystoreRotation)
+        );
+    }
+}

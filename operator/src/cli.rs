@@ -1,0 +1,236 @@
+//! Command-line arguments (each run flag also reads an environment variable, for the chart).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
+use kafka_e2ee_client::kafka::KafkaConnection;
+
+/// Command-line arguments of `kafka-e2ee-operator`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kafka-e2ee-operator",
+    version,
+    about = "kafka-e2ee operator: reconciles EncryptedTopics into TEKs, topics and data keys"
+)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the CustomResourceDefinitions as multi-document YAML.
+    Crds,
+    /// Run the controller (uses KUBECONFIG or the in-cluster service account).
+    Run(Box<RunArgs>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct RunArgs {
+    /// Kafka bootstrap servers (host:port,...).
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+    pub bootstrap_servers: String,
+    /// How to talk to the brokers.
+    #[arg(
+        long,
+        env = "KAFKA_SECURITY_PROTOCOL",
+        value_enum,
+        default_value = "plaintext"
+    )]
+    pub kafka_security_protocol: SecurityProtocol,
+    /// CA certificate (PEM) that signed the brokers' certificates.
+    #[arg(long, env = "KAFKA_CA_FILE")]
+    pub kafka_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long, env = "KAFKA_CERT_FILE", requires = "kafka_key_file")]
+    pub kafka_cert_file: Option<PathBuf>,
+    /// Client private key (PEM) for mutual TLS.
+    #[arg(long, env = "KAFKA_KEY_FILE", requires = "kafka_cert_file")]
+    pub kafka_key_file: Option<PathBuf>,
+    /// SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512).
+    #[arg(long, env = "KAFKA_SASL_MECHANISM")]
+    pub kafka_sasl_mechanism: Option<String>,
+    #[arg(long, env = "KAFKA_SASL_USERNAME")]
+    pub kafka_sasl_username: Option<String>,
+    /// File holding the SASL password (mounted from a Secret).
+    #[arg(long, env = "KAFKA_SASL_PASSWORD_FILE")]
+    pub kafka_sasl_password_file: Option<PathBuf>,
+    /// Any other librdkafka property, `key=value`; repeatable.
+    #[arg(long = "kafka-property", value_parser = parse_property)]
+    pub kafka_properties: Vec<(String, String)>,
+    /// The key topic.
+    #[arg(long, env = "KAFKA_E2EE_KEY_TOPIC", default_value = kafka_e2ee_client::DEFAULT_KEY_TOPIC)]
+    pub key_topic: String,
+    /// Replication factor of the key topic when the operator creates it (broker default
+    /// when unset).
+    #[arg(long, env = "KAFKA_E2EE_KEY_TOPIC_REPLICATION")]
+    pub key_topic_replication: Option<i32>,
+    /// The operator's namespace: its leader Lease, and the Secrets of ClusterKmsConnections.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "kafka-e2ee")]
+    pub namespace: String,
+    /// Elect a leader through a Lease (run 2 replicas safely). Disable only for one replica.
+    #[arg(long, env = "KAFKA_E2EE_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    #[arg(long, default_value = "kafka-e2ee-operator")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease (the pod name in a cluster).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Where /healthz, /readyz and /metrics are served.
+    #[arg(long, env = "KAFKA_E2EE_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+    /// How often partition end offsets are checked for rollover by record count.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub count_check_interval: Duration,
+    /// How long a KMS client built from a connection is kept before its Secrets are re-read.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub provider_cache_ttl: Duration,
+    /// The operator's service-account token, for Vault Kubernetes auth.
+    #[arg(
+        long,
+        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )]
+    pub service_account_token_file: PathBuf,
+    /// EncryptedTopics reconciled at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: u16,
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("'{s}' is not key=value"))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    kafka_e2ee_crds::duration::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Why the Kafka settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSettingsError {
+    #[error("cannot read the SASL password file {path}")]
+    PasswordFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl RunArgs {
+    /// The Kafka connection these flags describe, as librdkafka properties.
+    pub fn kafka_connection(&self) -> Result<KafkaConnection, KafkaSettingsError> {
+        let mut props = BTreeMap::new();
+        let protocol = match self.kafka_security_protocol {
+            SecurityProtocol::Plaintext => "plaintext",
+            SecurityProtocol::Ssl => "ssl",
+            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+            SecurityProtocol::SaslSsl => "sasl_ssl",
+        };
+        props.insert("security.protocol".to_owned(), protocol.to_owned());
+        let mut path = |key: &str, p: &Option<PathBuf>| {
+            if let Some(p) = p {
+                props.insert(key.to_owned(), p.display().to_string());
+            }
+        };
+        path("ssl.ca.location", &self.kafka_ca_file);
+        path("ssl.certificate.location", &self.kafka_cert_file);
+        path("ssl.key.location", &self.kafka_key_file);
+        if let Some(m) = &self.kafka_sasl_mechanism {
+            props.insert("sasl.mechanisms".to_owned(), m.clone());
+        }
+        if let Some(u) = &self.kafka_sasl_username {
+            props.insert("sasl.username".to_owned(), u.clone());
+        }
+        if let Some(file) = &self.kafka_sasl_password_file {
+            let password = std::fs::read_to_string(file).map_err(|source| {
+                KafkaSettingsError::PasswordFile {
+                    path: file.clone(),
+                    source,
+                }
+            })?;
+            props.insert("sasl.password".to_owned(), password.trim().to_owned());
+        }
+        for (k, v) in &self.kafka_properties {
+            props.insert(k.clone(), v.clone());
+        }
+        Ok(KafkaConnection {
+            bootstrap_servers: self.bootstrap_servers.clone(),
+            properties: props,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn args_are_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn kafka_flags_become_librdkafka_properties() {
+        let args = Args::parse_from([
+            "kafka-e2ee-operator",
+            "run",
+            "--bootstrap-servers",
+            "b:9093",
+            "--kafka-security-protocol",
+            "sasl-ssl",
+            "--kafka-ca-file",
+            "/etc/kafka/ca.crt",
+            "--kafka-sasl-mechanism",
+            "SCRAM-SHA-512",
+            "--kafka-sasl-username",
+            "operator",
+            "--kafka-property",
+            "client.id=ke",
+        ]);
+        let Command::Run(run) = args.command else {
+            panic!("run")
+        };
+        let conn = run.kafka_connection().unwrap();
+        assert_eq!(conn.bootstrap_servers, "b:9093");
+        let get = |k: &str| conn.properties.get(k).map(String::as_str);
+        assert_eq!(get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(get("ssl.ca.location"), Some("/etc/kafka/ca.crt"));
+        assert_eq!(get("sasl.mechanisms"), Some("SCRAM-SHA-512"));
+        assert_eq!(get("sasl.username"), Some("operator"));
+        assert_eq!(get("client.id"), Some("ke"));
+        assert_eq!(run.count_check_interval, Duration::from_secs(60));
+        assert!(run.leader_election);
+    }
+
+    #[test]
+    fn a_missing_password_file_is_a_clear_error() {
+        let args = Args::parse_from([
+            "kafka-e2ee-operator",
+            "run",
+            "--bootstrap-servers",
+            "b:9093",
+            "--kafka-sasl-password-file",
+            "/nonexistent/password",
+        ]);
+        let Command::Run(run) = args.command else {
+            panic!("run")
+        };
+        let err = run.kafka_connection().unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/password"), "{err}");
+    }
+}

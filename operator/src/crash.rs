@@ -1,0 +1,31 @@
+//! Crash points for the crash-safety tests: with `KAFKA_E2EE_CRASH_AT=<point>` set, the
+//! operator aborts (no destructors, no flushing: as abrupt as `kill -9`) the first time it
+//! passes that point. Unset, each check is one comparison against a value read once.
+
+use std::sync::OnceLock;
+
+/// The environment variable naming the point to crash at.
+pub const CRASH_AT_ENV: &str = "KAFKA_E2EE_CRASH_AT";
+
+/// Every crash point, in the order a reconciliation passes them.
+pub const POINTS: &[&str] = &[
+    "after-tek",
+    "after-topic",
+    "after-rewrap",
+    "after-edeks",
+    "after-policy",
+];
+
+fn configured() -> Option<&'static str> {
+    static AT: OnceLock<Option<String>> = OnceLock::new();
+    AT.get_or_init(|| std::env::var(CRASH_AT_ENV).ok().filter(|s| !s.is_empty()))
+        .as_deref()
+}
+
+/// Aborts the process if `point` is the configured crash point.
+pub fn point(point: &'static str) {
+    if configured() == Some(point) {
+        eprintln!("kafka-e2ee-operator: crash point {point} reached, aborting");
+        std::process::abort();
+    }
+}

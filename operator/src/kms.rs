@@ -1,0 +1,336 @@
+//! From a KMS connection object to a working provider: secrets are read through the
+//! Kubernetes API (held zeroized in memory, never written anywhere), providers are cached per
+//! connection and rebuilt when the connection changes or the cache entry is older than its TTL
+//! (so a rotated credential Secret is picked up).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kafka_e2ee_client::any_provider::AnyProvider;
+use kafka_e2ee_client::aws_kms::{AwsKms, AwsKmsSettings, AwsStaticCredentials};
+use kafka_e2ee_client::hadoop_kms::{HadoopKms, HadoopKmsSettings, HadoopKmsTls};
+use kafka_e2ee_client::keystore::LocalKeystore;
+use kafka_e2ee_client::provider::ProviderError;
+use kafka_e2ee_client::resilient::{KmsMetrics, ResiliencePolicy, Resilient};
+use kafka_e2ee_client::vault::{VaultAuth, VaultSettings, VaultTransit};
+use kafka_e2ee_crds::{KmsBackend, KmsRefKind, SecretKeyRef};
+use kube::Api;
+use thiserror::Error;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+/// The provider the operator uses: any backend, with timeouts, retries and metrics.
+pub type OperatorProvider = Resilient<AnyProvider>;
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    #[error("{kind} {name} not found")]
+    NotFound { kind: &'static str, name: String },
+    #[error("Secret {namespace}/{name} not found")]
+    SecretNotFound { namespace: String, name: String },
+    #[error("Secret {namespace}/{name} has no key '{key}'")]
+    SecretKeyMissing {
+        namespace: String,
+        name: String,
+        key: String,
+    },
+    #[error("reading {what} failed")]
+    Kube {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+}
+
+/// Where a connection lives: its Secrets are read from `secret_namespace`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConnectionKey {
+    pub kind: KmsRefKind,
+    pub name: String,
+    pub secret_namespace: String,
+}
+
+struct Entry {
+    resource_version: Option<String>,
+    built: Instant,
+    provider: Arc<OperatorProvider>,
+}
+
+/// Providers per connection object.
+pub struct ProviderCache {
+    client: kube::Client,
+    metrics: KmsMetrics,
+    policy: ResiliencePolicy,
+    ttl: Duration,
+    /// The operator's own service-account token, for Vault Kubernetes auth.
+    service_account_token: PathBuf,
+    entries: Mutex<HashMap<ConnectionKey, Entry>>,
+}
+
+impl ProviderCache {
+    pub fn new(
+        client: kube::Client,
+        metrics: KmsMetrics,
+        policy: ResiliencePolicy,
+        ttl: Duration,
+        service_account_token: PathBuf,
+    ) -> Self {
+        Self {
+            client,
+            metrics,
+            policy,
+            ttl,
+            service_account_token,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The provider of a connection at `resource_version`, built on first use.
+    pub async fn get(
+        &self,
+        key: &ConnectionKey,
+        resource_version: Option<&str>,
+        backend: KmsBackend<'_>,
+    ) -> Result<Arc<OperatorProvider>, ConnectionError> {
+        let mut entries = self.entries.lock().await;
+        if let Some(e) = entries.get(key)
+            && e.resource_version.as_deref() == resource_version
+            && e.built.elapsed() < self.ttl
+        {
+            return Ok(Arc::clone(&e.provider));
+        }
+        let inner = self.build(backend, &key.secret_namespace).await?;
+        let provider = Arc::new(Resilient::new(inner, self.policy, self.metrics.clone()));
+        entries.insert(
+            key.clone(),
+            Entry {
+                resource_version: resource_version.map(str::to_owned),
+                built: Instant::now(),
+                provider: Arc::clone(&provider),
+            },
+        );
+        Ok(provider)
+    }
+
+    async fn build(
+        &self,
+        backend: KmsBackend<'_>,
+        namespace: &str,
+    ) -> Result<AnyProvider, ConnectionError> {
+        Ok(match backend {
+            KmsBackend::Vault(v) => {
+                let auth = match (&v.auth.token_secret_ref, &v.auth.kubernetes) {
+                    (Some(secret), _) => {
+                        let token = self.secret_key(namespace, secret).await?;
+                        let text = String::from_utf8_lossy(&token).trim().to_owned();
+                        VaultAuth::Token(Zeroizing::new(text))
+                    }
+                    (None, Some(k8s)) => VaultAuth::Kubernetes {
+                        mount: k8s.mount.clone().unwrap_or_else(|| "kubernetes".into()),
+                        role: k8s.role.clone(),
+                        jwt_file: self.service_account_token.clone(),
+                    },
+                    (None, None) => {
+                        return Err(ProviderError::Misconfigured {
+                            backend: "vault",
+                            reason: "vault.auth names no method".into(),
+                        }
+                        .into());
+                    }
+                };
+                AnyProvider::Vault(Box::new(VaultTransit::new(&VaultSettings {
+                    address: v.address.clone(),
+                    namespace: v.namespace.clone(),
+                    mount: v.mount.clone().unwrap_or_else(|| "transit".into()),
+                    auth,
+                })?))
+            }
+            KmsBackend::AwsKms(a) => {
+                let credentials = match &a.credentials_secret_ref {
+                    None => None,
+                    Some(secret) => {
+                        let data = self.secret(namespace, &secret.name).await?;
+                        let get = |key: &str| {
+                            data.get(key)
+                                .map(|v| {
+                                    Zeroizing::new(String::from_utf8_lossy(v).trim().to_owned())
+                                })
+                                .ok_or_else(|| ConnectionError::SecretKeyMissing {
+                                    namespace: namespace.to_owned(),
+                                    name: secret.name.clone(),
+                                    key: key.to_owned(),
+                                })
+                        };
+                        Some(AwsStaticCredentials {
+                            access_key_id: get("accessKeyId")?.to_string(),
+                            secret_access_key: get("secretAccessKey")?,
+                            session_token: get("sessionToken").ok(),
+                        })
+                    }
+                };
+                AnyProvider::AwsKms(
+                    AwsKms::new(&AwsKmsSettings {
+                        region: a.region.clone(),
+                        endpoint: a.endpoint.clone(),
+                        credentials,
+                    })
+                    .await,
+                )
+            }
+            KmsBackend::HadoopKms(h) => {
+                let tls = match &h.tls_secret_ref {
+                    None => None,
+                    Some(secret) => {
+                        let data = self.secret(namespace, &secret.name).await?;
+                        let ca = data.get("ca.crt").ok_or_else(|| {
+                            ConnectionError::SecretKeyMissing {
+                                namespace: namespace.to_owned(),
+                                name: secret.name.clone(),
+                                key: "ca.crt".into(),
+                            }
+                        })?;
+                        let identity = match (data.get("tls.crt"), data.get("tls.key")) {
+                            (Some(cert), Some(key)) => Some(HadoopKmsTls::identity(cert, key)),
+                            _ => None,
+                        };
+                        Some(HadoopKmsTls {
+                            ca_pem: ca.to_vec(),
+                            identity_pem: identity,
+                        })
+                    }
+                };
+                AnyProvider::HadoopKms(HadoopKms::new(&HadoopKmsSettings {
+                    url: h.url.clone(),
+                    user: h.user.clone(),
+                    tls,
+                    timeout: Duration::from_secs(10),
+                })?)
+            }
+            KmsBackend::Keystore(k) => {
+                let json = self.secret_key(namespace, &k.secret_ref).await?;
+                AnyProvider::Keystore(LocalKeystore::from_json(&json)?)
+            }
+        })
+    }
+
+    /// All keys of a Secret, values zeroized on drop.
+    async fn secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>, ConnectionError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let secret = api
+            .get_opt(name)
+            .await
+            .map_err(|source| ConnectionError::Kube {
+                what: format!("Secret {namespace}/{name}"),
+                source,
+            })?
+            .ok_or_else(|| ConnectionError::SecretNotFound {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            })?;
+        Ok(secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, Zeroizing::new(v.0)))
+            .collect())
+    }
+
+    async fn secret_key(
+        &self,
+        namespace: &str,
+        reference: &SecretKeyRef,
+    ) -> Result<Zeroizing<Vec<u8>>, ConnectionError> {
+        let mut data = self.secret(namespace, &reference.name).await?;
+        data.remove(&reference.key)
+            .ok_or_else(|| ConnectionError::SecretKeyMissing {
+                namespace: namespace.to_owned(),
+                name: reference.name.clone(),
+                key: reference.key.clone(),
+            })
+    }
+}
+
+/// The non-secret settings clients need, as the policy record carries them.
+pub fn public_config(backend: KmsBackend<'_>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut put = |k: &str, v: Option<&String>| {
+        if let Some(v) = v {
+            out.insert(k.to_owned(), v.clone());
+        }
+    };
+    match backend {
+        KmsBackend::Vault(v) => {
+            put("address", Some(&v.address));
+            put("mount", v.mount.as_ref());
+            put("namespace", v.namespace.as_ref());
+        }
+        KmsBackend::AwsKms(a) => {
+            put("region", a.region.as_ref());
+            put("endpoint", a.endpoint.as_ref());
+        }
+        KmsBackend::HadoopKms(h) => {
+            put("url", Some(&h.url));
+        }
+        KmsBackend::Keystore(_) => {}
+    }
+    out
+}
+
+/// The TEK name an EncryptedTopic gets when `spec.tek` is unset. AWS aliases allow no dots.
+pub fn default_tek_name(backend: KmsBackend<'_>, namespace: &str, name: &str) -> String {
+    let base = format!("kafka-e2ee-{namespace}-{name}");
+    match backend {
+        KmsBackend::AwsKms(_) => format!("alias/{}", base.replace('.', "_")),
+        _ => base,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_e2ee_crds::{AwsKmsBackend, KeystoreBackend};
+
+    use super::*;
+
+    #[test]
+    fn default_tek_names_fit_each_backend() {
+        let aws = AwsKmsBackend {
+            region: None,
+            endpoint: None,
+            credentials_secret_ref: None,
+        };
+        assert_eq!(
+            default_tek_name(KmsBackend::AwsKms(&aws), "shop", "orders.v1"),
+            "alias/kafka-e2ee-shop-orders_v1"
+        );
+        let keystore = KeystoreBackend {
+            secret_ref: SecretKeyRef {
+                name: "ks".into(),
+                key: "keystore.json".into(),
+            },
+        };
+        assert_eq!(
+            default_tek_name(KmsBackend::Keystore(&keystore), "shop", "orders.v1"),
+            "kafka-e2ee-shop-orders.v1"
+        );
+        assert!(public_config(KmsBackend::Keystore(&keystore)).is_empty());
+        let aws = AwsKmsBackend {
+            region: Some("eu-west-1".into()),
+            ..aws
+        };
+        assert_eq!(
+            public_config(KmsBackend::AwsKms(&aws)),
+            BTreeMap::from([("region".to_owned(), "eu-west-1".to_owned())])
+        );
+    }
+}

@@ -1,0 +1,862 @@
+//! One reconciliation of an EncryptedTopic: fetch -> validate (pure) -> plan (pure) -> apply
+//! (ordered, idempotent) -> status (server-side apply, only when it changed). Errors become a
+//! Ready=False condition with a reason a user can act on, and a requeue.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kafka_e2ee_client::key_records::{PlaintextPolicy as WirePlaintext, ProviderRef};
+use kafka_e2ee_client::nonce::MAX_RECORDS_PER_DEK;
+use kafka_e2ee_client::provider::{ProviderError, TekManager};
+use kafka_e2ee_crds::validation::{validate_backend, validate_encrypted_topic, validate_pairing};
+use kafka_e2ee_crds::{
+    ClusterKmsConnection, DeletionPolicy, EncryptedTopic, EncryptedTopicStatus, KeysStatus,
+    KmsBackend, KmsConnection, KmsRefKind, PlaintextPolicy, TekStatus,
+};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::Store;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use thiserror::Error;
+
+use crate::apply::{Applied, ApplyError, apply, current_versions};
+use crate::kafka_ops::{KafkaOps, KafkaOpsError};
+use crate::kms::{ConnectionError, ConnectionKey, ProviderCache, default_tek_name, public_config};
+use crate::metrics::Metrics;
+use crate::plan::{Desired, Observed, from_millis, plan, summarize_versions};
+
+/// The finalizer that makes deletion crypto-shred (only on objects with deletionPolicy Delete).
+pub const FINALIZER: &str = "kafka-e2ee.io/crypto-shred";
+/// The field manager of every write the operator makes.
+pub const MANAGER: &str = "kafka-e2ee-operator";
+
+/// Ready condition reasons (docs/operator.md explains each and what to do).
+pub mod reason {
+    pub const READY: &str = "Ready";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const KMS_CONNECTION_NOT_FOUND: &str = "KmsConnectionNotFound";
+    pub const KMS_CONNECTION_INVALID: &str = "KmsConnectionInvalid";
+    pub const KMS_UNAVAILABLE: &str = "KmsUnavailable";
+    pub const KMS_DENIED: &str = "KmsDenied";
+    pub const KAFKA_UNAVAILABLE: &str = "KafkaUnavailable";
+    pub const TOPIC_CONFLICT: &str = "TopicConflict";
+    pub const PARTITIONS_EXCEED_SPEC: &str = "PartitionsExceedSpec";
+    pub const PAUSED: &str = "Paused";
+    pub const UNMANAGED: &str = "Unmanaged";
+}
+
+pub struct Context {
+    pub client: kube::Client,
+    pub kafka: KafkaOps,
+    pub providers: ProviderCache,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    /// Where ClusterKmsConnection Secrets live.
+    pub cluster_namespace: String,
+    /// How often to re-read end offsets for rollover by record count.
+    pub count_check_interval: Duration,
+    pub topics: Store<EncryptedTopic>,
+}
+
+/// Errors of the reconciler itself (status could not be written); everything else is turned
+/// into a condition.
+#[derive(Debug, Error)]
+pub enum ReconcileError {
+    #[error("writing {what} of {object} failed")]
+    Kube {
+        what: &'static str,
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// A failed step, with the reason it gets in the Ready condition.
+struct Failure {
+    reason: &'static str,
+    message: String,
+    retry: Option<Duration>,
+}
+
+impl Failure {
+    fn new(reason: &'static str, message: impl Into<String>, retry: Option<Duration>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+            retry,
+        }
+    }
+}
+
+const RETRY: Duration = Duration::from_secs(10);
+
+fn kms_failure(e: &ProviderError) -> Failure {
+    let reason = if e.is_transient() {
+        reason::KMS_UNAVAILABLE
+    } else {
+        reason::KMS_DENIED
+    };
+    Failure::new(reason, e.to_string(), Some(RETRY))
+}
+
+fn kafka_failure(e: &KafkaOpsError) -> Failure {
+    Failure::new(reason::KAFKA_UNAVAILABLE, chain(e), Some(RETRY))
+}
+
+/// An error and its sources on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+pub async fn reconcile(
+    obj: Arc<EncryptedTopic>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let started = std::time::Instant::now();
+    let result = reconcile_inner(&obj, &ctx).await;
+    ctx.metrics
+        .reconcile_seconds
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_inner(obj: &EncryptedTopic, ctx: &Context) -> Result<Action, ReconcileError> {
+    let now = SystemTime::now();
+    if obj.metadata.deletion_timestamp.is_some() {
+        return finalize(obj, ctx).await;
+    }
+    if !obj.is_managed() {
+        set_finalizer(obj, ctx, false).await?;
+        let status = condition_status(
+            obj,
+            "Unknown",
+            reason::UNMANAGED,
+            "annotated kafka-e2ee.io/managed=false: the operator leaves this topic and its keys alone",
+            now,
+        );
+        write_status(obj, ctx, status).await?;
+        ctx.metrics.reconciled(reason::UNMANAGED);
+        return Ok(Action::await_change());
+    }
+    if obj.is_paused() {
+        let status = condition_status(
+            obj,
+            "Unknown",
+            reason::PAUSED,
+            "annotated kafka-e2ee.io/pause-reconciliation=true: keys are neither rolled over nor rotated",
+            now,
+        );
+        write_status(obj, ctx, status).await?;
+        ctx.metrics.reconciled(reason::PAUSED);
+        return Ok(Action::await_change());
+    }
+    match converge(obj, ctx, now).await {
+        Ok((status, requeue)) => {
+            write_status(obj, ctx, status).await?;
+            ctx.metrics.reconciled("ok");
+            Ok(Action::requeue(requeue))
+        }
+        Err(failure) => {
+            tracing::warn!(object = %obj.name_any(), namespace = ?obj.namespace(), reason = failure.reason, message = %failure.message, "not ready");
+            let status = condition_status(obj, "False", failure.reason, &failure.message, now);
+            write_status(obj, ctx, status).await?;
+            ctx.metrics.reconciled(failure.reason);
+            Ok(failure
+                .retry
+                .map_or_else(Action::await_change, Action::requeue))
+        }
+    }
+}
+
+/// Everything between validation and the new status; a failure names its reason.
+async fn converge(
+    obj: &EncryptedTopic,
+    ctx: &Context,
+    now: SystemTime,
+) -> Result<(EncryptedTopicStatus, Duration), Failure> {
+    let invalid = |errors: Vec<kafka_e2ee_crds::validation::SpecError>| {
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        Failure::new(reason::INVALID_SPEC, text.join("; "), None)
+    };
+    let valid = validate_encrypted_topic(obj).map_err(invalid)?;
+    check_topic_claim(obj, &valid.topic, &ctx.topics)?;
+
+    let namespace = obj.namespace().unwrap_or_default();
+    let kms_ref = &obj.spec.kms_ref;
+    let (key, resource_version, spec_holder) = match kms_ref.kind {
+        KmsRefKind::KmsConnection => {
+            let api: Api<KmsConnection> = Api::namespaced(ctx.client.clone(), &namespace);
+            let conn = get_connection(&api, "KmsConnection", &kms_ref.name).await?;
+            (
+                ConnectionKey {
+                    kind: kms_ref.kind,
+                    name: kms_ref.name.clone(),
+                    secret_namespace: namespace.clone(),
+                },
+                conn.metadata.resource_version.clone(),
+                Holder::Namespaced(conn),
+            )
+        }
+        KmsRefKind::ClusterKmsConnection => {
+            let api: Api<ClusterKmsConnection> = Api::all(ctx.client.clone());
+            let conn = get_connection(&api, "ClusterKmsConnection", &kms_ref.name).await?;
+            (
+                ConnectionKey {
+                    kind: kms_ref.kind,
+                    name: kms_ref.name.clone(),
+                    secret_namespace: ctx.cluster_namespace.clone(),
+                },
+                conn.metadata.resource_version.clone(),
+                Holder::Cluster(conn),
+            )
+        }
+    };
+    let backend = validate_backend(spec_holder.backend()).map_err(|errors| {
+        let mut f = invalid(errors);
+        f.reason = reason::KMS_CONNECTION_INVALID;
+        f
+    })?;
+    validate_pairing(&valid, backend).map_err(|e| invalid(vec![e]))?;
+    set_finalizer(obj, ctx, obj.spec.deletion_policy == DeletionPolicy::Delete)
+        .await
+        .map_err(|e| Failure::new(reason::KAFKA_UNAVAILABLE, chain(&e), Some(RETRY)))?;
+    let provider = ctx
+        .providers
+        .get(&key, resource_version.as_deref(), backend)
+        .await
+        .map_err(|e| match e {
+            ConnectionError::Provider(p) => kms_failure(&p),
+            other => Failure::new(reason::KMS_CONNECTION_INVALID, chain(&other), Some(RETRY)),
+        })?;
+
+    let desired = desired(obj, &valid, backend, &namespace);
+    let observed = observe(&*provider, &ctx.kafka, obj, &desired).await?;
+    let the_plan = plan(&desired, &observed, now)
+        .map_err(|c| Failure::new(reason::TOPIC_CONFLICT, c.to_string(), Some(RETRY * 6)))?;
+    let next_due = the_plan.next_due;
+    let extra = the_plan.extra_partitions;
+    let applied = apply(
+        &*provider,
+        &ctx.kafka,
+        &ctx.metrics,
+        &desired,
+        &observed,
+        the_plan,
+        now,
+    )
+    .await
+    .map_err(|e| match &e {
+        ApplyError::Kms(p) => kms_failure(p),
+        ApplyError::Kafka(k) => kafka_failure(k),
+    })?;
+    publish_events(obj, ctx, &applied).await;
+
+    let status = ready_status(obj, ctx, &desired, &observed, &applied, now, extra);
+    let until_due = next_due
+        .and_then(|due| due.duration_since(now).ok())
+        .unwrap_or(Duration::ZERO)
+        .max(Duration::from_secs(1));
+    Ok((status, until_due.min(ctx.count_check_interval)))
+}
+
+enum Holder {
+    Namespaced(KmsConnection),
+    Cluster(ClusterKmsConnection),
+}
+
+impl Holder {
+    fn backend(&self) -> Result<KmsBackend<'_>, kafka_e2ee_crds::BackendSelectionError> {
+        match self {
+            Self::Namespaced(c) => c.spec.backend(),
+            Self::Cluster(c) => c.spec.backend(),
+        }
+    }
+}
+
+async fn get_connection<K>(api: &Api<K>, kind: &'static str, name: &str) -> Result<K, Failure>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.get_opt(name).await {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(Failure::new(
+            reason::KMS_CONNECTION_NOT_FOUND,
+            ConnectionError::NotFound {
+                kind,
+                name: name.to_owned(),
+            }
+            .to_string(),
+            Some(RETRY * 3),
+        )),
+        Err(e) => Err(Failure::new(
+            reason::KMS_CONNECTION_NOT_FOUND,
+            format!("reading {kind} {name}: {e}"),
+            Some(RETRY),
+        )),
+    }
+}
+
+/// Two EncryptedTopics (in any namespaces) must not manage one Kafka topic: the older one
+/// keeps it; the newer one reports TopicConflict and touches nothing.
+fn check_topic_claim(
+    obj: &EncryptedTopic,
+    topic: &str,
+    store: &Store<EncryptedTopic>,
+) -> Result<(), Failure> {
+    let rank = |o: &EncryptedTopic| {
+        (
+            o.metadata.creation_timestamp.clone(),
+            o.metadata.uid.clone(),
+        )
+    };
+    let mine = rank(obj);
+    let older = store.state().into_iter().find(|other| {
+        other.metadata.uid != obj.metadata.uid
+            && other.metadata.deletion_timestamp.is_none()
+            && other.kafka_topic_name() == Some(topic)
+            && rank(other) < mine
+    });
+    match older {
+        Some(other) => Err(Failure::new(
+            reason::TOPIC_CONFLICT,
+            format!(
+                "topic {topic} is managed by EncryptedTopic {}/{}",
+                other.namespace().unwrap_or_default(),
+                other.name_any()
+            ),
+            Some(RETRY * 6),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn desired(
+    obj: &EncryptedTopic,
+    valid: &kafka_e2ee_crds::validation::ValidSpec,
+    backend: KmsBackend<'_>,
+    namespace: &str,
+) -> Desired {
+    let tek = obj
+        .spec
+        .tek
+        .clone()
+        .unwrap_or_else(|| default_tek_name(backend, namespace, &obj.name_any()));
+    Desired {
+        topic: valid.topic.clone(),
+        partitions: valid.partitions,
+        replicas: obj.spec.replicas,
+        config: obj.spec.config.clone(),
+        provider: ProviderRef {
+            kind: backend.kind().to_owned(),
+            tek,
+            config: public_config(backend),
+        },
+        engine: obj.spec.cipher.engine_name().to_owned(),
+        plaintext: match obj.spec.plaintext_policy {
+            PlaintextPolicy::Reject => WirePlaintext::Reject,
+            PlaintextPolicy::Allow => WirePlaintext::Allow,
+        },
+        max_records_per_dek: MAX_RECORDS_PER_DEK,
+        dek_max_age: valid.dek_max_age,
+        dek_max_records: valid.dek_max_records,
+        tek_rotation: valid.tek_rotation,
+    }
+}
+
+async fn observe<P: TekManager>(
+    provider: &P,
+    kafka: &KafkaOps,
+    obj: &EncryptedTopic,
+    desired: &Desired,
+) -> Result<Observed, Failure> {
+    let tek = match provider.describe_tek(&desired.provider.tek).await {
+        Ok(info) => Some(info),
+        Err(ProviderError::NotFound { .. }) => None,
+        Err(e) => return Err(kms_failure(&e)),
+    };
+    let end_offsets = kafka
+        .end_offsets(&desired.topic)
+        .await
+        .map_err(|e| kafka_failure(&e))?;
+    let last_tek_rotation = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.tek.as_ref())
+        .filter(|t| t.reference == desired.provider.tek)
+        .and_then(|t| t.last_rotation.as_ref())
+        .map(|t| SystemTime::from(t.0));
+    Ok(Observed {
+        tek,
+        last_tek_rotation,
+        topic_partitions: end_offsets
+            .as_ref()
+            .map(|o| i32::try_from(o.len()).unwrap_or(i32::MAX)),
+        end_offsets: end_offsets.unwrap_or_default(),
+        keys: kafka.directory.topic_keys(&desired.topic),
+    })
+}
+
+fn time(t: SystemTime) -> Option<Time> {
+    Timestamp::try_from(t).ok().map(|ts| {
+        // Kubernetes stores whole seconds: round so a re-read status compares equal.
+        Time(Timestamp::from_second(ts.as_second()).unwrap_or(ts))
+    })
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one status from every input of a reconcile"
+)]
+fn ready_status(
+    obj: &EncryptedTopic,
+    ctx: &Context,
+    desired: &Desired,
+    observed: &Observed,
+    applied: &Applied,
+    now: SystemTime,
+    extra_partitions: Option<i32>,
+) -> EncryptedTopicStatus {
+    let previous = obj.status.clone().unwrap_or_default();
+    let versions = current_versions(applied);
+    let keys = ctx.kafka.directory.topic_keys(&desired.topic);
+    let current_edeks = keys
+        .edeks
+        .iter()
+        .filter(|e| versions.get(&e.partition) == Some(&e.version));
+    let last_rollover = current_edeks
+        .map(|e| e.created_at_ms)
+        .max()
+        .map(from_millis);
+    let next_rollover = keys
+        .edeks
+        .iter()
+        .filter(|e| versions.get(&e.partition) == Some(&e.version))
+        .map(|e| from_millis(e.created_at_ms) + desired.dek_max_age)
+        .min();
+    // Rotation is counted from the operator's last rotation or creation of the TEK; an adopted
+    // TEK with no record starts counting now.
+    let last_rotation = match observed.last_tek_rotation {
+        Some(last) if !applied.tek_rotated && !applied.tek_created => time(last),
+        _ => time(now),
+    };
+    let next_rotation = desired
+        .tek_rotation
+        .zip(last_rotation.as_ref())
+        .and_then(|(period, last)| time(SystemTime::from(last.0) + period));
+    let (reason_, status_, message) = match extra_partitions {
+        Some(n) => (
+            reason::PARTITIONS_EXCEED_SPEC,
+            "False",
+            format!(
+                "topic {} has {n} partitions, spec.partitions is {}: partitions never shrink; all {n} have keys",
+                desired.topic, desired.partitions
+            ),
+        ),
+        None => (
+            reason::READY,
+            "True",
+            format!(
+                "topic {} is encrypted; every partition has a current key",
+                desired.topic
+            ),
+        ),
+    };
+    EncryptedTopicStatus {
+        observed_generation: obj.metadata.generation,
+        conditions: vec![condition(
+            &previous,
+            status_,
+            reason_,
+            &message,
+            obj.metadata.generation,
+            now,
+        )],
+        topic: Some(desired.topic.clone()),
+        tek: applied.tek.as_ref().map(|t| TekStatus {
+            reference: t.tek.clone(),
+            version: t.latest_version.clone(),
+            last_rotation,
+            next_rotation,
+        }),
+        keys: summarize_versions(&versions).map(|(min, max, summary)| KeysStatus {
+            partitions: i32::try_from(versions.len()).unwrap_or(i32::MAX),
+            min_version: min,
+            max_version: max,
+            summary,
+            stored_edeks: u32::try_from(keys.edeks.len()).unwrap_or(u32::MAX),
+        }),
+        last_rollover: last_rollover.and_then(time),
+        next_rollover: next_rollover.and_then(time),
+    }
+}
+
+/// The previous status with only the Ready condition replaced (for failures and pauses: the
+/// last known keys stay visible).
+fn condition_status(
+    obj: &EncryptedTopic,
+    status: &str,
+    reason_: &str,
+    message: &str,
+    now: SystemTime,
+) -> EncryptedTopicStatus {
+    let previous = obj.status.clone().unwrap_or_default();
+    EncryptedTopicStatus {
+        observed_generation: obj.metadata.generation,
+        conditions: vec![condition(
+            &previous,
+            status,
+            reason_,
+            message,
+            obj.metadata.generation,
+            now,
+        )],
+        ..previous
+    }
+}
+
+fn condition(
+    previous: &EncryptedTopicStatus,
+    status: &str,
+    reason_: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: SystemTime,
+) -> Condition {
+    let before = previous.conditions.iter().find(|c| c.type_ == "Ready");
+    let last_transition_time = match before {
+        Some(b) if b.status == status => b.last_transition_time.clone(),
+        _ => time(now).unwrap_or(Time(Timestamp::UNIX_EPOCH)),
+    };
+    Condition {
+        type_: "Ready".into(),
+        status: status.into(),
+        reason: reason_.into(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// Server-side applies the status, unless it is what the object already says (a settled
+/// object costs no writes).
+async fn write_status(
+    obj: &EncryptedTopic,
+    ctx: &Context,
+    status: EncryptedTopicStatus,
+) -> Result<(), ReconcileError> {
+    if obj.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<EncryptedTopic> =
+        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": "kafka-e2ee.io/v1alpha1",
+        "kind": "EncryptedTopic",
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| ReconcileError::Kube {
+        what: "status",
+        object: obj.name_any(),
+        source,
+    })?;
+    Ok(())
+}
+
+/// Adds or removes our finalizer. A JSON merge patch carrying the resourceVersion, so a
+/// concurrent change to the list is a conflict (retried), not lost.
+async fn set_finalizer(
+    obj: &EncryptedTopic,
+    ctx: &Context,
+    wanted: bool,
+) -> Result<(), ReconcileError> {
+    let mut finalizers = obj.finalizers().to_vec();
+    let has = finalizers.iter().any(|f| f == FINALIZER);
+    if has == wanted {
+        return Ok(());
+    }
+    if wanted {
+        finalizers.push(FINALIZER.to_owned());
+    } else {
+        finalizers.retain(|f| f != FINALIZER);
+    }
+    let api: Api<EncryptedTopic> =
+        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let patch = json!({
+        "metadata": {
+            "resourceVersion": obj.resource_version(),
+            "finalizers": finalizers,
+        }
+    });
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(|source| ReconcileError::Kube {
+        what: "finalizers",
+        object: obj.name_any(),
+        source,
+    })?;
+    Ok(())
+}
+
+/// Deletion: with our finalizer present (deletionPolicy Delete, managed), crypto-shred, then
+/// let the object go.
+async fn finalize(obj: &EncryptedTopic, ctx: &Context) -> Result<Action, ReconcileError> {
+    if !obj.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    if obj.is_managed()
+        && obj.spec.deletion_policy == DeletionPolicy::Delete
+        && let Err(failure) = crypto_shred(obj, ctx).await
+    {
+        {
+            tracing::warn!(object = %obj.name_any(), reason = failure.reason, message = %failure.message, "crypto-shredding not finished; retrying");
+            let status = condition_status(
+                obj,
+                "False",
+                failure.reason,
+                &failure.message,
+                SystemTime::now(),
+            );
+            write_status(obj, ctx, status).await?;
+            return Ok(Action::requeue(RETRY));
+        }
+    }
+    set_finalizer(obj, ctx, false).await?;
+    Ok(Action::await_change())
+}
+
+/// Policy tombstone first (producers stop), then the TEK is deleted in the KMS (no EDEK can be
+/// unwrapped again), then the EDEK tombstones, then the topic.
+async fn crypto_shred(obj: &EncryptedTopic, ctx: &Context) -> Result<(), Failure> {
+    let valid = validate_encrypted_topic(obj)
+        .map_err(|e| Failure::new(reason::INVALID_SPEC, format!("{e:?}"), None))?;
+    let topic = valid.topic.as_str();
+    let namespace = obj.namespace().unwrap_or_default();
+    let keys = ctx.kafka.directory.topic_keys(topic);
+    let writer = &ctx.kafka.writer;
+    let tek = keys.policy.as_ref().map(|p| p.provider.tek.clone());
+    if keys.policy.is_some() {
+        writer
+            .tombstone(&kafka_e2ee_client::key_records::policy_key(topic))
+            .await
+            .map_err(|e| kafka_failure(&e.into()))?;
+    }
+    if let Some(tek) = tek {
+        let (key, holder) = match obj.spec.kms_ref.kind {
+            KmsRefKind::KmsConnection => {
+                let api: Api<KmsConnection> = Api::namespaced(ctx.client.clone(), &namespace);
+                let c = get_connection(&api, "KmsConnection", &obj.spec.kms_ref.name).await?;
+                (namespace.clone(), Holder::Namespaced(c))
+            }
+            KmsRefKind::ClusterKmsConnection => {
+                let api: Api<ClusterKmsConnection> = Api::all(ctx.client.clone());
+                let c =
+                    get_connection(&api, "ClusterKmsConnection", &obj.spec.kms_ref.name).await?;
+                (ctx.cluster_namespace.clone(), Holder::Cluster(c))
+            }
+        };
+        let backend = holder.backend().map_err(|e| {
+            Failure::new(reason::KMS_CONNECTION_INVALID, e.to_string(), Some(RETRY))
+        })?;
+        let rv = match &holder {
+            Holder::Namespaced(c) => c.metadata.resource_version.clone(),
+            Holder::Cluster(c) => c.metadata.resource_version.clone(),
+        };
+        let provider = ctx
+            .providers
+            .get(
+                &ConnectionKey {
+                    kind: obj.spec.kms_ref.kind,
+                    name: obj.spec.kms_ref.name.clone(),
+                    secret_namespace: key,
+                },
+                rv.as_deref(),
+                backend,
+            )
+            .await
+            .map_err(|e| Failure::new(reason::KMS_CONNECTION_INVALID, chain(&e), Some(RETRY)))?;
+        provider
+            .delete_tek(&tek)
+            .await
+            .map_err(|e| kms_failure(&e))?;
+        publish(
+            obj,
+            ctx,
+            EventType::Normal,
+            "TekDeleted",
+            "CryptoShred",
+            format!(
+                "TEK {tek} deleted (scheduled for deletion where the KMS has a waiting period)"
+            ),
+        )
+        .await;
+    }
+    for e in &keys.edeks {
+        writer
+            .tombstone(&kafka_e2ee_client::key_records::edek_key(
+                topic,
+                e.partition,
+                e.version,
+            ))
+            .await
+            .map_err(|e| kafka_failure(&e.into()))?;
+    }
+    ctx.metrics
+        .key_topic_writes
+        .inc_by(keys.edeks.len() as u64 + u64::from(keys.policy.is_some()));
+    ctx.kafka
+        .delete_topic(topic)
+        .await
+        .map_err(|e| kafka_failure(&e))?;
+    ctx.kafka
+        .read_own_writes()
+        .await
+        .map_err(|e| kafka_failure(&e))?;
+    publish(
+        obj,
+        ctx,
+        EventType::Normal,
+        "CryptoShredded",
+        "Delete",
+        format!(
+            "topic {topic} deleted, {} key records tombstoned",
+            keys.edeks.len() + 1
+        ),
+    )
+    .await;
+    Ok(())
+}
+
+async fn publish_events(obj: &EncryptedTopic, ctx: &Context, applied: &Applied) {
+    if applied.tek_created {
+        publish(
+            obj,
+            ctx,
+            EventType::Normal,
+            "TekReady",
+            "CreateTek",
+            "TEK created (or found) in the KMS".into(),
+        )
+        .await;
+    }
+    if applied.tek_rotated {
+        let version = applied
+            .tek
+            .as_ref()
+            .and_then(|t| t.latest_version.clone())
+            .unwrap_or_default();
+        publish(
+            obj,
+            ctx,
+            EventType::Normal,
+            "TekRotated",
+            "RotateTek",
+            format!("TEK rotated to version {version}"),
+        )
+        .await;
+    }
+    if applied.rewrapped > 0 {
+        publish(
+            obj,
+            ctx,
+            EventType::Normal,
+            "EdeksRewrapped",
+            "Rewrap",
+            format!(
+                "{} EDEKs re-wrapped under the current TEK version",
+                applied.rewrapped
+            ),
+        )
+        .await;
+    }
+    if applied.topic_created {
+        publish(
+            obj,
+            ctx,
+            EventType::Normal,
+            "TopicCreated",
+            "CreateTopic",
+            "Kafka topic created".into(),
+        )
+        .await;
+    }
+    if let Some(to) = applied.topic_grown_to {
+        publish(
+            obj,
+            ctx,
+            EventType::Normal,
+            "PartitionsAdded",
+            "GrowTopic",
+            format!("topic grown to {to} partitions"),
+        )
+        .await;
+    }
+    if !applied.keys.is_empty() {
+        let list: Vec<String> = applied
+            .keys
+            .iter()
+            .map(|k| format!("{}:v{} ({})", k.partition, k.version, k.trigger.as_str()))
+            .collect();
+        publish(
+            obj,
+            ctx,
+            EventType::Normal,
+            "KeysRolledOver",
+            "Rollover",
+            format!("new DEK versions: {}", list.join(", ")),
+        )
+        .await;
+    }
+}
+
+async fn publish(
+    obj: &EncryptedTopic,
+    ctx: &Context,
+    type_: EventType,
+    reason_: &str,
+    action: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason_.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    // Events are best effort: a failure to record one must not fail key management.
+    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+        tracing::debug!(error = %e, "could not publish an event");
+    }
+}
+
+/// For requeues after a reconcile error (status write failed).
+pub fn error_policy(
+    _obj: Arc<EncryptedTopic>,
+    error: &ReconcileError,
+    ctx: Arc<Context>,
+) -> Action {
+    tracing::warn!(error = %chain(error), "reconcile failed");
+    ctx.metrics.reconciled("error");
+    Action::requeue(RETRY)
+}

@@ -1,0 +1,247 @@
+//! Wiring: Kubernetes client, metrics and health endpoints, leader election, Kafka, and the
+//! controller; graceful shutdown on SIGTERM / Ctrl-C.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use kafka_e2ee_client::resilient::{KmsMetrics, ResiliencePolicy};
+use kafka_e2ee_crds::{ClusterKmsConnection, EncryptedTopic, KmsConnection, KmsRefKind};
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+use prometheus_client::registry::Registry;
+use thiserror::Error;
+
+use crate::cli::{Args, Command, KafkaSettingsError, RunArgs};
+use crate::kafka_ops::{KafkaOps, KafkaOpsError};
+use crate::kms::ProviderCache;
+use crate::leader::{LeaderElector, LeaderError, LeaseSettings};
+use crate::metrics::Metrics;
+use crate::reconcile::{Context, MANAGER, error_policy, reconcile};
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(transparent)]
+    RenderCrds(#[from] kafka_e2ee_crds::CrdYamlError),
+    #[error("failed to write to stdout")]
+    Stdout(#[source] std::io::Error),
+    #[error("cannot reach the Kubernetes API (KUBECONFIG or in-cluster config)")]
+    Kube(#[source] kube::Error),
+    #[error(transparent)]
+    KafkaSettings(#[from] KafkaSettingsError),
+    #[error("cannot connect to Kafka or read the key topic")]
+    Kafka(#[source] KafkaOpsError),
+    #[error(transparent)]
+    Leader(#[from] LeaderError),
+    #[error("the health/metrics server failed")]
+    Http(#[source] std::io::Error),
+}
+
+/// Runs one command. `out` receives printed output (the CRDs).
+pub async fn run(args: Args, out: &mut (impl Write + Send)) -> Result<(), Error> {
+    match args.command {
+        Command::Crds => {
+            let yaml = kafka_e2ee_crds::crds_yaml()?;
+            out.write_all(yaml.as_bytes()).map_err(Error::Stdout)
+        }
+        Command::Run(run_args) => run_controller(*run_args).await,
+    }
+}
+
+async fn run_controller(args: RunArgs) -> Result<(), Error> {
+    let client = kube::Client::try_default().await.map_err(Error::Kube)?;
+    let connection = args.kafka_connection()?;
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "operator".into()),
+            std::process::id()
+        )
+    });
+
+    let metrics = Metrics::default();
+    let kms_metrics = KmsMetrics::default();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    kms_metrics.register(&mut registry);
+    let ready = Arc::new(AtomicBool::new(false));
+    let http = tokio::spawn(crate::http::serve(
+        args.http_addr,
+        Arc::new(registry),
+        Arc::clone(&ready),
+    ));
+
+    let elector = args.leader_election.then(|| {
+        LeaderElector::new(
+            client.clone(),
+            LeaseSettings {
+                namespace: args.namespace.clone(),
+                name: args.lease_name.clone(),
+                identity: identity.clone(),
+                duration: std::time::Duration::from_secs(15),
+                renew: std::time::Duration::from_secs(5),
+            },
+        )
+    });
+    if let Some(elector) = &elector {
+        // A standby is healthy and ready: it is doing its job, waiting.
+        ready.store(true, Ordering::Release);
+        tokio::select! {
+            acquired = elector.acquire() => acquired?,
+            () = shutdown_signal() => return Ok(()),
+        }
+        ready.store(false, Ordering::Release);
+        tracing::info!(%identity, "leading");
+    }
+    metrics.leader.set(1);
+
+    let kafka = KafkaOps::connect(&connection, &args.key_topic, args.key_topic_replication)
+        .await
+        .map_err(Error::Kafka)?;
+    tracing::info!(key_topic = %args.key_topic, "key topic read to its end");
+
+    let topics: Api<EncryptedTopic> = Api::all(client.clone());
+    let controller = Controller::new(topics, watcher::Config::default().any_semantic())
+        .with_config(controller::Config::default().concurrency(args.concurrency));
+    let store = controller.store();
+    let by_connection = {
+        let store = store.clone();
+        move |conn: KmsConnection| {
+            referencing(
+                &store,
+                KmsRefKind::KmsConnection,
+                &conn.name_any(),
+                conn.namespace(),
+            )
+        }
+    };
+    let by_cluster_connection = {
+        let store = store.clone();
+        move |conn: ClusterKmsConnection| {
+            referencing(
+                &store,
+                KmsRefKind::ClusterKmsConnection,
+                &conn.name_any(),
+                None,
+            )
+        }
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        kafka,
+        providers: ProviderCache::new(
+            client.clone(),
+            kms_metrics,
+            ResiliencePolicy::default(),
+            args.provider_cache_ttl,
+            args.service_account_token_file.clone(),
+        ),
+        metrics,
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: MANAGER.into(),
+                instance: Some(identity.clone()),
+            },
+        ),
+        cluster_namespace: args.namespace.clone(),
+        count_check_interval: args.count_check_interval,
+        topics: store,
+    });
+    ready.store(true, Ordering::Release);
+
+    let controller = controller
+        .watches(
+            Api::<KmsConnection>::all(client.clone()),
+            watcher::Config::default(),
+            by_connection,
+        )
+        .watches(
+            Api::<ClusterKmsConnection>::all(client.clone()),
+            watcher::Config::default(),
+            by_cluster_connection,
+        )
+        .graceful_shutdown_on(shutdown_signal())
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "controller event");
+            }
+        });
+
+    let outcome = match &elector {
+        Some(elector) => tokio::select! {
+            () = controller => Ok(()),
+            lost = elector.hold() => Err(Error::Leader(lost)),
+            served = http => Err(Error::Http(served.unwrap_or_else(|e| Err(std::io::Error::other(e))).err().unwrap_or_else(|| std::io::Error::other("stopped")))),
+        },
+        None => tokio::select! {
+            () = controller => Ok(()),
+            served = http => Err(Error::Http(served.unwrap_or_else(|e| Err(std::io::Error::other(e))).err().unwrap_or_else(|| std::io::Error::other("stopped")))),
+        },
+    };
+    if let Some(elector) = &elector {
+        elector.release().await;
+    }
+    tracing::info!("stopped");
+    outcome
+}
+
+/// EncryptedTopics that use a given connection (to re-reconcile them when it changes).
+fn referencing(
+    store: &Store<EncryptedTopic>,
+    kind: KmsRefKind,
+    name: &str,
+    namespace: Option<String>,
+) -> Vec<ObjectRef<EncryptedTopic>> {
+    store
+        .state()
+        .iter()
+        .filter(|t| {
+            t.spec.kms_ref.kind == kind
+                && t.spec.kms_ref.name == name
+                && (namespace.is_none() || t.namespace() == namespace)
+        })
+        .map(|t| ObjectRef::from_obj(&**t))
+        .collect()
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn crds_command_prints_the_generated_yaml() {
+        let mut out = Vec::new();
+        run(Args::parse_from(["kafka-e2ee-operator", "crds"]), &mut out)
+            .await
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            kafka_e2ee_crds::crds_yaml().unwrap()
+        );
+    }
+}
