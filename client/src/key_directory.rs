@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
+use rdkafka::ClientContext;
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use thiserror::Error;
@@ -139,13 +140,13 @@ impl KeyDirectory {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest");
-        let consumer: StreamConsumer =
-            config
-                .create()
-                .map_err(|source| KeyDirectoryError::CreateConsumer {
+        let consumer: StreamConsumer<QuietEof> =
+            config.create_with_context(QuietEof).map_err(|source| {
+                KeyDirectoryError::CreateConsumer {
                     key_topic: key_topic.to_owned(),
                     source,
-                })?;
+                }
+            })?;
         let mut assignment = TopicPartitionList::new();
         for &p in &partitions {
             assignment
@@ -331,6 +332,23 @@ impl KeyDirectory {
     }
 }
 
+/// librdkafka also reports reaching a partition's end as a client-level error; the reader
+/// handles that itself (it is how it knows it caught up), so it is not logged as one.
+struct QuietEof;
+
+impl ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        ) {
+            tracing::error!(%error, reason, "key-topic reader: librdkafka error");
+        }
+    }
+}
+
+impl ConsumerContext for QuietEof {}
+
 async fn key_topic_partitions(
     connection: &KafkaConnection,
     key_topic: &str,
@@ -351,7 +369,7 @@ async fn key_topic_partitions(
 }
 
 async fn read_key_topic(
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<QuietEof>,
     key_topic: String,
     partitions: usize,
     state: Arc<RwLock<State>>,

@@ -102,6 +102,9 @@ pub struct RunArgs {
         default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token"
     )]
     pub service_account_token_file: PathBuf,
+    /// Reconcile EncryptedTopics of this namespace only (default: all namespaces).
+    #[arg(long, env = "KAFKA_E2EE_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
     /// EncryptedTopics reconciled at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,

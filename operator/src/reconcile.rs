@@ -43,6 +43,7 @@ pub mod reason {
     pub const KMS_UNAVAILABLE: &str = "KmsUnavailable";
     pub const KMS_DENIED: &str = "KmsDenied";
     pub const KAFKA_UNAVAILABLE: &str = "KafkaUnavailable";
+    pub const KAFKA_REFUSED: &str = "KafkaRefused";
     pub const TOPIC_CONFLICT: &str = "TopicConflict";
     pub const PARTITIONS_EXCEED_SPEC: &str = "PartitionsExceedSpec";
     pub const PAUSED: &str = "Paused";
@@ -104,7 +105,20 @@ fn kms_failure(e: &ProviderError) -> Failure {
 }
 
 fn kafka_failure(e: &KafkaOpsError) -> Failure {
-    Failure::new(reason::KAFKA_UNAVAILABLE, chain(e), Some(RETRY))
+    // The broker answered and said no (e.g. a broker without CreatePartitions): retrying soon
+    // will not help, but a broker upgrade or a spec change may.
+    let refused = match e {
+        KafkaOpsError::Refused { .. } => true,
+        KafkaOpsError::Admin { source, .. } => {
+            matches!(source, rdkafka::error::KafkaError::AdminOp(_))
+        }
+        _ => false,
+    };
+    if refused {
+        Failure::new(reason::KAFKA_REFUSED, chain(e), Some(RETRY * 6))
+    } else {
+        Failure::new(reason::KAFKA_UNAVAILABLE, chain(e), Some(RETRY))
+    }
 }
 
 /// An error and its sources on one line.

@@ -105,7 +105,14 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
         .map_err(Error::Kafka)?;
     tracing::info!(key_topic = %args.key_topic, "key topic read to its end");
 
-    let topics: Api<EncryptedTopic> = Api::all(client.clone());
+    let topics: Api<EncryptedTopic> = match &args.watch_namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let connections: Api<KmsConnection> = match &args.watch_namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     let controller = Controller::new(topics, watcher::Config::default().any_semantic())
         .with_config(controller::Config::default().concurrency(args.concurrency));
     let store = controller.store();
@@ -156,11 +163,7 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
     ready.store(true, Ordering::Release);
 
     let controller = controller
-        .watches(
-            Api::<KmsConnection>::all(client.clone()),
-            watcher::Config::default(),
-            by_connection,
-        )
+        .watches(connections, watcher::Config::default(), by_connection)
         .watches(
             Api::<ClusterKmsConnection>::all(client.clone()),
             watcher::Config::default(),

@@ -1,0 +1,493 @@
+//! Runs the real operator binary against the test bed's kube-apiserver, broker and KMS
+//! servers, each test in its own namespace with its own key topic and Lease, and checks what
+//! it did through the API, the key topic and the client crate.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the support code"
+)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kafka_e2ee_client::config::{ClientConfig, EncryptionClient, ProviderConfig};
+use kafka_e2ee_client::kafka::KafkaConnection;
+use kafka_e2ee_client::key_directory::{KeyDirectory, TopicKeysSnapshot};
+use kafka_e2ee_client::producer::OutgoingRecord;
+use kafka_e2ee_crds::{
+    EncryptedTopic, EncryptedTopicSpec, KeystoreBackend, KmsConnection, KmsConnectionSpec, KmsRef,
+    KmsRefKind, SecretKeyRef,
+};
+use kafka_e2ee_tests::{Server, require, unique};
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::{conditions, wait::await_condition};
+use kube::{Client, ResourceExt};
+use rand::RngCore;
+use tokio::process::{Child, Command};
+
+pub const MANAGER: &str = "kafka-e2ee-operator-tests";
+/// The keystore alias every test keystore defines.
+pub const KEYSTORE_TEK: &str = "test-tek";
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// One test's world: a namespace, a key topic, a lease name.
+pub struct TestEnv {
+    pub client: Client,
+    pub namespace: String,
+    pub key_topic: String,
+    pub lease: String,
+    pub bootstrap: String,
+    dir: PathBuf,
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running operator process; killed (SIGKILL) when dropped.
+pub struct Operator {
+    pub child: Child,
+    pub http_port: u16,
+}
+
+impl Operator {
+    /// Its /metrics text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.http_port))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of a metric line starting with `name` (0 when absent).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Waits until this replica leads and /readyz answers 200 (key topic read).
+    pub async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        // A standby is ready too; leading flips readiness off until Kafka is connected.
+        loop {
+            let url = format!("http://127.0.0.1:{}/metrics", self.http_port);
+            if let Ok(r) = reqwest::get(&url).await
+                && let Ok(text) = r.text().await
+                && text.lines().any(|l| l == "kafka_e2ee_leader 1")
+            {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "operator not leading");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        loop {
+            let url = format!("http://127.0.0.1:{}/readyz", self.http_port);
+            if let Ok(r) = reqwest::get(&url).await
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "operator not ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits for the process to end by itself (a crash point); returns whether it aborted.
+    pub async fn wait_for_crash(&mut self, within: Duration) -> bool {
+        let status = tokio::time::timeout(within, self.child.wait())
+            .await
+            .expect("operator did not reach its crash point in time")
+            .unwrap();
+        !status.success()
+    }
+
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl TestEnv {
+    pub async fn new(prefix: &str) -> Self {
+        require(Server::KubeApiserver);
+        let bootstrap = require(Server::Kafka);
+        let client = Client::try_default().await.unwrap();
+        install_crds(&client).await;
+        let namespace = unique(prefix);
+        Api::<Namespace>::all(client.clone())
+            .create(
+                &PostParams::default(),
+                &Namespace {
+                    metadata: ObjectMeta {
+                        name: Some(namespace.clone()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let dir = std::env::temp_dir().join(unique("kafka-e2ee-operator-test"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self {
+            client,
+            key_topic: format!("{namespace}-keys"),
+            lease: format!("{namespace}-lease"),
+            namespace,
+            bootstrap,
+            dir,
+        }
+    }
+
+    pub fn connection(&self) -> KafkaConnection {
+        KafkaConnection::new(&self.bootstrap)
+    }
+
+    /// Starts the operator binary (watching this namespace only), optionally set to crash.
+    pub fn start_operator(&self, crash_at: Option<&str>, extra: &[&str]) -> Operator {
+        let http_port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kafka-e2ee-operator"));
+        cmd.args([
+            "run",
+            "--bootstrap-servers",
+            &self.bootstrap,
+            "--key-topic",
+            &self.key_topic,
+            "--namespace",
+            &self.namespace,
+            "--watch-namespace",
+            &self.namespace,
+            "--lease-name",
+            &self.lease,
+            "--http-addr",
+            &format!("127.0.0.1:{http_port}"),
+            "--count-check-interval",
+            "2s",
+        ])
+        .args(extra)
+        .env("RUST_LOG", "info,kafka_e2ee_operator=debug")
+        .env_remove(kafka_e2ee_operator::crash::CRASH_AT_ENV)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+        if let Some(point) = crash_at {
+            cmd.env(kafka_e2ee_operator::crash::CRASH_AT_ENV, point);
+        }
+        Operator {
+            child: cmd.spawn().unwrap(),
+            http_port,
+        }
+    }
+
+    pub fn topics(&self) -> Api<EncryptedTopic> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub async fn apply(&self, name: &str, spec: EncryptedTopicSpec) {
+        let obj = EncryptedTopic::new(name, spec);
+        self.topics()
+            .patch(
+                name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&obj),
+            )
+            .await
+            .unwrap();
+    }
+
+    pub async fn annotate(&self, name: &str, key: &str, value: Option<&str>) {
+        let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
+        self.topics()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+
+    pub async fn delete(&self, name: &str) {
+        self.topics()
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+
+    /// Waits until the object is gone from the API.
+    pub async fn wait_deleted(&self, name: &str) {
+        let uid = self.topics().get(name).await.ok().and_then(|o| o.uid());
+        let Some(uid) = uid else { return };
+        tokio::time::timeout(
+            WAIT,
+            await_condition(self.topics(), name, conditions::is_deleted(&uid)),
+        )
+        .await
+        .expect("object not deleted in time")
+        .unwrap();
+    }
+
+    /// Waits until `check` holds for the object; returns it.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&EncryptedTopic) -> bool,
+    ) -> EncryptedTopic {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(obj) = self.topics().get_opt(name).await.unwrap()
+                && check(&obj)
+            {
+                return obj;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: not {what} within {WAIT:?}: {:?}",
+                self.topics()
+                    .get_opt(name)
+                    .await
+                    .unwrap()
+                    .and_then(|o| o.status)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits for Ready=True at the object's current generation.
+    pub async fn wait_ready(&self, name: &str) -> EncryptedTopic {
+        self.wait_for(name, "Ready", |o| {
+            ready_reason(o).as_deref() == Some("Ready")
+        })
+        .await
+    }
+
+    /// Waits for a Ready condition with `reason` at the current generation.
+    pub async fn wait_reason(&self, name: &str, reason: &str) -> EncryptedTopic {
+        self.wait_for(name, reason, |o| ready_reason(o).as_deref() == Some(reason))
+            .await
+    }
+
+    pub async fn secret(&self, name: &str, data: BTreeMap<&str, Vec<u8>>) {
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            data: Some(
+                data.into_iter()
+                    .map(|(k, v)| (k.to_owned(), ByteString(v)))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        Api::<Secret>::namespaced(self.client.clone(), &self.namespace)
+            .patch(
+                name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&secret),
+            )
+            .await
+            .unwrap();
+    }
+
+    pub async fn kms_connection(&self, name: &str, spec: KmsConnectionSpec) {
+        let obj = KmsConnection::new(name, spec);
+        Api::<KmsConnection>::namespaced(self.client.clone(), &self.namespace)
+            .patch(
+                name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&obj),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// A keystore Secret and KmsConnection named `keystore`; returns the client's provider
+    /// config (the same keystore as a file).
+    pub async fn keystore(&self) -> ProviderConfig {
+        let mut material = [0u8; 32];
+        rand::rng().fill_bytes(&mut material);
+        let json = format!(
+            r#"{{"format": 1, "keys": [{{"id": "k1", "material": "{}"}}], "aliases": {{"{KEYSTORE_TEK}": "k1"}}}}"#,
+            STANDARD.encode(material)
+        );
+        self.secret(
+            "keystore",
+            BTreeMap::from([("keystore.json", json.clone().into_bytes())]),
+        )
+        .await;
+        self.kms_connection(
+            "keystore",
+            KmsConnectionSpec {
+                vault: None,
+                aws_kms: None,
+                hadoop_kms: None,
+                keystore: Some(KeystoreBackend {
+                    secret_ref: SecretKeyRef {
+                        name: "keystore".into(),
+                        key: "keystore.json".into(),
+                    },
+                }),
+            },
+        )
+        .await;
+        let path = self.dir.join("keystore.json");
+        std::fs::write(&path, json).unwrap();
+        ProviderConfig::Keystore { path }
+    }
+
+    pub fn file(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    /// An encrypting client of this env's key topic with `provider`.
+    pub async fn client(&self, provider: ProviderConfig) -> EncryptionClient {
+        let mut config = ClientConfig::new(&self.bootstrap, provider);
+        config.key_topic = self.key_topic.clone();
+        config.key_wait_ms = Some(20_000);
+        config
+            .properties
+            .insert("auto.offset.reset".into(), "earliest".into());
+        EncryptionClient::with_config(config).await.unwrap()
+    }
+
+    /// A fresh reader of the key topic, caught up.
+    pub async fn directory(&self) -> KeyDirectory {
+        let dir = KeyDirectory::start(&self.connection(), &self.key_topic)
+            .await
+            .unwrap();
+        dir.wait_caught_up(WAIT).await.unwrap();
+        dir
+    }
+
+    /// What the key topic holds for `topic` now (read from the beginning).
+    pub async fn keys(&self, topic: &str) -> TopicKeysSnapshot {
+        // Give in-flight writes a moment: the directory reads to the end as of its start.
+        self.directory().await.topic_keys(topic)
+    }
+}
+
+impl TestEnv {
+    /// A spec using the namespace's KmsConnection `conn`, for a Kafka topic named after the
+    /// namespace and `name` (topics are broker-wide: unique per run).
+    pub fn spec(&self, name: &str, partitions: i32, conn: &str) -> EncryptedTopicSpec {
+        let mut spec = EncryptedTopicSpec::new(
+            partitions,
+            KmsRef {
+                kind: KmsRefKind::KmsConnection,
+                name: conn.into(),
+            },
+        );
+        spec.topic_name = Some(self.topic_name(name));
+        spec
+    }
+
+    pub fn topic_name(&self, name: &str) -> String {
+        format!("{}-{name}", self.namespace)
+    }
+}
+
+/// The Ready condition's reason, if it describes the current generation.
+pub fn ready_reason(obj: &EncryptedTopic) -> Option<String> {
+    let status = obj.status.as_ref()?;
+    if status.observed_generation != obj.metadata.generation {
+        return None;
+    }
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.reason.clone())
+}
+
+pub fn ready_message(obj: &EncryptedTopic) -> String {
+    obj.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+async fn install_crds(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in kafka_e2ee_crds::all_crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        crds.patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(crds.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .expect("CRD not established")
+        .unwrap();
+    }
+}
+
+/// Produces `n` records with values `"{tag}-{i}"`: keyed so they spread over partitions, or
+/// all to `partition`.
+pub async fn produce(
+    client: &EncryptionClient,
+    topic: &str,
+    tag: &str,
+    n: usize,
+    partition: Option<i32>,
+) -> Vec<String> {
+    let producer = client.producer().unwrap();
+    let mut values = Vec::new();
+    for i in 0..n {
+        let value = format!("{tag}-{i}");
+        let key = format!("key-{i}");
+        producer
+            .send_and_wait(OutgoingRecord {
+                key: Some(key.as_bytes()),
+                partition,
+                ..OutgoingRecord::new(topic, value.as_bytes())
+            })
+            .await
+            .unwrap();
+        values.push(value);
+    }
+    values
+}
+
+/// Consumes until `expected` values were read (any order); fails on any error.
+pub async fn consume(client: &EncryptionClient, topic: &str, expected: usize) -> Vec<String> {
+    let consumer = client.consumer(&unique("reader")).unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    while out.len() < expected {
+        let record = tokio::time::timeout(WAIT, consumer.recv())
+            .await
+            .expect("records did not arrive")
+            .unwrap();
+        assert!(record.was_encrypted);
+        out.push(String::from_utf8(record.value.unwrap()).unwrap());
+    }
+    out.sort();
+    out
+}
