@@ -4,7 +4,11 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        // rustify (under vaultrs) logs every non-2xx answer as an error, including the 404 of
+        // a TEK that does not exist yet; the operator reports what matters itself.
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rustify=off".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let args = kafka_e2ee_operator::Args::parse();

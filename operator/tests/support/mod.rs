@@ -91,7 +91,10 @@ impl Operator {
             {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "operator not leading");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "operator not leading"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         loop {
@@ -186,7 +189,7 @@ impl TestEnv {
             "2s",
         ])
         .args(extra)
-        .env("RUST_LOG", "info,kafka_e2ee_operator=debug")
+        .env("RUST_LOG", "info,rustify=off,kafka_e2ee_operator=debug")
         .env_remove(kafka_e2ee_operator::crash::CRASH_AT_ENV)
         .stdin(Stdio::null())
         .kill_on_drop(true);
