@@ -79,7 +79,9 @@ pub async fn apply<P: TekManager>(
         applied.tek_rotated = true;
         metrics.tek_rotations.inc();
     }
-    crash::point("after-tek");
+    if applied.tek_created || applied.tek_rotated {
+        crash::point("after-tek");
+    }
 
     // 2. Topic.
     let mut end_offsets = observed.end_offsets.clone();
