@@ -179,13 +179,37 @@ async fn after_rotation<P: TekManager>(provider: &P, tek: &str, before: &BeforeR
 }
 
 /// The whole contract for a KMS that rotates by API: versions `first` then `second`.
-async fn kms_contract<P: TekManager>(provider: &P, tek: &str, first: &str, second: &str) {
+async fn kms_contract<P: TekManager>(
+    provider: &P,
+    tek: &str,
+    first: &str,
+    second: &str,
+) -> BeforeRotation {
     let before = before_rotation(provider, tek).await;
     assert_eq!(before.version.as_deref(), Some(first));
     let rotated = provider.rotate_tek(tek).await.unwrap();
     assert_eq!(rotated.latest_version.as_deref(), Some(second));
     after_rotation(provider, tek, &before).await;
     tampering_is_refused(provider, tek, &before).await;
+    before
+}
+
+/// Crypto-shredding: after delete_tek the TEK is gone and its EDEKs unwrap no more; deleting
+/// again (or a TEK that never existed) is fine.
+async fn deletion_shreds<P: TekManager>(provider: &P, tek: &str, state: &BeforeRotation) {
+    provider.delete_tek(tek).await.unwrap();
+    assert!(
+        matches!(
+            provider.describe_tek(tek).await,
+            Err(ProviderError::NotFound { .. })
+        ),
+        "deleted TEK still described"
+    );
+    assert!(
+        provider.unwrap_dek(tek, CTX, &state.edek).await.is_err(),
+        "an EDEK of a deleted TEK still unwraps"
+    );
+    provider.delete_tek(tek).await.unwrap();
 }
 
 fn keystore_json(keys: &[(&str, [u8; 32])], alias_to: &str) -> String {
@@ -213,6 +237,11 @@ async fn keystore_meets_the_contract() {
     let v2 = LocalKeystore::from_json(keystore_json(&[("k1", k1), ("k2", k2)], "k2").as_bytes())
         .unwrap();
     after_rotation(&v2, "tek", &before).await;
+    // The keystore's TEKs live in its Secret: deleting one is the Secret owner's job.
+    assert!(matches!(
+        v2.delete_tek("tek").await,
+        Err(ProviderError::Misconfigured { .. })
+    ));
 }
 
 fn vault() -> VaultTransit {
@@ -228,13 +257,14 @@ fn vault() -> VaultTransit {
 #[tokio::test]
 async fn vault_transit_meets_the_contract() {
     let (provider, tek) = (vault(), unique("conformance-tek"));
-    kms_contract(&provider, &tek, "1", "2").await;
+    let before = kms_contract(&provider, &tek, "1", "2").await;
     let info = provider.describe_tek(&tek).await.unwrap();
     assert_eq!(
         info.min_decryption_version.as_deref(),
         Some("1"),
         "v1 still decrypts"
     );
+    deletion_shreds(&provider, &tek, &before).await;
 }
 
 #[tokio::test]
@@ -312,7 +342,9 @@ async fn aws() -> AwsKms {
 #[tokio::test]
 async fn aws_kms_meets_the_contract() {
     let tek = format!("alias/{}", unique("conformance-tek"));
-    kms_contract(&aws().await, &tek, "1", "2").await;
+    let provider = aws().await;
+    let before = kms_contract(&provider, &tek, "1", "2").await;
+    deletion_shreds(&provider, &tek, &before).await;
 }
 
 #[tokio::test]
@@ -376,7 +408,9 @@ fn hadoop_tls(client_cert: bool) -> HadoopKms {
 
 #[tokio::test]
 async fn hadoop_kms_over_mutual_tls_meets_the_contract() {
-    kms_contract(&hadoop_tls(true), &unique("tls-tek"), "0", "1").await;
+    let (provider, tek) = (hadoop_tls(true), unique("tls-tek"));
+    let before = kms_contract(&provider, &tek, "0", "1").await;
+    deletion_shreds(&provider, &tek, &before).await;
     // Without a client certificate the handshake is refused: a typed error, nothing served.
     let err = hadoop_tls(false).describe_tek("anything").await.err();
     assert!(
@@ -426,6 +460,7 @@ async fn hadoop_kms_meets_the_contract() {
     after_rotation(&provider, &tek, &before).await;
     // EEKs are AES-CTR: here the commitment is what refuses a tampered wrapping.
     tampering_is_refused(&provider, &tek, &before).await;
+    deletion_shreds(&provider, &tek, &before).await;
 }
 
 #[tokio::test]
