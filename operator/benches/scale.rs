@@ -23,6 +23,9 @@ use kafka_e2ee_crds::EncryptedTopic;
 use kube::api::{ListParams, PostParams};
 use support::*;
 
+/// The operator as deployed (default count-check interval), with more concurrent reconciles.
+const OPERATOR_ARGS: &[&str] = &["--concurrency", "64", "--count-check-interval", "60s"];
+
 fn peak_rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kb: f64 = status
@@ -56,7 +59,7 @@ async fn main() {
         .unwrap_or(5000);
     let env = TestEnv::new("scale").await;
     env.keystore().await;
-    let operator = env.start_operator(None, &["--concurrency", "32"]);
+    let operator = env.start_operator(None, OPERATOR_ARGS);
     operator.wait_ready().await;
     let pid = operator.child.id().unwrap();
 
@@ -104,7 +107,7 @@ async fn main() {
         .into_iter()
         .map(|o| (o.metadata.name.clone().unwrap(), o.metadata.resource_version))
         .collect();
-    let operator = env.start_operator(None, &["--concurrency", "32"]);
+    let operator = env.start_operator(None, OPERATOR_ARGS);
     operator.wait_ready().await;
     let resync_started = Instant::now();
     let pid = operator.child.id().unwrap();

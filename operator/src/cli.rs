@@ -96,6 +96,13 @@ pub struct RunArgs {
     /// How long a KMS client built from a connection is kept before its Secrets are re-read.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub provider_cache_ttl: Duration,
+    /// KMS calls per second the operator allows itself per KMS connection (DEK generation
+    /// dominates provisioning: 3 partitions = 3 calls). Keep it under your KMS quota.
+    #[arg(long, env = "KAFKA_E2EE_KMS_RATE_LIMIT", default_value_t = 200.0)]
+    pub kms_rate_limit: f64,
+    /// KMS calls allowed at once above the rate.
+    #[arg(long, default_value_t = 100)]
+    pub kms_burst: u32,
     /// The operator's service-account token, for Vault Kubernetes auth.
     #[arg(
         long,

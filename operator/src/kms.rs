@@ -107,7 +107,15 @@ impl ProviderCache {
             return Ok(Arc::clone(&e.provider));
         }
         let inner = self.build(backend, &key.secret_namespace).await?;
-        let provider = Arc::new(Resilient::new(inner, self.policy, self.metrics.clone()));
+        let policy = match backend {
+            // In-process: nothing to protect from a burst of calls.
+            KmsBackend::Keystore(_) => ResiliencePolicy {
+                rate_per_second: 1e9,
+                ..self.policy
+            },
+            _ => self.policy,
+        };
+        let provider = Arc::new(Resilient::new(inner, policy, self.metrics.clone()));
         entries.insert(
             key.clone(),
             Entry {

@@ -255,7 +255,9 @@ async fn converge(
         })?;
 
     let desired = desired(obj, &valid, backend, &namespace);
+    let t_observe = std::time::Instant::now();
     let observed = observe(&*provider, &ctx.kafka, obj, &desired).await?;
+    let observe_took = t_observe.elapsed();
     let the_plan = plan(&desired, &observed, now)
         .map_err(|c| Failure::new(reason::TOPIC_CONFLICT, c.to_string(), Some(RETRY * 6)))?;
     let next_due = the_plan.next_due;
@@ -274,7 +276,9 @@ async fn converge(
         ApplyError::Kms(p) => kms_failure(p),
         ApplyError::Kafka(k) => kafka_failure(k),
     })?;
+    let apply_took = t_observe.elapsed() - observe_took;
     publish_events(obj, ctx, &applied).await;
+    tracing::debug!(topic = %desired.topic, ?observe_took, ?apply_took, events_took = ?(t_observe.elapsed() - observe_took - apply_took), "reconciled");
 
     let status = ready_status(obj, ctx, &desired, &observed, &applied, now, extra);
     let until_due = next_due

@@ -144,7 +144,11 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
         providers: ProviderCache::new(
             client.clone(),
             kms_metrics,
-            ResiliencePolicy::default(),
+            ResiliencePolicy {
+                rate_per_second: args.kms_rate_limit.max(0.1),
+                burst: args.kms_burst.max(1),
+                ..ResiliencePolicy::default()
+            },
             args.provider_cache_ttl,
             args.service_account_token_file.clone(),
         ),
