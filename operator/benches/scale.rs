@@ -87,13 +87,19 @@ async fn main() {
         let items = list_all(&env).await;
         let ready = ready_count(&items);
         if ready != last {
-            eprintln!("{:>6.1}s  {ready}/{n} Ready", started.elapsed().as_secs_f64());
+            eprintln!(
+                "{:>6.1}s  {ready}/{n} Ready",
+                started.elapsed().as_secs_f64()
+            );
             last = ready;
         }
         if ready == n {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(1800), "not all Ready in 30 min");
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "not all Ready in 30 min"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let all_ready = started.elapsed();
@@ -105,7 +111,12 @@ async fn main() {
     let before: BTreeMap<String, Option<String>> = list_all(&env)
         .await
         .into_iter()
-        .map(|o| (o.metadata.name.clone().unwrap(), o.metadata.resource_version))
+        .map(|o| {
+            (
+                o.metadata.name.clone().unwrap(),
+                o.metadata.resource_version,
+            )
+        })
         .collect();
     let operator = env.start_operator(None, OPERATOR_ARGS);
     operator.wait_ready().await;
@@ -119,7 +130,12 @@ async fn main() {
     let after: BTreeMap<String, Option<String>> = list_all(&env)
         .await
         .into_iter()
-        .map(|o| (o.metadata.name.clone().unwrap(), o.metadata.resource_version))
+        .map(|o| {
+            (
+                o.metadata.name.clone().unwrap(),
+                o.metadata.resource_version,
+            )
+        })
         .collect();
     let api_writes = before
         .iter()
@@ -130,11 +146,20 @@ async fn main() {
     operator.kill().await;
 
     println!("EncryptedTopics:              {n} x 3 partitions (keystore TEK)");
-    println!("created through the API in:   {:.1} s", created.as_secs_f64());
-    println!("empty -> all Ready:           {:.1} s", all_ready.as_secs_f64());
+    println!(
+        "created through the API in:   {:.1} s",
+        created.as_secs_f64()
+    );
+    println!(
+        "empty -> all Ready:           {:.1} s",
+        all_ready.as_secs_f64()
+    );
     println!("key-topic records written:    {writes}");
     println!("operator peak RSS:            {rss_initial:.1} MiB");
-    println!("full resync:                  {:.1} s", resync.as_secs_f64());
+    println!(
+        "full resync:                  {:.1} s",
+        resync.as_secs_f64()
+    );
     println!("  objects rewritten:          {api_writes}");
     println!("  key-topic records written:  {resync_writes}");
     println!("  operator peak RSS:          {rss_resync:.1} MiB");

@@ -84,7 +84,7 @@ pub async fn apply<P: TekManager>(
     }
 
     let t0 = std::time::Instant::now();
-    // 2. Topic.
+    // 2. Topic. Partitions it creates start empty: their DEKs count records from offset 0.
     let mut end_offsets = observed.end_offsets.clone();
     match plan.topic {
         Some(TopicStep::Create { partitions }) => {
@@ -97,21 +97,18 @@ pub async fn apply<P: TekManager>(
                 })
                 .await?;
             applied.topic_created = true;
+            end_offsets = (0..partitions).map(|p| (p, 0)).collect();
         }
-        Some(TopicStep::Grow { to, .. }) => {
+        Some(TopicStep::Grow { from, to }) => {
             kafka.grow_topic(&desired.topic, to).await?;
             applied.topic_grown_to = Some(to);
+            end_offsets.extend((from..to).map(|p| (p, 0)));
         }
         None => {}
     }
     if plan.topic.is_some() {
-        // New partitions start wherever the broker says (0 for new ones).
-        if let Some(offsets) = kafka.end_offsets(&desired.topic).await? {
-            end_offsets = offsets;
-        }
         crash::point("after-topic");
     }
-
     let t_topic = t0.elapsed();
     // 3. Re-wrap EDEKs still wrapped under an older TEK version.
     let stale = if applied.tek_rotated {

@@ -113,7 +113,13 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let controller = Controller::new(topics, watcher::Config::default().any_semantic())
+    // One unpaginated list from the apiserver's watch cache: in a 5,000-object run, a paginated
+    // relist left exactly the first 500-object page out of the cache.
+    let list_config = watcher::Config {
+        page_size: None,
+        ..watcher::Config::default().any_semantic()
+    };
+    let controller = Controller::new(topics, list_config)
         .with_config(controller::Config::default().concurrency(args.concurrency));
     let store = controller.store();
     let by_connection = {

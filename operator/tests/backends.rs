@@ -20,58 +20,12 @@ use kafka_e2ee_client::provider::{ProviderError, TekManager};
 use kafka_e2ee_client::vault::{VaultAuth, VaultSettings, VaultTransit};
 use kafka_e2ee_crds::{
     AwsKmsBackend, DeletionPolicy, EncryptedTopic, HadoopKmsBackend, KmsConnectionSpec,
-    MANAGED_ANNOTATION, PAUSE_ANNOTATION, SecretKeyRef, SecretRef, TekRotation, VaultAuthSpec,
-    VaultBackend,
+    MANAGED_ANNOTATION, PAUSE_ANNOTATION, SecretRef, TekRotation,
 };
 use kafka_e2ee_tests::{Server, env as tb_env, require};
 use kube::api::{Patch, PatchParams};
 use support::*;
 use zeroize::Zeroizing;
-
-fn no_backend() -> KmsConnectionSpec {
-    KmsConnectionSpec {
-        vault: None,
-        aws_kms: None,
-        hadoop_kms: None,
-        keystore: None,
-    }
-}
-
-async fn vault_connection(env: &TestEnv) -> ProviderConfig {
-    let address = require(Server::Vault);
-    let token = tb_env(Server::Vault, "VAULT_TOKEN");
-    env.secret(
-        "vault-token",
-        BTreeMap::from([("token", token.clone().into_bytes())]),
-    )
-    .await;
-    env.kms_connection(
-        "vault",
-        KmsConnectionSpec {
-            vault: Some(VaultBackend {
-                address: address.clone(),
-                mount: None,
-                namespace: None,
-                auth: VaultAuthSpec {
-                    token_secret_ref: Some(SecretKeyRef {
-                        name: "vault-token".into(),
-                        key: "token".into(),
-                    }),
-                    kubernetes: None,
-                },
-            }),
-            ..no_backend()
-        },
-    )
-    .await;
-    ProviderConfig::Vault {
-        address,
-        mount: "transit".into(),
-        namespace: None,
-        token_file: Some(env.file("vault-token", &token)),
-        kubernetes_auth: None,
-    }
-}
 
 fn vault_admin() -> VaultTransit {
     VaultTransit::new(&VaultSettings {
@@ -120,7 +74,7 @@ async fn provision_and_round_trip(
 #[tokio::test]
 async fn vault_topics_rotate_their_tek_and_crypto_shred_on_delete() {
     let env = TestEnv::new("op-vault").await;
-    let provider = vault_connection(&env).await;
+    let provider = env.vault().await;
     let operator = env.start_operator(None, &[]);
     operator.wait_ready().await;
     let (obj, topic) = provision_and_round_trip(&env, "payments", "vault", provider.clone(), |s| {

@@ -134,45 +134,11 @@ async fn a_crash_during_rollover_is_repaired_without_a_gap() {
 
 #[tokio::test]
 async fn crashes_around_tek_creation_and_rotation_are_repaired() {
-    use kafka_e2ee_crds::{
-        KmsConnectionSpec, SecretKeyRef, TekRotation, VaultAuthSpec, VaultBackend,
-    };
-    use kafka_e2ee_tests::{Server, env as tb_env, require};
+    use kafka_e2ee_crds::TekRotation;
     use kube::api::{Patch, PatchParams};
 
     let env = TestEnv::new("op-crash-tek").await;
-    let address = require(Server::Vault);
-    let token = tb_env(Server::Vault, "VAULT_TOKEN");
-    env.secret("t", BTreeMap::from([("token", token.clone().into_bytes())]))
-        .await;
-    env.kms_connection(
-        "vault",
-        KmsConnectionSpec {
-            vault: Some(VaultBackend {
-                address: address.clone(),
-                mount: None,
-                namespace: None,
-                auth: VaultAuthSpec {
-                    token_secret_ref: Some(SecretKeyRef {
-                        name: "t".into(),
-                        key: "token".into(),
-                    }),
-                    kubernetes: None,
-                },
-            }),
-            aws_kms: None,
-            hadoop_kms: None,
-            keystore: None,
-        },
-    )
-    .await;
-    let provider = kafka_e2ee_client::config::ProviderConfig::Vault {
-        address,
-        mount: "transit".into(),
-        namespace: None,
-        token_file: Some(env.file("token", &token)),
-        kubernetes_auth: None,
-    };
+    let provider = env.vault().await;
 
     // Crash right after the TEK was created in the KMS.
     let mut crashing = env.start_operator(Some("after-tek"), NO_ELECTION);

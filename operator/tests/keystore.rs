@@ -147,11 +147,7 @@ async fn an_existing_topic_is_adopted_and_its_partitions_never_shrink() {
     s.partitions = 2;
     env.apply("legacy", s.clone()).await;
     let obj = env.wait_reason("legacy", "PartitionsExceedSpec").await;
-    assert!(
-        ready_message(&obj).contains("3 partitions"),
-        "{}",
-        ready_message(&obj)
-    );
+    assert_message_mentions(&obj, "3 partitions");
     assert_eq!(
         env.keys(&topic)
             .await
@@ -330,11 +326,7 @@ async fn invalid_input_gets_a_condition_naming_the_problem() {
     bad.dek_rollover.max_age = "1s".into();
     env.apply("too-short", bad).await;
     let obj = env.wait_reason("too-short", "InvalidSpec").await;
-    assert!(
-        ready_message(&obj).contains("spec.dekRollover.maxAge"),
-        "{}",
-        ready_message(&obj)
-    );
+    assert_message_mentions(&obj, "spec.dekRollover.maxAge");
 
     let mut missing = env.spec("no-kms", 1, "nowhere");
     missing.kms_ref = KmsRef {
@@ -343,22 +335,14 @@ async fn invalid_input_gets_a_condition_naming_the_problem() {
     };
     env.apply("no-kms", missing).await;
     let obj = env.wait_reason("no-kms", "KmsConnectionNotFound").await;
-    assert!(
-        ready_message(&obj).contains("nowhere"),
-        "{}",
-        ready_message(&obj)
-    );
+    assert_message_mentions(&obj, "nowhere");
 
     // The keystore has no such alias: the KMS says so, and nothing is written.
     let mut unknown = env.spec("no-tek", 1, "keystore");
     unknown.tek = Some("no-such-alias".into());
     env.apply("no-tek", unknown).await;
     let obj = env.wait_reason("no-tek", "KmsDenied").await;
-    assert!(
-        ready_message(&obj).contains("no-such-alias"),
-        "{}",
-        ready_message(&obj)
-    );
+    assert_message_mentions(&obj, "no-such-alias");
     let topic_keys = env.keys(&env.topic_name("no-tek")).await;
     assert!(topic_keys.policy.is_none() && topic_keys.edeks.is_empty());
 
@@ -370,10 +354,6 @@ async fn invalid_input_gets_a_condition_naming_the_problem() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     env.apply("second-claim", first).await;
     let obj = env.wait_reason("second-claim", "TopicConflict").await;
-    assert!(
-        ready_message(&obj).contains("first-claim"),
-        "{}",
-        ready_message(&obj)
-    );
+    assert_message_mentions(&obj, "first-claim");
     operator.kill().await;
 }

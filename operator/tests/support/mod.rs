@@ -23,9 +23,9 @@ use kafka_e2ee_client::key_directory::{KeyDirectory, TopicKeysSnapshot};
 use kafka_e2ee_client::producer::OutgoingRecord;
 use kafka_e2ee_crds::{
     EncryptedTopic, EncryptedTopicSpec, KeystoreBackend, KmsConnection, KmsConnectionSpec, KmsRef,
-    KmsRefKind, SecretKeyRef,
+    KmsRefKind, SecretKeyRef, VaultAuthSpec, VaultBackend,
 };
-use kafka_e2ee_tests::{Server, require, unique};
+use kafka_e2ee_tests::{Server, env as tb_env, require, unique};
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::{conditions, wait::await_condition};
 use kube::{Client, ResourceExt};
@@ -343,21 +343,57 @@ impl TestEnv {
         self.kms_connection(
             "keystore",
             KmsConnectionSpec {
-                vault: None,
-                aws_kms: None,
-                hadoop_kms: None,
                 keystore: Some(KeystoreBackend {
                     secret_ref: SecretKeyRef {
                         name: "keystore".into(),
                         key: "keystore.json".into(),
                     },
                 }),
+                ..no_backend()
             },
         )
         .await;
         let path = self.dir.join("keystore.json");
         std::fs::write(&path, json).unwrap();
         ProviderConfig::Keystore { path }
+    }
+
+    /// A Secret with the test bed's OpenBao token and a KmsConnection `vault` using it;
+    /// returns the client's provider config (the same token as a file).
+    pub async fn vault(&self) -> ProviderConfig {
+        let address = require(Server::Vault);
+        let token = tb_env(Server::Vault, "VAULT_TOKEN");
+        self.secret(
+            "vault-token",
+            BTreeMap::from([("token", token.clone().into_bytes())]),
+        )
+        .await;
+        self.kms_connection(
+            "vault",
+            KmsConnectionSpec {
+                vault: Some(VaultBackend {
+                    address: address.clone(),
+                    mount: None,
+                    namespace: None,
+                    auth: VaultAuthSpec {
+                        token_secret_ref: Some(SecretKeyRef {
+                            name: "vault-token".into(),
+                            key: "token".into(),
+                        }),
+                        kubernetes: None,
+                    },
+                }),
+                ..no_backend()
+            },
+        )
+        .await;
+        ProviderConfig::Vault {
+            address,
+            mount: "transit".into(),
+            namespace: None,
+            token_file: Some(self.file("vault-token", &token)),
+            kubernetes_auth: None,
+        }
     }
 
     pub fn file(&self, name: &str, contents: &str) -> PathBuf {
@@ -411,6 +447,22 @@ impl TestEnv {
     pub fn topic_name(&self, name: &str) -> String {
         format!("{}-{name}", self.namespace)
     }
+}
+
+/// A connection spec with no backend set (set exactly one).
+pub fn no_backend() -> KmsConnectionSpec {
+    KmsConnectionSpec {
+        vault: None,
+        aws_kms: None,
+        hadoop_kms: None,
+        keystore: None,
+    }
+}
+
+/// Asserts that the object's Ready message mentions `needle`.
+pub fn assert_message_mentions(obj: &EncryptedTopic, needle: &str) {
+    let message = ready_message(obj);
+    assert!(message.contains(needle), "{needle:?} not in {message:?}");
 }
 
 /// The Ready condition's reason, if it describes the current generation.
