@@ -46,6 +46,7 @@ pub mod reason {
     pub const KAFKA_REFUSED: &str = "KafkaRefused";
     pub const TOPIC_CONFLICT: &str = "TopicConflict";
     pub const PARTITIONS_EXCEED_SPEC: &str = "PartitionsExceedSpec";
+    pub const KUBERNETES_API_ERROR: &str = "KubernetesApiError";
     pub const PAUSED: &str = "Paused";
     pub const UNMANAGED: &str = "Unmanaged";
 }
@@ -242,9 +243,10 @@ async fn converge(
         f
     })?;
     validate_pairing(&valid, backend).map_err(|e| invalid(vec![e]))?;
+    // Only a valid spec gets the finalizer: deletion never shreds without the confirmation.
     set_finalizer(obj, ctx, obj.spec.deletion_policy == DeletionPolicy::Delete)
         .await
-        .map_err(|e| Failure::new(reason::KAFKA_UNAVAILABLE, chain(&e), Some(RETRY)))?;
+        .map_err(|e| Failure::new(reason::KUBERNETES_API_ERROR, chain(&e), Some(RETRY)))?;
     let provider = ctx
         .providers
         .get(&key, resource_version.as_deref(), backend)
@@ -258,8 +260,22 @@ async fn converge(
     let t_observe = std::time::Instant::now();
     let observed = observe(&*provider, &ctx.kafka, obj, &desired).await?;
     let observe_took = t_observe.elapsed();
-    let the_plan = plan(&desired, &observed, now)
-        .map_err(|c| Failure::new(reason::TOPIC_CONFLICT, c.to_string(), Some(RETRY * 6)))?;
+    let conflict = |c: crate::plan::PolicyConflict| {
+        Failure::new(reason::TOPIC_CONFLICT, c.to_string(), Some(RETRY * 6))
+    };
+    let mut observed = observed;
+    let mut the_plan = plan(&desired, &observed, now).map_err(conflict)?;
+    if the_plan.rotate_tek {
+        // The last rotation is known from status only, and the cached object can predate the
+        // status this operator wrote moments ago: confirm with a fresh read before rotating.
+        let api: Api<EncryptedTopic> = Api::namespaced(ctx.client.clone(), &namespace);
+        let fresh = api
+            .get(&obj.name_any())
+            .await
+            .map_err(|e| Failure::new(reason::KUBERNETES_API_ERROR, chain(&e), Some(RETRY)))?;
+        observed.last_tek_rotation = last_rotation(&fresh, &desired);
+        the_plan = plan(&desired, &observed, now).map_err(conflict)?;
+    }
     let next_due = the_plan.next_due;
     let extra = the_plan.extra_partitions;
     let applied = apply(
@@ -407,22 +423,25 @@ async fn observe<P: TekManager>(
         .end_offsets(&desired.topic)
         .await
         .map_err(|e| kafka_failure(&e))?;
-    let last_tek_rotation = obj
-        .status
-        .as_ref()
-        .and_then(|s| s.tek.as_ref())
-        .filter(|t| t.reference == desired.provider.tek)
-        .and_then(|t| t.last_rotation.as_ref())
-        .map(|t| SystemTime::from(t.0));
     Ok(Observed {
         tek,
-        last_tek_rotation,
+        last_tek_rotation: last_rotation(obj, desired),
         topic_partitions: end_offsets
             .as_ref()
             .map(|o| i32::try_from(o.len()).unwrap_or(i32::MAX)),
         end_offsets: end_offsets.unwrap_or_default(),
         keys: kafka.directory.topic_keys(&desired.topic),
     })
+}
+
+/// When the operator last rotated (or created) this TEK, as the object's status records it.
+fn last_rotation(obj: &EncryptedTopic, desired: &Desired) -> Option<SystemTime> {
+    obj.status
+        .as_ref()
+        .and_then(|s| s.tek.as_ref())
+        .filter(|t| t.reference == desired.provider.tek)
+        .and_then(|t| t.last_rotation.as_ref())
+        .map(|t| SystemTime::from(t.0))
 }
 
 fn time(t: SystemTime) -> Option<Time> {
@@ -642,22 +661,25 @@ async fn finalize(obj: &EncryptedTopic, ctx: &Context) -> Result<Action, Reconci
     if !obj.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
-    if obj.is_managed()
+    let confirmed = validate_encrypted_topic(obj).is_ok();
+    if !confirmed {
+        // The spec became invalid (e.g. the confirmation was removed): shredding needs a
+        // confirmed, valid spec, so the object goes without touching topic or keys.
+        publish(obj, ctx, EventType::Warning, "NotShredded", "Delete", "the spec is not valid (is confirmDeletion still set?): topic, keys and TEK were left in place".into()).await;
+    } else if obj.is_managed()
         && obj.spec.deletion_policy == DeletionPolicy::Delete
         && let Err(failure) = crypto_shred(obj, ctx).await
     {
-        {
-            tracing::warn!(object = %obj.name_any(), reason = failure.reason, message = %failure.message, "crypto-shredding not finished; retrying");
-            let status = condition_status(
-                obj,
-                "False",
-                failure.reason,
-                &failure.message,
-                SystemTime::now(),
-            );
-            write_status(obj, ctx, status).await?;
-            return Ok(Action::requeue(RETRY));
-        }
+        tracing::warn!(object = %obj.name_any(), reason = failure.reason, message = %failure.message, "crypto-shredding not finished; retrying");
+        let status = condition_status(
+            obj,
+            "False",
+            failure.reason,
+            &failure.message,
+            SystemTime::now(),
+        );
+        write_status(obj, ctx, status).await?;
+        return Ok(Action::requeue(RETRY));
     }
     set_finalizer(obj, ctx, false).await?;
     Ok(Action::await_change())

@@ -193,7 +193,7 @@ impl TestEnv {
         } else {
             &["--count-check-interval", "2s"][..]
         })
-        .env("RUST_LOG", "info,rustify=off,kafka_e2ee_operator=debug")
+        .env("RUST_LOG", "info,rustify=off")
         .env_remove(kafka_e2ee_operator::crash::CRASH_AT_ENV)
         .stdin(Stdio::null())
         .kill_on_drop(true);
