@@ -44,6 +44,20 @@ async fn list_all(env: &TestEnv) -> Vec<EncryptedTopic> {
         .items
 }
 
+/// Every object's resourceVersion: unchanged means not written.
+async fn resource_versions(env: &TestEnv) -> BTreeMap<String, Option<String>> {
+    list_all(env)
+        .await
+        .into_iter()
+        .map(|o| {
+            (
+                o.metadata.name.clone().unwrap(),
+                o.metadata.resource_version,
+            )
+        })
+        .collect()
+}
+
 fn ready_count(items: &[EncryptedTopic]) -> usize {
     items
         .iter()
@@ -108,16 +122,7 @@ async fn main() {
     operator.kill().await;
 
     // Full resync: a new operator lists every object and reconciles each once.
-    let before: BTreeMap<String, Option<String>> = list_all(&env)
-        .await
-        .into_iter()
-        .map(|o| {
-            (
-                o.metadata.name.clone().unwrap(),
-                o.metadata.resource_version,
-            )
-        })
-        .collect();
+    let before = resource_versions(&env).await;
     let operator = env.start_operator(None, OPERATOR_ARGS);
     operator.wait_ready().await;
     let resync_started = Instant::now();
@@ -127,16 +132,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let resync = resync_started.elapsed();
-    let after: BTreeMap<String, Option<String>> = list_all(&env)
-        .await
-        .into_iter()
-        .map(|o| {
-            (
-                o.metadata.name.clone().unwrap(),
-                o.metadata.resource_version,
-            )
-        })
-        .collect();
+    let after = resource_versions(&env).await;
     let api_writes = before
         .iter()
         .filter(|(k, v)| after.get(*k) != Some(*v))
