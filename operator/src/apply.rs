@@ -83,7 +83,6 @@ pub async fn apply<P: TekManager>(
         crash::point("after-tek");
     }
 
-    let t0 = std::time::Instant::now();
     // 2. Topic. Partitions it creates start empty: their DEKs count records from offset 0.
     let mut end_offsets = observed.end_offsets.clone();
     match plan.topic {
@@ -109,7 +108,6 @@ pub async fn apply<P: TekManager>(
     if plan.topic.is_some() {
         crash::point("after-topic");
     }
-    let t_topic = t0.elapsed();
     // 3. Re-wrap EDEKs still wrapped under an older TEK version.
     let stale = if applied.tek_rotated {
         stale_edeks(
@@ -180,7 +178,6 @@ pub async fn apply<P: TekManager>(
         crash::point("after-edeks");
     }
 
-    let t_edeks = t0.elapsed();
     // 5. The policy, last: it only names EDEKs written above or before.
     if plan.publish_policy
         && let Some(policy) = &plan.policy
@@ -199,11 +196,9 @@ pub async fn apply<P: TekManager>(
         applied.policy = Some(policy.clone());
         crash::point("after-policy");
     }
-    let t_policy = t0.elapsed();
     if !plan.is_noop() {
         kafka.read_own_writes().await?;
     }
-    tracing::debug!(?t_topic, ?t_edeks, ?t_policy, t_read = ?t0.elapsed(), "apply phases");
     applied.keys = plan.keys;
     applied.tek = Some(tek);
     Ok(applied)

@@ -25,7 +25,10 @@ use thiserror::Error;
 
 use crate::apply::{Applied, ApplyError, apply, current_versions};
 use crate::kafka_ops::{KafkaOps, KafkaOpsError};
-use crate::kms::{ConnectionError, ConnectionKey, ProviderCache, default_tek_name, public_config};
+use crate::kms::{
+    ConnectionError, ConnectionKey, OperatorProvider, ProviderCache, default_tek_name,
+    public_config,
+};
 use crate::metrics::Metrics;
 use crate::plan::{Desired, Observed, from_millis, plan, summarize_versions};
 
@@ -208,36 +211,8 @@ async fn converge(
     check_topic_claim(obj, &valid.topic, &ctx.topics)?;
 
     let namespace = obj.namespace().unwrap_or_default();
-    let kms_ref = &obj.spec.kms_ref;
-    let (key, resource_version, spec_holder) = match kms_ref.kind {
-        KmsRefKind::KmsConnection => {
-            let api: Api<KmsConnection> = Api::namespaced(ctx.client.clone(), &namespace);
-            let conn = get_connection(&api, "KmsConnection", &kms_ref.name).await?;
-            (
-                ConnectionKey {
-                    kind: kms_ref.kind,
-                    name: kms_ref.name.clone(),
-                    secret_namespace: namespace.clone(),
-                },
-                conn.metadata.resource_version.clone(),
-                Holder::Namespaced(conn),
-            )
-        }
-        KmsRefKind::ClusterKmsConnection => {
-            let api: Api<ClusterKmsConnection> = Api::all(ctx.client.clone());
-            let conn = get_connection(&api, "ClusterKmsConnection", &kms_ref.name).await?;
-            (
-                ConnectionKey {
-                    kind: kms_ref.kind,
-                    name: kms_ref.name.clone(),
-                    secret_namespace: ctx.cluster_namespace.clone(),
-                },
-                conn.metadata.resource_version.clone(),
-                Holder::Cluster(conn),
-            )
-        }
-    };
-    let backend = validate_backend(spec_holder.backend()).map_err(|errors| {
+    let connection = fetch_connection(obj, ctx).await?;
+    let backend = validate_backend(connection.holder.backend()).map_err(|errors| {
         let mut f = invalid(errors);
         f.reason = reason::KMS_CONNECTION_INVALID;
         f
@@ -247,14 +222,7 @@ async fn converge(
     set_finalizer(obj, ctx, obj.spec.deletion_policy == DeletionPolicy::Delete)
         .await
         .map_err(|e| Failure::new(reason::KUBERNETES_API_ERROR, chain(&e), Some(RETRY)))?;
-    let provider = ctx
-        .providers
-        .get(&key, resource_version.as_deref(), backend)
-        .await
-        .map_err(|e| match e {
-            ConnectionError::Provider(p) => kms_failure(&p),
-            other => Failure::new(reason::KMS_CONNECTION_INVALID, chain(&other), Some(RETRY)),
-        })?;
+    let provider = connection.provider(ctx, backend).await?;
 
     let desired = desired(obj, &valid, backend, &namespace);
     let t_observe = std::time::Instant::now();
@@ -316,6 +284,62 @@ impl Holder {
             Self::Cluster(c) => c.spec.backend(),
         }
     }
+}
+
+/// The KMS connection an object names, as read now, and the key its provider is cached under.
+struct Connection {
+    key: ConnectionKey,
+    resource_version: Option<String>,
+    holder: Holder,
+}
+
+impl Connection {
+    /// The connection's provider (built on first use, cached per resourceVersion).
+    async fn provider(
+        &self,
+        ctx: &Context,
+        backend: KmsBackend<'_>,
+    ) -> Result<Arc<OperatorProvider>, Failure> {
+        ctx.providers
+            .get(&self.key, self.resource_version.as_deref(), backend)
+            .await
+            .map_err(|e| match e {
+                ConnectionError::Provider(p) => kms_failure(&p),
+                other => Failure::new(reason::KMS_CONNECTION_INVALID, chain(&other), Some(RETRY)),
+            })
+    }
+}
+
+/// Reads the (Cluster)KmsConnection `obj` references. Secrets of a namespaced connection live
+/// beside it; those of a cluster-scoped one in the operator's namespace.
+async fn fetch_connection(obj: &EncryptedTopic, ctx: &Context) -> Result<Connection, Failure> {
+    let kms_ref = &obj.spec.kms_ref;
+    let (secret_namespace, holder) = match kms_ref.kind {
+        KmsRefKind::KmsConnection => {
+            let namespace = obj.namespace().unwrap_or_default();
+            let api: Api<KmsConnection> = Api::namespaced(ctx.client.clone(), &namespace);
+            let conn = get_connection(&api, "KmsConnection", &kms_ref.name).await?;
+            (namespace, Holder::Namespaced(conn))
+        }
+        KmsRefKind::ClusterKmsConnection => {
+            let api: Api<ClusterKmsConnection> = Api::all(ctx.client.clone());
+            let conn = get_connection(&api, "ClusterKmsConnection", &kms_ref.name).await?;
+            (ctx.cluster_namespace.clone(), Holder::Cluster(conn))
+        }
+    };
+    let resource_version = match &holder {
+        Holder::Namespaced(c) => c.metadata.resource_version.clone(),
+        Holder::Cluster(c) => c.metadata.resource_version.clone(),
+    };
+    Ok(Connection {
+        key: ConnectionKey {
+            kind: kms_ref.kind,
+            name: kms_ref.name.clone(),
+            secret_namespace,
+        },
+        resource_version,
+        holder,
+    })
 }
 
 async fn get_connection<K>(api: &Api<K>, kind: &'static str, name: &str) -> Result<K, Failure>
@@ -467,19 +491,17 @@ fn ready_status(
     let previous = obj.status.clone().unwrap_or_default();
     let versions = current_versions(applied);
     let keys = ctx.kafka.directory.topic_keys(&desired.topic);
-    let current_edeks = keys
-        .edeks
-        .iter()
-        .filter(|e| versions.get(&e.partition) == Some(&e.version));
-    let last_rollover = current_edeks
-        .map(|e| e.created_at_ms)
-        .max()
-        .map(from_millis);
-    let next_rollover = keys
+    // When each partition's current DEK was created.
+    let current_created: Vec<SystemTime> = keys
         .edeks
         .iter()
         .filter(|e| versions.get(&e.partition) == Some(&e.version))
-        .map(|e| from_millis(e.created_at_ms) + desired.dek_max_age)
+        .map(|e| from_millis(e.created_at_ms))
+        .collect();
+    let last_rollover = current_created.iter().max().copied();
+    let next_rollover = current_created
+        .iter()
+        .map(|&created| created + desired.dek_max_age)
         .min();
     // Rotation is counted from the operator's last rotation or creation of the TEK; an adopted
     // TEK with no record starts counting now.
@@ -661,14 +683,15 @@ async fn finalize(obj: &EncryptedTopic, ctx: &Context) -> Result<Action, Reconci
     if !obj.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
-    let confirmed = validate_encrypted_topic(obj).is_ok();
-    if !confirmed {
+    let valid = validate_encrypted_topic(obj);
+    if valid.is_err() {
         // The spec became invalid (e.g. the confirmation was removed): shredding needs a
         // confirmed, valid spec, so the object goes without touching topic or keys.
         publish(obj, ctx, EventType::Warning, "NotShredded", "Delete", "the spec is not valid (is confirmDeletion still set?): topic, keys and TEK were left in place".into()).await;
     } else if obj.is_managed()
         && obj.spec.deletion_policy == DeletionPolicy::Delete
-        && let Err(failure) = crypto_shred(obj, ctx).await
+        && let Ok(valid) = &valid
+        && let Err(failure) = crypto_shred(obj, ctx, &valid.topic).await
     {
         tracing::warn!(object = %obj.name_any(), reason = failure.reason, message = %failure.message, "crypto-shredding not finished; retrying");
         let status = condition_status(
@@ -687,11 +710,7 @@ async fn finalize(obj: &EncryptedTopic, ctx: &Context) -> Result<Action, Reconci
 
 /// Policy tombstone first (producers stop), then the TEK is deleted in the KMS (no EDEK can be
 /// unwrapped again), then the EDEK tombstones, then the topic.
-async fn crypto_shred(obj: &EncryptedTopic, ctx: &Context) -> Result<(), Failure> {
-    let valid = validate_encrypted_topic(obj)
-        .map_err(|e| Failure::new(reason::INVALID_SPEC, format!("{e:?}"), None))?;
-    let topic = valid.topic.as_str();
-    let namespace = obj.namespace().unwrap_or_default();
+async fn crypto_shred(obj: &EncryptedTopic, ctx: &Context, topic: &str) -> Result<(), Failure> {
     let keys = ctx.kafka.directory.topic_keys(topic);
     let writer = &ctx.kafka.writer;
     let tek = keys.policy.as_ref().map(|p| p.provider.tek.clone());
@@ -702,39 +721,11 @@ async fn crypto_shred(obj: &EncryptedTopic, ctx: &Context) -> Result<(), Failure
             .map_err(|e| kafka_failure(&e.into()))?;
     }
     if let Some(tek) = tek {
-        let (key, holder) = match obj.spec.kms_ref.kind {
-            KmsRefKind::KmsConnection => {
-                let api: Api<KmsConnection> = Api::namespaced(ctx.client.clone(), &namespace);
-                let c = get_connection(&api, "KmsConnection", &obj.spec.kms_ref.name).await?;
-                (namespace.clone(), Holder::Namespaced(c))
-            }
-            KmsRefKind::ClusterKmsConnection => {
-                let api: Api<ClusterKmsConnection> = Api::all(ctx.client.clone());
-                let c =
-                    get_connection(&api, "ClusterKmsConnection", &obj.spec.kms_ref.name).await?;
-                (ctx.cluster_namespace.clone(), Holder::Cluster(c))
-            }
-        };
-        let backend = holder.backend().map_err(|e| {
+        let connection = fetch_connection(obj, ctx).await?;
+        let backend = connection.holder.backend().map_err(|e| {
             Failure::new(reason::KMS_CONNECTION_INVALID, e.to_string(), Some(RETRY))
         })?;
-        let rv = match &holder {
-            Holder::Namespaced(c) => c.metadata.resource_version.clone(),
-            Holder::Cluster(c) => c.metadata.resource_version.clone(),
-        };
-        let provider = ctx
-            .providers
-            .get(
-                &ConnectionKey {
-                    kind: obj.spec.kms_ref.kind,
-                    name: obj.spec.kms_ref.name.clone(),
-                    secret_namespace: key,
-                },
-                rv.as_deref(),
-                backend,
-            )
-            .await
-            .map_err(|e| Failure::new(reason::KMS_CONNECTION_INVALID, chain(&e), Some(RETRY)))?;
+        let provider = connection.provider(ctx, backend).await?;
         provider
             .delete_tek(&tek)
             .await

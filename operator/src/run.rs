@@ -187,16 +187,21 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
             }
         });
 
-    let outcome = match &elector {
-        Some(elector) => tokio::select! {
-            () = controller => Ok(()),
-            lost = elector.hold() => Err(Error::Leader(lost)),
-            served = http => Err(Error::Http(served.unwrap_or_else(|e| Err(std::io::Error::other(e))).err().unwrap_or_else(|| std::io::Error::other("stopped")))),
-        },
-        None => tokio::select! {
-            () = controller => Ok(()),
-            served = http => Err(Error::Http(served.unwrap_or_else(|e| Err(std::io::Error::other(e))).err().unwrap_or_else(|| std::io::Error::other("stopped")))),
-        },
+    // Without leader election there is no lease to lose.
+    let lease_lost = async {
+        match &elector {
+            Some(elector) => elector.hold().await,
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        () = controller => Ok(()),
+        lost = lease_lost => Err(Error::Leader(lost)),
+        served = http => Err(Error::Http(match served {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => std::io::Error::other("the server stopped"),
+            Err(join) => std::io::Error::other(join),
+        })),
     };
     if let Some(elector) = &elector {
         elector.release().await;

@@ -422,9 +422,8 @@ impl TestEnv {
         dir
     }
 
-    /// What the key topic holds for `topic` now (read from the beginning).
+    /// What the key topic holds for `topic` now: a fresh reader, read to the end.
     pub async fn keys(&self, topic: &str) -> TopicKeysSnapshot {
-        // Give in-flight writes a moment: the directory reads to the end as of its start.
         self.directory().await.topic_keys(topic)
     }
 }
