@@ -435,6 +435,21 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn debug_output_never_contains_the_secret_key() {
+        let creds = AwsStaticCredentials {
+            access_key_id: "AKIAEXAMPLE".into(),
+            secret_access_key: Zeroizing::new("wJalr-super-secret".into()),
+            session_token: Some(Zeroizing::new("session-secret".into())),
+        };
+        let shown = format!("{creds:?}");
+        assert!(shown.contains("AKIAEXAMPLE"), "{shown}");
+        assert!(
+            !shown.contains("super-secret") && !shown.contains("session-secret"),
+            "{shown}"
+        );
+    }
+
     fn service_error(code: &str) -> ProviderError {
         let error = DecryptError::generic(ErrorMetadata::builder().code(code).message("m").build());
         classify(

@@ -531,3 +531,19 @@ impl TekManager for HadoopKms {
         n.parse::<u64>().ok().map(|n| n.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_contains_the_client_key() {
+        let tls = HadoopKmsTls {
+            ca_pem: b"-----BEGIN CERTIFICATE-----".to_vec(),
+            identity_pem: Some(HadoopKmsTls::identity(b"CERT", b"PRIVATE-KEY-BYTES")),
+        };
+        let shown = format!("{tls:?}");
+        assert!(!shown.contains("PRIVATE-KEY-BYTES"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+}
