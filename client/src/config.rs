@@ -7,6 +7,7 @@
 //!
 //! The file is YAML (JSON is YAML too). It holds references and addresses only; secrets are
 //! files the provider reads (a keystore mounted from a Secret, a service-account token).
+//! Relative file paths are relative to the configuration file's folder (as in kubeconfig).
 //!
 //! ```yaml
 //! format: 1
@@ -107,6 +108,42 @@ pub enum ProviderConfig {
     },
 }
 
+impl ProviderConfig {
+    /// Makes relative file paths relative to `dir` (the configuration file's folder), as
+    /// kubeconfig does: the injected configuration names its neighbours in the same volume.
+    fn resolve_relative_paths(&mut self, dir: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        match self {
+            Self::Keystore { path } => fix(path),
+            Self::Vault {
+                token_file,
+                kubernetes_auth,
+                ..
+            } => {
+                token_file.iter_mut().for_each(fix);
+                if let Some(auth) = kubernetes_auth {
+                    fix(&mut auth.token_file);
+                }
+            }
+            Self::AwsKms { .. } => {}
+            Self::HadoopKms {
+                ca_file,
+                client_cert_file,
+                client_key_file,
+                ..
+            } => {
+                for file in [ca_file, client_cert_file, client_key_file] {
+                    file.iter_mut().for_each(fix);
+                }
+            }
+        }
+    }
+}
+
 /// Vault's Kubernetes auth method, logged in with the pod's service-account token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -190,7 +227,11 @@ impl ClientConfig {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, &path.display().to_string())
+        let mut config = Self::parse(&text, &path.display().to_string())?;
+        if let Some(dir) = path.parent() {
+            config.provider.resolve_relative_paths(dir);
+        }
+        Ok(config)
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -412,6 +453,52 @@ mod tests {
         assert_eq!(source, ConfigSource::Injected(path));
         assert_eq!(config.key_topic, "__encryption_keys");
         assert_eq!(config.key_wait(), Duration::from_secs(10));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn relative_paths_in_a_file_are_relative_to_its_folder() {
+        let dir = std::env::temp_dir().join(format!("ke-config-rel-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("client.yaml");
+        let write_and_load = |provider: &str| {
+            std::fs::write(
+                &path,
+                format!("format: 1\nbootstrapServers: kafka:9092\nprovider: {provider}\n"),
+            )
+            .unwrap();
+            ClientConfig::from_file(&path).unwrap().provider
+        };
+        assert_eq!(
+            write_and_load("{kind: keystore, path: keystore.json}"),
+            ProviderConfig::Keystore {
+                path: dir.join("keystore.json")
+            }
+        );
+        let vault = write_and_load(
+            "{kind: vault, address: 'http://v:8200', kubernetesAuth: {role: r, tokenFile: vault-token}}",
+        );
+        let ProviderConfig::Vault {
+            kubernetes_auth: Some(auth),
+            ..
+        } = vault
+        else {
+            panic!("{vault:?}")
+        };
+        assert_eq!(auth.token_file, dir.join("vault-token"));
+        let hadoop = write_and_load(
+            "{kind: hadoopKms, url: 'https://h', user: u, caFile: ca.crt, clientCertFile: /abs/tls.crt}",
+        );
+        let ProviderConfig::HadoopKms {
+            ca_file,
+            client_cert_file,
+            ..
+        } = hadoop
+        else {
+            panic!("{hadoop:?}")
+        };
+        assert_eq!(ca_file, Some(dir.join("ca.crt")));
+        assert_eq!(client_cert_file, Some(PathBuf::from("/abs/tls.crt")));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

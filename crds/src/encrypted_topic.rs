@@ -182,6 +182,14 @@ impl Cipher {
             Self::Aes256Gcm => "AES-256-GCM",
         }
     }
+
+    /// Orders ciphers by security, so an update can refuse a downgrade. Equal strengths are
+    /// interchangeable; a new cipher gets its rank here when it is added.
+    pub fn strength(self) -> u8 {
+        match self {
+            Self::Aes256Gcm => 1,
+        }
+    }
 }
 
 /// What consumers do with plaintext records.

@@ -41,9 +41,13 @@ pub struct VaultAuthSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VaultKubernetesAuthSpec {
-    /// The Vault role to log in as.
+    /// The Vault role the operator logs in as (it creates, rotates and re-wraps TEKs).
     #[schemars(length(min = 1))]
     pub role: String,
+    /// The Vault role injected client pods log in as; give it only transit decrypt on the
+    /// topics' keys. Default: `role`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_role: Option<String>,
     /// Mount path of the auth method. Default `kubernetes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount: Option<String>,

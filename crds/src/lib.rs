@@ -6,6 +6,7 @@
 
 pub mod duration;
 mod encrypted_topic;
+pub mod injection;
 mod kms_connection;
 mod topic_name;
 pub mod validation;

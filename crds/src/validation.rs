@@ -60,6 +60,39 @@ pub enum SpecError {
         "spec.tekRotation: keystore TEKs are rotated in the keystore Secret, not by the operator"
     )]
     KeystoreRotation,
+    #[error(
+        "spec.topicName: the topic is '{from}' and cannot become '{to}'; create a new EncryptedTopic for a new topic"
+    )]
+    TopicNameChanged { from: String, to: String },
+    #[error(
+        "spec.kmsRef.kind: {from} cannot become {to}; the TEK lives in the KMS the topic was created with"
+    )]
+    KmsRefKindChanged { from: String, to: String },
+    #[error("spec.cipher: {from} cannot be downgraded to {to}")]
+    CipherDowngrade { from: String, to: String },
+    #[error(
+        "spec.partitions: {from} cannot decrease to {to}; Kafka cannot remove partitions (their records and keys would be lost)"
+    )]
+    PartitionsDecreased { from: i32, to: i32 },
+}
+
+impl SpecError {
+    /// A short, bounded name for metrics (denials by reason).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NoTopicName | Self::TopicName(_) | Self::ReservedTopic(_) => "TopicName",
+            Self::Duration { .. } | Self::TooShort { .. } | Self::MaxRecords(_) => "Rollover",
+            Self::Partitions(_) => "Partitions",
+            Self::DeleteNotConfirmed { .. } => "DeleteNotConfirmed",
+            Self::TekName(_) => "TekName",
+            Self::Backend(_) | Self::VaultAuth | Self::Url { .. } => "KmsConnection",
+            Self::KeystoreRotation => "KeystoreRotation",
+            Self::TopicNameChanged { .. } => "TopicNameChanged",
+            Self::KmsRefKindChanged { .. } => "KmsRefKindChanged",
+            Self::CipherDowngrade { .. } => "CipherDowngrade",
+            Self::PartitionsDecreased { .. } => "PartitionsDecreased",
+        }
+    }
 }
 
 /// A spec that passed every rule, with its values parsed.
@@ -156,6 +189,45 @@ pub fn validate_encrypted_topic(topic: &EncryptedTopic) -> Result<ValidSpec, Vec
         }),
         _ => Err(errors),
     }
+}
+
+/// Rules on changing an existing EncryptedTopic, beyond `validate_encrypted_topic(new)`: the
+/// things that, once keys and data exist, cannot change without losing them. An unchanged spec
+/// always passes (metadata-only updates, such as removing a finalizer, must never be blocked).
+pub fn validate_update(old: &EncryptedTopic, new: &EncryptedTopic) -> Vec<SpecError> {
+    let mut errors = Vec::new();
+    if old.spec == new.spec {
+        return errors;
+    }
+    if let (Some(from), Some(to)) = (old.kafka_topic_name(), new.kafka_topic_name())
+        && from != to
+    {
+        errors.push(SpecError::TopicNameChanged {
+            from: from.to_owned(),
+            to: to.to_owned(),
+        });
+    }
+    let (from, to) = (&old.spec.kms_ref.kind, &new.spec.kms_ref.kind);
+    if from != to {
+        errors.push(SpecError::KmsRefKindChanged {
+            from: format!("{from:?}"),
+            to: format!("{to:?}"),
+        });
+    }
+    let (from, to) = (old.spec.cipher, new.spec.cipher);
+    if to.strength() < from.strength() {
+        errors.push(SpecError::CipherDowngrade {
+            from: from.engine_name().to_owned(),
+            to: to.engine_name().to_owned(),
+        });
+    }
+    if new.spec.partitions < old.spec.partitions {
+        errors.push(SpecError::PartitionsDecreased {
+            from: old.spec.partitions,
+            to: new.spec.partitions,
+        });
+    }
+    errors
 }
 
 /// Problems with a connection's backend (exactly one, well-formed URLs, one auth method).
@@ -355,6 +427,61 @@ mod tests {
         );
     }
 
+    #[test]
+    fn updates_that_would_lose_keys_or_data_are_refused() {
+        let old = topic(|s| s.partitions = 6);
+        type Edit = fn(&mut EncryptedTopicSpec);
+        let cases: &[(Edit, SpecError)] = &[
+            (
+                |s| s.topic_name = Some("orders.v2".into()),
+                SpecError::TopicNameChanged {
+                    from: "orders".into(),
+                    to: "orders.v2".into(),
+                },
+            ),
+            (
+                |s| s.kms_ref.kind = KmsRefKind::ClusterKmsConnection,
+                SpecError::KmsRefKindChanged {
+                    from: "KmsConnection".into(),
+                    to: "ClusterKmsConnection".into(),
+                },
+            ),
+            (
+                |s| s.partitions = 5,
+                SpecError::PartitionsDecreased { from: 6, to: 5 },
+            ),
+        ];
+        for (edit, want) in cases {
+            let mut new = old.clone();
+            edit(&mut new.spec);
+            assert_eq!(validate_update(&old, &new), vec![want.clone()], "{want}");
+        }
+    }
+
+    #[test]
+    fn updates_that_keep_keys_and_data_pass() {
+        let old = topic(|s| s.partitions = 6);
+        // Unchanged spec (e.g. a finalizer removed), even if it would fail today's rules.
+        let mut same = old.clone();
+        same.metadata.finalizers = Some(vec![]);
+        assert!(validate_update(&old, &same).is_empty());
+        type Edit = fn(&mut EncryptedTopicSpec);
+        let allowed: &[Edit] = &[
+            |s| s.partitions = 12,
+            // Naming the topic explicitly as what metadata.name already implied.
+            |s| s.topic_name = Some("orders".into()),
+            |s| s.kms_ref.name = "vault-eu".into(),
+            |s| s.dek_rollover.max_age = "7d".into(),
+            |s| s.plaintext_policy = crate::PlaintextPolicy::Allow,
+            |s| s.cipher = crate::Cipher::Aes256Gcm,
+        ];
+        for edit in allowed {
+            let mut new = old.clone();
+            edit(&mut new.spec);
+            assert_eq!(validate_update(&old, &new), vec![], "{:?}", new.spec);
+        }
+    }
+
     fn connection(edit: impl FnOnce(&mut KmsConnectionSpec)) -> KmsConnectionSpec {
         let mut spec = KmsConnectionSpec {
             vault: None,
@@ -423,6 +550,7 @@ mod tests {
                     c.vault = Some(vault(VaultAuthSpec {
                         token_secret_ref: Some(secret_key()),
                         kubernetes: Some(VaultKubernetesAuthSpec {
+                            client_role: None,
                             role: "r".into(),
                             mount: None,
                             audience: None,
