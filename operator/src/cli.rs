@@ -112,6 +112,19 @@ pub struct RunArgs {
     /// Reconcile EncryptedTopics of this namespace only (default: all namespaces).
     #[arg(long, env = "KAFKA_E2EE_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
+    /// Bootstrap servers written into client pods' configuration (default: --bootstrap-servers;
+    /// set it when clients reach Kafka by another address than the operator).
+    #[arg(long, env = "KAFKA_E2EE_CLIENT_BOOTSTRAP_SERVERS")]
+    pub client_bootstrap_servers: Option<String>,
+    /// A non-secret librdkafka property for client pods' configuration, `key=value`;
+    /// repeatable (e.g. security.protocol=ssl). Never put credentials here: the ConfigMap is
+    /// readable by the namespace.
+    #[arg(long = "client-property", value_parser = parse_property)]
+    pub client_properties: Vec<(String, String)>,
+    /// How often every namespace's client ConfigMap is compared with the apiserver (changes
+    /// from reconciles are published at once).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub client_config_resync: Duration,
     /// EncryptedTopics reconciled at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
@@ -140,6 +153,19 @@ pub enum KafkaSettingsError {
 }
 
 impl RunArgs {
+    /// What the client ConfigMaps carry besides each KMS connection's provider.
+    pub fn client_settings(&self) -> crate::client_config::ClientSettings {
+        crate::client_config::ClientSettings {
+            bootstrap_servers: self
+                .client_bootstrap_servers
+                .clone()
+                .unwrap_or_else(|| self.bootstrap_servers.clone()),
+            properties: self.client_properties.iter().cloned().collect(),
+            key_topic: self.key_topic.clone(),
+            cluster_namespace: self.namespace.clone(),
+        }
+    }
+
     /// The Kafka connection these flags describe, as librdkafka properties.
     pub fn kafka_connection(&self) -> Result<KafkaConnection, KafkaSettingsError> {
         let mut props = BTreeMap::new();

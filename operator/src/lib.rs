@@ -7,8 +7,8 @@
 
 pub mod apply;
 pub mod cli;
+pub mod client_config;
 pub mod crash;
-pub mod http;
 pub mod kafka_ops;
 pub mod kms;
 pub mod leader;

@@ -65,6 +65,8 @@ pub struct Context {
     /// How often to re-read end offsets for rollover by record count.
     pub count_check_interval: Duration,
     pub topics: Store<EncryptedTopic>,
+    /// Tells the client ConfigMap publisher that an object was reconciled.
+    pub client_config_changed: Arc<tokio::sync::Notify>,
 }
 
 /// Errors of the reconciler itself (status could not be written); everything else is turned
@@ -143,6 +145,7 @@ pub async fn reconcile(
 ) -> Result<Action, ReconcileError> {
     let started = std::time::Instant::now();
     let result = reconcile_inner(&obj, &ctx).await;
+    ctx.client_config_changed.notify_one();
     ctx.metrics
         .reconcile_seconds
         .observe(started.elapsed().as_secs_f64());

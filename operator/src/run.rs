@@ -70,7 +70,7 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
     metrics.register(&mut registry);
     kms_metrics.register(&mut registry);
     let ready = Arc::new(AtomicBool::new(false));
-    let http = tokio::spawn(crate::http::serve(
+    let http = tokio::spawn(kafka_e2ee_telemetry::serve(
         args.http_addr,
         Arc::new(registry),
         Arc::clone(&ready),
@@ -144,6 +144,7 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
             )
         }
     };
+    let client_config_changed = Arc::new(tokio::sync::Notify::new());
     let ctx = Arc::new(Context {
         client: client.clone(),
         kafka,
@@ -168,8 +169,18 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
         ),
         cluster_namespace: args.namespace.clone(),
         count_check_interval: args.count_check_interval,
-        topics: store,
+        topics: store.clone(),
+        client_config_changed: Arc::clone(&client_config_changed),
     });
+    let publisher = crate::client_config::Publisher {
+        client: client.clone(),
+        topics: store,
+        settings: args.client_settings(),
+        changed: client_config_changed,
+        resync: args.client_config_resync,
+        watch_namespace: args.watch_namespace.clone(),
+    }
+    .run();
     ready.store(true, Ordering::Release);
 
     let controller = controller
@@ -196,6 +207,7 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
     };
     let outcome = tokio::select! {
         () = controller => Ok(()),
+        () = publisher => Ok(()),
         lost = lease_lost => Err(Error::Leader(lost)),
         served = http => Err(Error::Http(match served {
             Ok(Err(e)) => e,

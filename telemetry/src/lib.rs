@@ -1,4 +1,5 @@
-//! /healthz, /readyz and /metrics.
+//! The plain-HTTP endpoint both binaries serve next to their main work: /healthz (the process
+//! is alive), /readyz (it can do its job) and /metrics (Prometheus, OpenMetrics text).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
