@@ -31,6 +31,7 @@ use crate::kms::{
 };
 use crate::metrics::Metrics;
 use crate::plan::{Desired, Observed, from_millis, plan, summarize_versions};
+use kafka_e2ee_telemetry::chain;
 
 /// The finalizer that makes deletion crypto-shred (only on objects with deletionPolicy Delete).
 pub const FINALIZER: &str = "kafka-e2ee.io/crypto-shred";
@@ -125,18 +126,6 @@ fn kafka_failure(e: &KafkaOpsError) -> Failure {
     } else {
         Failure::new(reason::KAFKA_UNAVAILABLE, chain(e), Some(RETRY))
     }
-}
-
-/// An error and its sources on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 pub async fn reconcile(

@@ -93,7 +93,7 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
         ready.store(true, Ordering::Release);
         tokio::select! {
             acquired = elector.acquire() => acquired?,
-            () = shutdown_signal() => return Ok(()),
+            () = kafka_e2ee_telemetry::shutdown_signal() => return Ok(()),
         }
         ready.store(false, Ordering::Release);
         tracing::info!(%identity, "leading");
@@ -190,7 +190,7 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
             watcher::Config::default(),
             by_cluster_connection,
         )
-        .graceful_shutdown_on(shutdown_signal())
+        .graceful_shutdown_on(kafka_e2ee_telemetry::shutdown_signal())
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
@@ -239,22 +239,6 @@ fn referencing(
         })
         .map(|t| ObjectRef::from_obj(&**t))
         .collect()
-}
-
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        () = term => {},
-    }
-    tracing::info!("shutting down");
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The plain-HTTP endpoint both binaries serve next to their main work: /healthz (the process
-//! is alive), /readyz (it can do its job) and /metrics (Prometheus, OpenMetrics text).
+//! is alive), /readyz (it can do its job) and /metrics (Prometheus, OpenMetrics text); and the
+//! two process helpers both share (shutdown signals, error chains for logs and conditions).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,4 +57,33 @@ async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
             .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
+}
+
+/// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// An error and all its sources on one line (`a: b: c`), for logs and status messages.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }

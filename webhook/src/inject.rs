@@ -1,0 +1,854 @@
+//! The mutating half, as a pure function: a pod (JSON, as the apiserver sent it) and its
+//! namespace's client index in, a JSON patch or a typed problem out (docs/webhook.md).
+//!
+//! What a pod gets is one projected volume holding the client configuration of its topics'
+//! KMS connection plus what that configuration names (a service-account token with the
+//! KMS's audience, keys of a Secret), mounted read-only in the chosen containers, and
+//! `KAFKA_E2EE_CONFIG` pointing at the file. References only: the kubelet fills the volume.
+//!
+//! Idempotent by construction: what is already present exactly as we would add it is not
+//! added again, so a reinvocation (`reinvocationPolicy: IfNeeded`) or a re-submitted
+//! injected spec yields no patch; anything present but different is a conflict, never
+//! overwritten.
+
+use std::collections::BTreeSet;
+
+use kafka_e2ee_crds::injection::{
+    self, AWS_ROLE_ARN_ANNOTATION, CLIENT_CONFIGMAP, CONFIG_ENV, CONTAINERS_ANNOTATION,
+    ClientIndex, INJECT_ANNOTATION, INJECTED_ANNOTATION, InjectionRecord, MOUNT_PATH,
+    ProjectedSource, TOPICS_ANNOTATION, VOLUME_NAME,
+};
+use serde_json::{Value, json};
+
+/// Why a pod that asked for injection cannot get it. Bounded: these are metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProblemReason {
+    /// A named topic has no EncryptedTopic in the pod's namespace.
+    UnknownTopic,
+    /// The topics use different KMS connections; a client has one KeyProvider.
+    MixedConnections,
+    /// The connection cannot be used by pods (e.g. Vault token auth).
+    ConnectionUnavailable,
+    /// The connection needs a Secret from another namespace.
+    NoAccess,
+    /// The pod already configures encryption (or our volume/mount) differently.
+    ConflictingConfig,
+    /// The containers annotation names a container the pod does not have.
+    UnknownContainer,
+    /// The pod is not valid JSON of a pod.
+    MalformedPod,
+}
+
+impl ProblemReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownTopic => "UnknownTopic",
+            Self::MixedConnections => "MixedConnections",
+            Self::ConnectionUnavailable => "ConnectionUnavailable",
+            Self::NoAccess => "NoAccess",
+            Self::ConflictingConfig => "ConflictingConfig",
+            Self::UnknownContainer => "UnknownContainer",
+            Self::MalformedPod => "MalformedPod",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub reason: ProblemReason,
+    pub message: String,
+}
+
+impl Problem {
+    fn new(reason: ProblemReason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// Why a pod was left alone. Bounded (metric labels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// It names no topics.
+    NotRequested,
+    /// `kafka-e2ee.io/inject: "false"`.
+    OptedOut,
+    /// kube-system, the webhook's own namespace, or one configured as excluded.
+    ExcludedNamespace,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Skip(Skip),
+    /// Everything is already in place (a reinvocation).
+    AlreadyInjected,
+    /// JSON patch operations (RFC 6902) and what they inject.
+    Inject {
+        patch: Vec<Value>,
+        record: InjectionRecord,
+    },
+    Problem(Problem),
+}
+
+/// Decides what to do with `pod` (the AdmissionRequest's object) created in `namespace`.
+/// `index` is the namespace's client index, if the operator published one.
+pub fn decide(
+    pod: &Value,
+    namespace: &str,
+    excluded: &BTreeSet<String>,
+    index: Option<&ClientIndex>,
+) -> Decision {
+    if excluded.contains(namespace) {
+        return Decision::Skip(Skip::ExcludedNamespace);
+    }
+    let annotation = |key: &str| {
+        pod.pointer("/metadata/annotations")
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_str)
+    };
+    if annotation(INJECT_ANNOTATION).is_some_and(|v| v.trim().eq_ignore_ascii_case("false")) {
+        return Decision::Skip(Skip::OptedOut);
+    }
+    let topics = injection::split_list(annotation(TOPICS_ANNOTATION).unwrap_or_default());
+    if topics.is_empty() {
+        return Decision::Skip(Skip::NotRequested);
+    }
+    match plan(pod, namespace, &topics, index, annotation) {
+        Ok(plan) => plan.into_decision(pod),
+        Err(problem) => Decision::Problem(problem),
+    }
+}
+
+/// What the pod should end up with.
+struct Plan {
+    volume: Value,
+    env: Vec<Value>,
+    mount: Value,
+    /// (JSON pointer of the container, its name)
+    containers: Vec<(String, String)>,
+    record: InjectionRecord,
+}
+
+fn plan<'a>(
+    pod: &'a Value,
+    namespace: &str,
+    topics: &[String],
+    index: Option<&ClientIndex>,
+    annotation: impl Fn(&str) -> Option<&'a str>,
+) -> Result<Plan, Problem> {
+    let empty = ClientIndex::default();
+    let index = index.unwrap_or(&empty);
+    let unknown: Vec<&str> = topics
+        .iter()
+        .filter(|t| !index.topics.contains_key(*t))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        let known: Vec<&str> = index.topics.keys().take(10).map(String::as_str).collect();
+        let known = if known.is_empty() {
+            format!("namespace {namespace} has no EncryptedTopics")
+        } else {
+            let more = index.topics.len().saturating_sub(known.len());
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            format!("known in {namespace}: {}{more}", known.join(", "))
+        };
+        return Err(Problem::new(
+            ProblemReason::UnknownTopic,
+            format!(
+                "{TOPICS_ANNOTATION} names {} that no EncryptedTopic in namespace {namespace} manages ({known}); \
+                 fix the annotation or create the EncryptedTopic first",
+                quote_list(&unknown)
+            ),
+        ));
+    }
+    let mut profiles: Vec<(&str, &str)> = topics
+        .iter()
+        .filter_map(|t| {
+            index
+                .topics
+                .get(t)
+                .map(|e| (e.profile.as_str(), t.as_str()))
+        })
+        .collect();
+    profiles.sort_unstable();
+    profiles.dedup_by_key(|(profile, _)| *profile);
+    let profile_name = match profiles.as_slice() {
+        [(one, _)] => *one,
+        many => {
+            let described: Vec<String> = many
+                .iter()
+                .map(|(p, t)| {
+                    let kms = index.profiles.get(*p).map_or(*p, |p| p.kms_ref.as_str());
+                    format!("'{t}' uses {kms}")
+                })
+                .collect();
+            return Err(Problem::new(
+                ProblemReason::MixedConnections,
+                format!(
+                    "the topics use different KMS connections ({}), and a client has one KeyProvider; \
+                     split the workload into pods per connection",
+                    described.join(", ")
+                ),
+            ));
+        }
+    };
+    let Some(profile) = index.profiles.get(profile_name) else {
+        return Err(Problem::new(
+            ProblemReason::ConnectionUnavailable,
+            format!("the client index of namespace {namespace} has no profile {profile_name}"),
+        ));
+    };
+    if let Some(reason) = &profile.unavailable {
+        return Err(Problem::new(
+            ProblemReason::ConnectionUnavailable,
+            reason.clone(),
+        ));
+    }
+    let mut sources = vec![json!({"configMap": {
+        "name": CLIENT_CONFIGMAP,
+        "items": [{"key": profile_name, "path": injection::CONFIG_FILE}],
+    }})];
+    for source in &profile.sources {
+        sources.push(match source {
+            ProjectedSource::ServiceAccountToken { audience, path } => {
+                token_source(audience.as_deref(), path)
+            }
+            ProjectedSource::Secret {
+                namespace: secret_namespace,
+                name,
+                items,
+            } => {
+                if secret_namespace != namespace {
+                    return Err(Problem::new(
+                        ProblemReason::NoAccess,
+                        format!(
+                            "{} keeps its Secret {name} in namespace {secret_namespace}, and pods \
+                             in {namespace} can mount only Secrets of their own namespace; use a \
+                             KmsConnection in {namespace} (with its own Secret) for these topics",
+                            profile.kms_ref
+                        ),
+                    ));
+                }
+                let items: Vec<Value> = items
+                    .iter()
+                    .map(|(key, path)| json!({"key": key, "path": path}))
+                    .collect();
+                json!({"secret": {"name": name, "items": items}})
+            }
+        });
+    }
+    let mut env = vec![json!({"name": CONFIG_ENV, "value": config_path()})];
+    if profile.provider == "awsKms"
+        && let Some(role) = annotation(AWS_ROLE_ARN_ANNOTATION).map(str::trim)
+        && !role.is_empty()
+    {
+        sources.push(token_source(
+            Some(injection::AWS_AUDIENCE),
+            injection::AWS_TOKEN_FILE,
+        ));
+        env.push(json!({"name": "AWS_ROLE_ARN", "value": role}));
+        env.push(json!({
+            "name": "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "value": format!("{MOUNT_PATH}/{}", injection::AWS_TOKEN_FILE),
+        }));
+    }
+    let containers = choose_containers(pod, annotation(CONTAINERS_ANNOTATION))?;
+    let record = InjectionRecord {
+        topics: topics.to_vec(),
+        profile: profile_name.to_owned(),
+        containers: containers.iter().map(|(_, name)| name.clone()).collect(),
+    };
+    Ok(Plan {
+        volume: json!({"name": VOLUME_NAME, "projected": {"sources": sources}}),
+        env,
+        mount: json!({"name": VOLUME_NAME, "mountPath": MOUNT_PATH, "readOnly": true}),
+        containers,
+        record,
+    })
+}
+
+fn token_source(audience: Option<&str>, path: &str) -> Value {
+    let mut token = json!({
+        "path": path,
+        "expirationSeconds": injection::TOKEN_EXPIRATION_SECONDS,
+    });
+    if let (Some(audience), Some(map)) = (audience, token.as_object_mut()) {
+        map.insert("audience".into(), audience.into());
+    }
+    json!({ "serviceAccountToken": token })
+}
+
+fn config_path() -> String {
+    format!("{MOUNT_PATH}/{}", injection::CONFIG_FILE)
+}
+
+fn quote_list(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|t| format!("'{t}'")).collect();
+    match quoted.as_slice() {
+        [one] => format!("topic {one}"),
+        _ => format!("topics {}", quoted.join(", ")),
+    }
+}
+
+/// The containers to inject into: all regular containers, or those the annotation names
+/// (init containers included, if named).
+fn choose_containers(pod: &Value, wanted: Option<&str>) -> Result<Vec<(String, String)>, Problem> {
+    let list = |field: &str| -> Vec<(String, String)> {
+        pod.pointer(&format!("/spec/{field}"))
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, c)| {
+                        let name = c.get("name")?.as_str()?;
+                        Some((format!("/spec/{field}/{i}"), name.to_owned()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let containers = list("containers");
+    let Some(wanted) = wanted.map(injection::split_list).filter(|w| !w.is_empty()) else {
+        if containers.is_empty() {
+            return Err(Problem::new(
+                ProblemReason::MalformedPod,
+                "the pod has no containers",
+            ));
+        }
+        return Ok(containers);
+    };
+    let all: Vec<(String, String)> = containers
+        .into_iter()
+        .chain(list("initContainers"))
+        .collect();
+    let mut chosen = Vec::new();
+    let mut missing = Vec::new();
+    for name in &wanted {
+        match all.iter().find(|(_, n)| n == name) {
+            Some(found) => chosen.push(found.clone()),
+            None => missing.push(name.as_str()),
+        }
+    }
+    if !missing.is_empty() {
+        let have: Vec<&str> = all.iter().map(|(_, n)| n.as_str()).collect();
+        return Err(Problem::new(
+            ProblemReason::UnknownContainer,
+            format!(
+                "{CONTAINERS_ANNOTATION} names {} that the pod does not have (it has: {})",
+                missing
+                    .iter()
+                    .map(|m| format!("'{m}'"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                have.join(", ")
+            ),
+        ));
+    }
+    Ok(chosen)
+}
+
+impl Plan {
+    fn into_decision(self, pod: &Value) -> Decision {
+        match self.patch(pod) {
+            Ok(patch) if patch.is_empty() => Decision::AlreadyInjected,
+            Ok(patch) => Decision::Inject {
+                patch,
+                record: self.record,
+            },
+            Err(problem) => Decision::Problem(problem),
+        }
+    }
+
+    fn patch(&self, pod: &Value) -> Result<Vec<Value>, Problem> {
+        let conflict = |what: String| {
+            Err(Problem::new(
+                ProblemReason::ConflictingConfig,
+                format!(
+                    "{what}; a client takes its encryption settings from exactly one place \
+                     (KIP-317): remove them, or opt the pod out with {INJECT_ANNOTATION}: \"false\""
+                ),
+            ))
+        };
+        let mut ops = Vec::new();
+        match find_named(pod, "/spec/volumes", VOLUME_NAME) {
+            Some(existing) if *existing == self.volume => {}
+            Some(_) => {
+                return conflict(format!(
+                    "the pod already has a different volume named {VOLUME_NAME}"
+                ));
+            }
+            None => append(pod, "/spec/volumes", self.volume.clone(), &mut ops),
+        }
+        for (pointer, name) in &self.containers {
+            for var in &self.env {
+                let var_name = var["name"].as_str().unwrap_or_default();
+                match find_named(pod, &format!("{pointer}/env"), var_name) {
+                    Some(existing) if existing == var => {}
+                    Some(_) => {
+                        return conflict(format!("container {name} sets {var_name} itself"));
+                    }
+                    None => append(pod, &format!("{pointer}/env"), var.clone(), &mut ops),
+                }
+            }
+            let mounts = format!("{pointer}/volumeMounts");
+            let at_our_path = pod
+                .pointer(&mounts)
+                .and_then(Value::as_array)
+                .and_then(|m| m.iter().find(|m| m["mountPath"] == MOUNT_PATH));
+            match at_our_path {
+                Some(existing) if *existing == self.mount => {}
+                Some(_) => {
+                    return conflict(format!(
+                        "container {name} already mounts something else at {MOUNT_PATH}"
+                    ));
+                }
+                None => append(pod, &mounts, self.mount.clone(), &mut ops),
+            }
+        }
+        let record = serde_json::to_string(&self.record).unwrap_or_default();
+        let current = pod
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(INJECTED_ANNOTATION));
+        // The topics annotation exists (it asked for injection), so annotations do too.
+        if current.and_then(Value::as_str) != Some(record.as_str()) && !ops.is_empty() {
+            ops.push(json!({
+                "op": "add",
+                "path": format!("/metadata/annotations/{}", escape(INJECTED_ANNOTATION)),
+                "value": record,
+            }));
+        }
+        Ok(ops)
+    }
+}
+
+/// The element named `name` of the array at `pointer`, if any.
+fn find_named<'a>(pod: &'a Value, pointer: &str, name: &str) -> Option<&'a Value> {
+    pod.pointer(pointer)?
+        .as_array()?
+        .iter()
+        .find(|item| item.get("name").and_then(Value::as_str) == Some(name))
+}
+
+/// Appends `item` to the array at `pointer`, creating it if the pod (and the operations so
+/// far) have none.
+fn append(pod: &Value, pointer: &str, item: Value, ops: &mut Vec<Value>) {
+    // An earlier operation of ours may have created the array already.
+    let created = ops.iter_mut().find(|op| op["path"] == pointer);
+    if let Some(op) = created {
+        if let Some(items) = op["value"].as_array_mut() {
+            items.push(item);
+        }
+        return;
+    }
+    if pod.pointer(pointer).is_some_and(Value::is_array) {
+        ops.push(json!({"op": "add", "path": format!("{pointer}/-"), "value": item}));
+    } else {
+        ops.push(json!({"op": "add", "path": pointer, "value": [item]}));
+    }
+}
+
+/// JSON pointer escaping (RFC 6901) of one reference token.
+fn escape(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use kafka_e2ee_crds::injection::{INDEX_FORMAT, IndexedTopic, Profile};
+
+    use super::*;
+
+    fn index() -> ClientIndex {
+        let topic = |profile: &str| IndexedTopic {
+            encrypted_topic: "x".into(),
+            profile: profile.into(),
+        };
+        let profile = |kms_ref: &str, provider: &str, sources| Profile {
+            kms_ref: kms_ref.into(),
+            provider: provider.into(),
+            sources,
+            unavailable: None,
+        };
+        ClientIndex {
+            format: INDEX_FORMAT,
+            topics: BTreeMap::from([
+                ("orders".into(), topic("kmsconnection.vault.yaml")),
+                ("payments".into(), topic("kmsconnection.vault.yaml")),
+                ("audit".into(), topic("clusterkmsconnection.shared.yaml")),
+                ("billing".into(), topic("kmsconnection.aws.yaml")),
+                ("legacy".into(), topic("kmsconnection.token.yaml")),
+            ]),
+            profiles: BTreeMap::from([
+                (
+                    "kmsconnection.vault.yaml".into(),
+                    profile(
+                        "KmsConnection/vault",
+                        "vault",
+                        vec![ProjectedSource::ServiceAccountToken {
+                            audience: Some("vault".into()),
+                            path: "vault-token".into(),
+                        }],
+                    ),
+                ),
+                (
+                    "clusterkmsconnection.shared.yaml".into(),
+                    profile(
+                        "ClusterKmsConnection/shared",
+                        "keystore",
+                        vec![ProjectedSource::Secret {
+                            namespace: "kafka-e2ee".into(),
+                            name: "keys".into(),
+                            items: BTreeMap::from([("k".into(), "keystore.json".into())]),
+                        }],
+                    ),
+                ),
+                (
+                    "kmsconnection.aws.yaml".into(),
+                    profile("KmsConnection/aws", "awsKms", vec![]),
+                ),
+                (
+                    "kmsconnection.token.yaml".into(),
+                    Profile {
+                        unavailable: Some("KmsConnection/token uses Vault token auth".into()),
+                        ..profile("KmsConnection/token", "vault", vec![])
+                    },
+                ),
+            ]),
+        }
+    }
+
+    fn pod(annotations: Value) -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "app", "namespace": "shop", "annotations": annotations},
+            "spec": {
+                "containers": [
+                    {"name": "app", "image": "app:1"},
+                    {"name": "sidecar", "image": "proxy:1", "env": [{"name": "A", "value": "1"}]},
+                ],
+                "initContainers": [{"name": "migrate", "image": "app:1"}],
+            },
+        })
+    }
+
+    fn excluded() -> BTreeSet<String> {
+        BTreeSet::from(["kube-system".to_owned(), "kafka-e2ee".to_owned()])
+    }
+
+    fn apply(pod: &Value, ops: &[Value]) -> Value {
+        let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops.to_vec())).unwrap();
+        let mut out = pod.clone();
+        json_patch::patch(&mut out, &patch).unwrap();
+        out
+    }
+
+    fn inject(pod: &Value) -> (Value, InjectionRecord) {
+        match decide(pod, "shop", &excluded(), Some(&index())) {
+            Decision::Inject { patch, record } => (apply(pod, &patch), record),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn injects_exactly_one_volume_env_and_mount_per_container() {
+        let original = pod(json!({TOPICS_ANNOTATION: "orders, payments"}));
+        let (injected, record) = inject(&original);
+        assert_eq!(
+            injected["spec"]["volumes"],
+            json!([{"name": "kafka-e2ee", "projected": {"sources": [
+                {"configMap": {"name": "kafka-e2ee-client",
+                    "items": [{"key": "kmsconnection.vault.yaml", "path": "client.yaml"}]}},
+                {"serviceAccountToken": {"audience": "vault", "expirationSeconds": 3600, "path": "vault-token"}},
+            ]}}])
+        );
+        let mount =
+            json!([{"name": "kafka-e2ee", "mountPath": "/var/run/kafka-e2ee", "readOnly": true}]);
+        let config_env =
+            json!({"name": "KAFKA_E2EE_CONFIG", "value": "/var/run/kafka-e2ee/client.yaml"});
+        assert_eq!(injected["spec"]["containers"][0]["volumeMounts"], mount);
+        assert_eq!(
+            injected["spec"]["containers"][0]["env"],
+            json!([config_env])
+        );
+        assert_eq!(
+            injected["spec"]["containers"][1]["env"],
+            json!([{"name": "A", "value": "1"}, config_env]),
+            "existing env is kept, ours appended"
+        );
+        assert_eq!(injected["spec"]["containers"][1]["volumeMounts"], mount);
+        assert!(
+            injected["spec"]["initContainers"][0].get("env").is_none(),
+            "init containers only by name"
+        );
+        assert_eq!(
+            record,
+            InjectionRecord {
+                topics: vec!["orders".into(), "payments".into()],
+                profile: "kmsconnection.vault.yaml".into(),
+                containers: vec!["app".into(), "sidecar".into()],
+            }
+        );
+        let annotation = injected["metadata"]["annotations"][INJECTED_ANNOTATION]
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            serde_json::from_str::<InjectionRecord>(annotation).unwrap(),
+            record
+        );
+        // Everything else is untouched.
+        let mut without_ours = injected.clone();
+        without_ours["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("volumes");
+        for c in without_ours["spec"]["containers"].as_array_mut().unwrap() {
+            let c = c.as_object_mut().unwrap();
+            c.remove("volumeMounts");
+            c.insert(
+                "env".into(),
+                json!(
+                    c["env"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter(|e| e["name"] != "KAFKA_E2EE_CONFIG")
+                        .collect::<Vec<_>>()
+                ),
+            );
+            if c["env"].as_array().unwrap().is_empty() {
+                c.remove("env");
+            }
+        }
+        without_ours["metadata"]["annotations"]
+            .as_object_mut()
+            .unwrap()
+            .remove(INJECTED_ANNOTATION);
+        assert_eq!(without_ours, original);
+    }
+
+    #[test]
+    fn reinvocation_and_resubmission_add_nothing() {
+        let (injected, _) = inject(&pod(json!({TOPICS_ANNOTATION: "orders"})));
+        assert_eq!(
+            decide(&injected, "shop", &excluded(), Some(&index())),
+            Decision::AlreadyInjected
+        );
+        // A container added by a later webhook gets what it lacks, and only that.
+        let mut grown = injected.clone();
+        grown["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "late", "image": "x"}));
+        let Decision::Inject { patch, record } =
+            decide(&grown, "shop", &excluded(), Some(&index()))
+        else {
+            panic!()
+        };
+        assert_eq!(record.containers, ["app", "sidecar", "late"]);
+        let again = apply(&grown, &patch);
+        assert_eq!(again["spec"]["volumes"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            again["spec"]["containers"][0]["env"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            again["spec"]["containers"][2]["env"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            decide(&again, "shop", &excluded(), Some(&index())),
+            Decision::AlreadyInjected
+        );
+    }
+
+    #[test]
+    fn chosen_containers_only_and_init_containers_by_name() {
+        let (injected, record) = inject(&pod(json!({
+            TOPICS_ANNOTATION: "orders",
+            CONTAINERS_ANNOTATION: "migrate,app",
+        })));
+        assert_eq!(record.containers, ["migrate", "app"]);
+        assert!(
+            injected["spec"]["containers"][1]
+                .get("volumeMounts")
+                .is_none()
+        );
+        assert!(
+            injected["spec"]["initContainers"][0]
+                .get("volumeMounts")
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn pods_that_do_not_ask_are_left_alone() {
+        let idx = index();
+        let cases = [
+            (pod(json!({})), "shop", Skip::NotRequested),
+            (
+                pod(json!({TOPICS_ANNOTATION: " , "})),
+                "shop",
+                Skip::NotRequested,
+            ),
+            (
+                pod(json!({TOPICS_ANNOTATION: "orders", INJECT_ANNOTATION: "False"})),
+                "shop",
+                Skip::OptedOut,
+            ),
+            (
+                pod(json!({TOPICS_ANNOTATION: "orders"})),
+                "kube-system",
+                Skip::ExcludedNamespace,
+            ),
+            (
+                pod(json!({TOPICS_ANNOTATION: "orders"})),
+                "kafka-e2ee",
+                Skip::ExcludedNamespace,
+            ),
+        ];
+        for (pod, ns, want) in cases {
+            assert_eq!(
+                decide(&pod, ns, &excluded(), Some(&idx)),
+                Decision::Skip(want)
+            );
+        }
+    }
+
+    #[test]
+    fn aws_web_identity_is_injected_when_the_pod_names_a_role() {
+        let (injected, _) = inject(&pod(json!({
+            TOPICS_ANNOTATION: "billing",
+            AWS_ROLE_ARN_ANNOTATION: "arn:aws:iam::123456789012:role/billing",
+        })));
+        let env = &injected["spec"]["containers"][0]["env"];
+        assert_eq!(
+            env[1],
+            json!({"name": "AWS_ROLE_ARN", "value": "arn:aws:iam::123456789012:role/billing"})
+        );
+        assert_eq!(env[2]["value"], "/var/run/kafka-e2ee/aws-token");
+        assert_eq!(
+            injected["spec"]["volumes"][0]["projected"]["sources"][1],
+            json!({"serviceAccountToken": {"audience": "sts.amazonaws.com", "expirationSeconds": 3600, "path": "aws-token"}})
+        );
+        // Without a role: the SDK's own chain; no token, no role env.
+        let (plain, _) = inject(&pod(json!({TOPICS_ANNOTATION: "billing"})));
+        assert_eq!(
+            plain["spec"]["containers"][0]["env"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn every_problem_has_its_reason_and_an_actionable_message() {
+        let cases: Vec<(Value, Option<ClientIndex>, ProblemReason, &str)> = vec![
+            (
+                pod(json!({TOPICS_ANNOTATION: "orders,nope"})),
+                Some(index()),
+                ProblemReason::UnknownTopic,
+                "topic 'nope' that no EncryptedTopic in namespace shop manages",
+            ),
+            (
+                pod(json!({TOPICS_ANNOTATION: "orders"})),
+                None,
+                ProblemReason::UnknownTopic,
+                "namespace shop has no EncryptedTopics",
+            ),
+            (
+                pod(json!({TOPICS_ANNOTATION: "orders,billing"})),
+                Some(index()),
+                ProblemReason::MixedConnections,
+                "'billing' uses KmsConnection/aws, 'orders' uses KmsConnection/vault",
+            ),
+            (
+                pod(json!({TOPICS_ANNOTATION: "legacy"})),
+                Some(index()),
+                ProblemReason::ConnectionUnavailable,
+                "Vault token auth",
+            ),
+            (
+                pod(json!({TOPICS_ANNOTATION: "audit"})),
+                Some(index()),
+                ProblemReason::NoAccess,
+                "keeps its Secret keys in namespace kafka-e2ee",
+            ),
+            (
+                pod(json!({TOPICS_ANNOTATION: "orders", CONTAINERS_ANNOTATION: "app,ghost"})),
+                Some(index()),
+                ProblemReason::UnknownContainer,
+                "names 'ghost' that the pod does not have (it has: app, sidecar, migrate)",
+            ),
+        ];
+        for (pod, index, reason, words) in cases {
+            match decide(&pod, "shop", &excluded(), index.as_ref()) {
+                Decision::Problem(p) => {
+                    assert_eq!(p.reason, reason, "{}", p.message);
+                    assert!(p.message.contains(words), "{reason:?}: {}", p.message);
+                }
+                other => panic!("{reason:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn local_encryption_settings_conflict_instead_of_being_overwritten() {
+        let mut own_env = pod(json!({TOPICS_ANNOTATION: "orders"}));
+        own_env["spec"]["containers"][0]["env"] =
+            json!([{"name": "KAFKA_E2EE_CONFIG", "value": "/etc/mine.yaml"}]);
+        let mut own_volume = pod(json!({TOPICS_ANNOTATION: "orders"}));
+        own_volume["spec"]["volumes"] = json!([{"name": "kafka-e2ee", "emptyDir": {}}]);
+        let mut own_mount = pod(json!({TOPICS_ANNOTATION: "orders"}));
+        own_mount["spec"]["containers"][1]["volumeMounts"] =
+            json!([{"name": "data", "mountPath": "/var/run/kafka-e2ee"}]);
+        for (pod, words) in [
+            (own_env, "container app sets KAFKA_E2EE_CONFIG itself"),
+            (own_volume, "different volume named kafka-e2ee"),
+            (own_mount, "container sidecar already mounts something else"),
+        ] {
+            let Decision::Problem(p) = decide(&pod, "shop", &excluded(), Some(&index())) else {
+                panic!("{words}")
+            };
+            assert_eq!(p.reason, ProblemReason::ConflictingConfig);
+            assert!(p.message.contains(words), "{}", p.message);
+            assert!(p.message.contains("KIP-317"), "{}", p.message);
+        }
+    }
+
+    #[test]
+    fn pods_without_volumes_or_env_get_the_arrays_created() {
+        let bare = json!({
+            "metadata": {"name": "p", "annotations": {TOPICS_ANNOTATION: "orders"}},
+            "spec": {"containers": [{"name": "c"}]},
+        });
+        let (injected, _) = inject(&bare);
+        assert_eq!(injected["spec"]["volumes"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            injected["spec"]["containers"][0]["env"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(injected["metadata"]["annotations"][INJECTED_ANNOTATION].is_string());
+        // Annotation keys with '/' are escaped in the pointer.
+        assert_eq!(escape("kafka-e2ee.io/injected"), "kafka-e2ee.io~1injected");
+        assert_eq!(escape("a~b"), "a~0b");
+    }
+}

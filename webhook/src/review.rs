@@ -1,0 +1,426 @@
+//! One AdmissionReview body in, one HTTP status and AdmissionReview body out; no I/O, so
+//! every outcome (and every malformed body) is unit-testable and fuzzable.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use kafka_e2ee_crds::injection::ClientIndex;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+
+use crate::inject::{self, Decision};
+use crate::validate::{self, Kind};
+
+/// The two endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Webhook {
+    Mutate,
+    Validate,
+}
+
+impl Webhook {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mutate => "mutate",
+            Self::Validate => "validate",
+        }
+    }
+}
+
+/// What became of a request. Bounded (metric labels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Admitted unchanged.
+    Allowed,
+    /// Admitted with a patch.
+    Patched,
+    /// Refused.
+    Denied,
+    /// Admitted unchanged, with a warning (problem mode `warn`).
+    Warned,
+    /// Not an AdmissionReview: HTTP 400.
+    Malformed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Patched => "patched",
+            Self::Denied => "denied",
+            Self::Warned => "warned",
+            Self::Malformed => "malformed",
+        }
+    }
+}
+
+/// What the mutating webhook does when a pod asks for injection it cannot get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProblemMode {
+    /// Refuse the pod with the problem as the message.
+    Deny,
+    /// Admit it without injection, with the problem as a warning to the client.
+    Warn,
+}
+
+/// Where the mutating webhook finds a namespace's client index.
+pub trait IndexSource: Send + Sync {
+    fn index(&self, namespace: &str) -> Option<Arc<ClientIndex>>;
+}
+
+/// What the handlers need besides the body.
+pub struct Admission<I> {
+    pub indexes: I,
+    pub excluded_namespaces: BTreeSet<String>,
+    pub problem_mode: ProblemMode,
+}
+
+#[derive(Debug)]
+pub struct Handled {
+    /// 200 for any AdmissionReview answer (allowed or not), 400 for a malformed body.
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub outcome: Outcome,
+    /// Why it was denied or warned about (bounded names), if it was.
+    pub reasons: Vec<&'static str>,
+}
+
+impl<I: IndexSource> Admission<I> {
+    pub fn handle(&self, webhook: Webhook, body: &[u8]) -> Handled {
+        let request = match parse(body) {
+            Ok(request) => request,
+            Err(message) => {
+                return Handled {
+                    status: 400,
+                    body: message.into_bytes(),
+                    outcome: Outcome::Malformed,
+                    reasons: Vec::new(),
+                };
+            }
+        };
+        let (response, outcome, reasons) = match webhook {
+            Webhook::Mutate => self.mutate(&request),
+            Webhook::Validate => validate(&request),
+        };
+        match serde_json::to_vec(&response.into_review()) {
+            Ok(body) => Handled {
+                status: 200,
+                body,
+                outcome,
+                reasons,
+            },
+            // Serializing our own response cannot fail in practice; say so if it does.
+            Err(e) => Handled {
+                status: 500,
+                body: format!("cannot serialize the response: {e}").into_bytes(),
+                outcome: Outcome::Malformed,
+                reasons: Vec::new(),
+            },
+        }
+    }
+
+    fn mutate(
+        &self,
+        request: &AdmissionRequest<DynamicObject>,
+    ) -> (AdmissionResponse, Outcome, Vec<&'static str>) {
+        let allowed = AdmissionResponse::from(request);
+        let is_pod_create = request.kind.group.is_empty()
+            && request.kind.kind == "Pod"
+            && request.operation == Operation::Create
+            && request.sub_resource.is_none();
+        let Some(object) = request.object.as_ref().filter(|_| is_pod_create) else {
+            return (allowed, Outcome::Allowed, Vec::new());
+        };
+        let namespace = request
+            .namespace
+            .clone()
+            .or_else(|| object.metadata.namespace.clone())
+            .unwrap_or_default();
+        let pod = match serde_json::to_value(object) {
+            Ok(pod) => pod,
+            Err(e) => {
+                let message = format!("kafka-e2ee: the pod does not serialize: {e}");
+                return (allowed.deny(message), Outcome::Denied, vec!["MalformedPod"]);
+            }
+        };
+        let index = self.indexes.index(&namespace);
+        match inject::decide(
+            &pod,
+            &namespace,
+            &self.excluded_namespaces,
+            index.as_deref(),
+        ) {
+            Decision::Skip(_) | Decision::AlreadyInjected => (allowed, Outcome::Allowed, vec![]),
+            Decision::Inject { patch, .. } => {
+                let patch = serde_json::from_value::<json_patch::Patch>(patch.into());
+                match patch.map(|p| allowed.clone().with_patch(p)) {
+                    Ok(Ok(patched)) => (patched, Outcome::Patched, vec![]),
+                    Ok(Err(e)) => {
+                        let message = format!("kafka-e2ee: cannot encode the patch: {e}");
+                        (allowed.deny(message), Outcome::Denied, vec!["Internal"])
+                    }
+                    Err(e) => {
+                        let message = format!("kafka-e2ee: cannot build the patch: {e}");
+                        (allowed.deny(message), Outcome::Denied, vec!["Internal"])
+                    }
+                }
+            }
+            Decision::Problem(problem) => {
+                let reason = problem.reason.as_str();
+                match self.problem_mode {
+                    ProblemMode::Deny => (
+                        deny(allowed, format!("kafka-e2ee: {}", problem.message)),
+                        Outcome::Denied,
+                        vec![reason],
+                    ),
+                    ProblemMode::Warn => {
+                        let mut warned = allowed;
+                        warned.warnings = Some(vec![format!(
+                            "kafka-e2ee did not inject encryption settings: {}",
+                            problem.message
+                        )]);
+                        (warned, Outcome::Warned, vec![reason])
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn validate(
+    request: &AdmissionRequest<DynamicObject>,
+) -> (AdmissionResponse, Outcome, Vec<&'static str>) {
+    let allowed = AdmissionResponse::from(request);
+    let kind = (request.kind.group == kafka_e2ee_crds::GROUP)
+        .then(|| Kind::from_name(&request.kind.kind))
+        .flatten();
+    let Some(kind) = kind.filter(|_| request.sub_resource.is_none()) else {
+        return (allowed, Outcome::Allowed, Vec::new());
+    };
+    match validate::review(
+        kind,
+        &request.operation,
+        request.object.as_ref(),
+        request.old_object.as_ref(),
+    ) {
+        Ok(()) => (allowed, Outcome::Allowed, Vec::new()),
+        Err(refusal) => (
+            deny(allowed, refusal.message),
+            Outcome::Denied,
+            refusal.reasons,
+        ),
+    }
+}
+
+fn deny(response: AdmissionResponse, message: String) -> AdmissionResponse {
+    let mut denied = response.deny(message);
+    denied.result.code = 403;
+    denied.result.reason = "Forbidden".into();
+    denied
+}
+
+/// The request inside an AdmissionReview body, or a message for the 400 answer.
+pub fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, String> {
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_slice(body).map_err(|e| format!("malformed AdmissionReview: {e}"))?;
+    review
+        .try_into()
+        .map_err(|_| "malformed AdmissionReview: it has no request".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+
+    use kafka_e2ee_crds::injection::{INDEX_FORMAT, IndexedTopic, Profile};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    struct Indexes(HashMap<String, Arc<ClientIndex>>);
+
+    impl IndexSource for Indexes {
+        fn index(&self, namespace: &str) -> Option<Arc<ClientIndex>> {
+            self.0.get(namespace).cloned()
+        }
+    }
+
+    fn admission(problem_mode: ProblemMode) -> Admission<Indexes> {
+        let index = ClientIndex {
+            format: INDEX_FORMAT,
+            topics: BTreeMap::from([(
+                "orders".into(),
+                IndexedTopic {
+                    encrypted_topic: "orders".into(),
+                    profile: "kmsconnection.ks.yaml".into(),
+                },
+            )]),
+            profiles: BTreeMap::from([(
+                "kmsconnection.ks.yaml".into(),
+                Profile {
+                    kms_ref: "KmsConnection/ks".into(),
+                    provider: "keystore".into(),
+                    sources: vec![],
+                    unavailable: None,
+                },
+            )]),
+        };
+        Admission {
+            indexes: Indexes(HashMap::from([("shop".to_owned(), Arc::new(index))])),
+            excluded_namespaces: BTreeSet::from(["kube-system".to_owned()]),
+            problem_mode,
+        }
+    }
+
+    fn pod_review(api_version: &str, topics: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": api_version, "kind": "AdmissionReview",
+            "request": {
+                "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": "shop", "operation": "CREATE",
+                "userInfo": {"username": "alice"},
+                "object": {
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": "app", "annotations": {"kafka-e2ee.io/topics": topics}},
+                    "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+                },
+                "dryRun": false,
+            },
+        }))
+        .unwrap()
+    }
+
+    fn response(handled: &Handled) -> Value {
+        let review: Value = serde_json::from_slice(&handled.body).unwrap();
+        review["response"].clone()
+    }
+
+    #[test]
+    fn a_pod_that_asks_gets_a_json_patch_echoing_uid_and_version() {
+        for version in ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"] {
+            let handled = admission(ProblemMode::Deny)
+                .handle(Webhook::Mutate, &pod_review(version, "orders"));
+            assert_eq!((handled.status, handled.outcome), (200, Outcome::Patched));
+            let review: Value = serde_json::from_slice(&handled.body).unwrap();
+            assert_eq!(review["apiVersion"], version);
+            let r = &review["response"];
+            assert_eq!(r["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+            assert_eq!(r["allowed"], true);
+            assert_eq!(r["patchType"], "JSONPatch");
+            let patch: Value = serde_json::from_slice(&patch_bytes(&r["patch"])).unwrap();
+            assert!(patch.as_array().unwrap().len() >= 3, "{patch}");
+        }
+    }
+
+    /// The patch's bytes: kube serializes them as an array of numbers (which the apiserver
+    /// accepts for a []byte field); base64 text is decoded too.
+    fn patch_bytes(patch: &Value) -> Vec<u8> {
+        match patch {
+            Value::String(text) => {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .unwrap()
+            }
+            Value::Array(bytes) => bytes.iter().map(|b| b.as_u64().unwrap() as u8).collect(),
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn problems_deny_or_warn_as_configured() {
+        let denied = admission(ProblemMode::Deny)
+            .handle(Webhook::Mutate, &pod_review("admission.k8s.io/v1", "nope"));
+        assert_eq!(
+            (denied.outcome, denied.reasons.as_slice()),
+            (Outcome::Denied, ["UnknownTopic"].as_slice())
+        );
+        let r = response(&denied);
+        assert_eq!(r["allowed"], false);
+        assert_eq!(r["status"]["code"], 403);
+        assert!(
+            r["status"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("kafka-e2ee: kafka-e2ee.io/topics names topic 'nope'")
+        );
+        let warned = admission(ProblemMode::Warn)
+            .handle(Webhook::Mutate, &pod_review("admission.k8s.io/v1", "nope"));
+        assert_eq!(warned.outcome, Outcome::Warned);
+        let r = response(&warned);
+        assert_eq!(r["allowed"], true);
+        assert!(r.get("patch").is_none());
+        assert!(r["warnings"][0].as_str().unwrap().contains("'nope'"));
+    }
+
+    #[test]
+    fn malformed_bodies_are_400_with_a_message() {
+        let a = admission(ProblemMode::Deny);
+        for (body, words) in [
+            (&b""[..], "malformed AdmissionReview"),
+            (b"{", "malformed AdmissionReview"),
+            (b"[]", "malformed AdmissionReview"),
+            (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#, "has no request"),
+            (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":1}}"#, "malformed"),
+        ] {
+            for webhook in [Webhook::Mutate, Webhook::Validate] {
+                let handled = a.handle(webhook, body);
+                assert_eq!((handled.status, handled.outcome), (400, Outcome::Malformed));
+                let text = String::from_utf8(handled.body).unwrap();
+                assert!(text.contains(words), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn other_kinds_and_operations_pass_untouched() {
+        let mut review: Value =
+            serde_json::from_slice(&pod_review("admission.k8s.io/v1", "nope")).unwrap();
+        review["request"]["operation"] = "UPDATE".into();
+        let handled = admission(ProblemMode::Deny)
+            .handle(Webhook::Mutate, &serde_json::to_vec(&review).unwrap());
+        assert_eq!(handled.outcome, Outcome::Allowed);
+        let handled = admission(ProblemMode::Deny).handle(
+            Webhook::Validate,
+            &pod_review("admission.k8s.io/v1", "nope"),
+        );
+        assert_eq!(
+            handled.outcome,
+            Outcome::Allowed,
+            "the validating webhook ignores pods"
+        );
+    }
+
+    #[test]
+    fn invalid_encrypted_topics_are_denied_with_the_rule() {
+        let body = serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "u1",
+                "kind": {"group": "kafka-e2ee.io", "version": "v1alpha1", "kind": "EncryptedTopic"},
+                "resource": {"group": "kafka-e2ee.io", "version": "v1alpha1", "resource": "encryptedtopics"},
+                "namespace": "shop", "operation": "CREATE", "userInfo": {},
+                "object": {
+                    "apiVersion": "kafka-e2ee.io/v1alpha1", "kind": "EncryptedTopic",
+                    "metadata": {"name": "orders", "namespace": "shop"},
+                    "spec": {"partitions": 3, "kmsRef": {"kind": "KmsConnection", "name": "v"},
+                             "deletionPolicy": "Delete"},
+                },
+            },
+        }))
+        .unwrap();
+        let handled = admission(ProblemMode::Deny).handle(Webhook::Validate, &body);
+        assert_eq!(
+            (handled.outcome, handled.reasons.as_slice()),
+            (Outcome::Denied, ["DeleteNotConfirmed"].as_slice())
+        );
+        assert!(
+            response(&handled)["status"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("set spec.confirmDeletion to 'orders'")
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! The validating half: every rule the CRD schema cannot express on Kubernetes 1.20 (no
+//! CEL), from `kafka_e2ee_crds::validation`, the same functions the operator runs before it
+//! acts, so the webhook and the operator never disagree.
+
+use kafka_e2ee_crds::validation::{
+    SpecError, validate_backend, validate_encrypted_topic, validate_update,
+};
+use kafka_e2ee_crds::{ClusterKmsConnection, EncryptedTopic, KmsConnection};
+use kube::core::DynamicObject;
+use kube::core::admission::Operation;
+
+/// A refusal: the reasons (bounded, for metrics) and one message for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reasons: Vec<&'static str>,
+    pub message: String,
+}
+
+/// The kinds this webhook validates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    EncryptedTopic,
+    KmsConnection,
+    ClusterKmsConnection,
+}
+
+impl Kind {
+    pub fn from_name(kind: &str) -> Option<Self> {
+        match kind {
+            "EncryptedTopic" => Some(Self::EncryptedTopic),
+            "KmsConnection" => Some(Self::KmsConnection),
+            "ClusterKmsConnection" => Some(Self::ClusterKmsConnection),
+            _ => None,
+        }
+    }
+}
+
+/// Validates a CREATE or UPDATE of `kind`. Other operations pass.
+pub fn review(
+    kind: Kind,
+    operation: &Operation,
+    object: Option<&DynamicObject>,
+    old: Option<&DynamicObject>,
+) -> Result<(), Refusal> {
+    if !matches!(operation, Operation::Create | Operation::Update) {
+        return Ok(());
+    }
+    let Some(object) = object else {
+        return Err(malformed("the request has no object"));
+    };
+    let name = object.metadata.name.clone().unwrap_or_default();
+    let errors = match kind {
+        Kind::EncryptedTopic => {
+            let new: EncryptedTopic = parse(object)?;
+            let mut errors = match validate_encrypted_topic(&new) {
+                Ok(_) => Vec::new(),
+                Err(errors) => errors,
+            };
+            if let (Operation::Update, Some(old)) = (operation, old) {
+                let old: EncryptedTopic = parse(old)?;
+                if old.spec == new.spec {
+                    // Metadata-only (finalizers, labels): never blocked, even if the
+                    // stored spec predates a rule.
+                    return Ok(());
+                }
+                errors.extend(validate_update(&old, &new));
+            }
+            errors
+        }
+        Kind::KmsConnection => {
+            let conn: KmsConnection = parse(object)?;
+            validate_backend(conn.spec.backend())
+                .err()
+                .unwrap_or_default()
+        }
+        Kind::ClusterKmsConnection => {
+            let conn: ClusterKmsConnection = parse(object)?;
+            validate_backend(conn.spec.backend())
+                .err()
+                .unwrap_or_default()
+        }
+    };
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(refusal(kind, &name, &errors))
+}
+
+fn refusal(kind: Kind, name: &str, errors: &[SpecError]) -> Refusal {
+    let mut reasons: Vec<&'static str> = errors.iter().map(SpecError::reason).collect();
+    reasons.dedup();
+    let details: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    Refusal {
+        reasons,
+        message: format!("{kind:?} {name} is invalid: {}", details.join("; ")),
+    }
+}
+
+fn parse<K>(object: &DynamicObject) -> Result<K, Refusal>
+where
+    K: kube::Resource + for<'de> serde::Deserialize<'de>,
+{
+    object
+        .clone()
+        .try_parse::<K>()
+        .map_err(|e| malformed(&format!("the object does not parse: {e}")))
+}
+
+fn malformed(message: &str) -> Refusal {
+    Refusal {
+        reasons: vec!["Malformed"],
+        message: message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_e2ee_crds::{EncryptedTopicSpec, KmsRef, KmsRefKind};
+    use serde_json::json;
+
+    use super::*;
+
+    fn dynamic(value: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn topic(edit: impl FnOnce(&mut EncryptedTopicSpec)) -> DynamicObject {
+        let mut spec = EncryptedTopicSpec::new(
+            6,
+            KmsRef {
+                kind: KmsRefKind::KmsConnection,
+                name: "vault".into(),
+            },
+        );
+        edit(&mut spec);
+        let mut t = EncryptedTopic::new("orders", spec);
+        t.metadata.namespace = Some("shop".into());
+        dynamic(serde_json::to_value(t).unwrap())
+    }
+
+    #[test]
+    fn creates_get_the_spec_rules_with_one_message() {
+        let bad = topic(|s| {
+            s.partitions = 0;
+            s.dek_rollover.max_age = "1s".into();
+        });
+        let refusal =
+            review(Kind::EncryptedTopic, &Operation::Create, Some(&bad), None).unwrap_err();
+        assert_eq!(refusal.reasons, ["Partitions", "Rollover"]);
+        assert_eq!(
+            refusal.message,
+            "EncryptedTopic orders is invalid: spec.partitions: 0 is outside 1..=10000; \
+             spec.dekRollover.maxAge: 1s is shorter than the minimum 5s"
+        );
+        let good = topic(|_| {});
+        assert_eq!(
+            review(Kind::EncryptedTopic, &Operation::Create, Some(&good), None),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn updates_get_the_update_rules_and_metadata_only_updates_pass() {
+        let old = topic(|_| {});
+        let shrunk = topic(|s| s.partitions = 3);
+        let refusal = review(
+            Kind::EncryptedTopic,
+            &Operation::Update,
+            Some(&shrunk),
+            Some(&old),
+        )
+        .unwrap_err();
+        assert_eq!(refusal.reasons, ["PartitionsDecreased"]);
+        // An object stored before a rule existed can still lose its finalizer.
+        let stale = topic(|s| s.partitions = 0);
+        let mut finalizer_removed = stale.clone();
+        finalizer_removed.metadata.finalizers = Some(vec![]);
+        assert_eq!(
+            review(
+                Kind::EncryptedTopic,
+                &Operation::Update,
+                Some(&finalizer_removed),
+                Some(&stale)
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            review(Kind::EncryptedTopic, &Operation::Delete, None, Some(&old)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn connections_need_exactly_one_wellformed_backend() {
+        let two = dynamic(json!({
+            "apiVersion": "kafka-e2ee.io/v1alpha1", "kind": "ClusterKmsConnection",
+            "metadata": {"name": "shared"},
+            "spec": {"awsKms": {}, "hadoopKms": {"url": "ftp://x", "user": "u"}},
+        }));
+        let refusal = review(
+            Kind::ClusterKmsConnection,
+            &Operation::Create,
+            Some(&two),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(refusal.reasons, ["KmsConnection"]);
+        assert!(
+            refusal.message.contains("2 backends set"),
+            "{}",
+            refusal.message
+        );
+        let vault = dynamic(json!({
+            "apiVersion": "kafka-e2ee.io/v1alpha1", "kind": "KmsConnection",
+            "metadata": {"name": "vault", "namespace": "shop"},
+            "spec": {"vault": {"address": "vault:8200", "auth": {}}},
+        }));
+        let refusal =
+            review(Kind::KmsConnection, &Operation::Create, Some(&vault), None).unwrap_err();
+        assert!(
+            refusal
+                .message
+                .contains("vault.address: 'vault:8200' is not an http"),
+            "{}",
+            refusal.message
+        );
+        assert!(
+            refusal
+                .message
+                .contains("exactly one of tokenSecretRef and kubernetes"),
+            "{}",
+            refusal.message
+        );
+    }
+
+    #[test]
+    fn objects_of_the_wrong_shape_are_refused_not_panicked_on() {
+        let wrong = dynamic(json!({
+            "apiVersion": "kafka-e2ee.io/v1alpha1", "kind": "EncryptedTopic",
+            "metadata": {"name": "orders"}, "spec": {"partitions": "many"},
+        }));
+        let refusal =
+            review(Kind::EncryptedTopic, &Operation::Create, Some(&wrong), None).unwrap_err();
+        assert_eq!(refusal.reasons, ["Malformed"]);
+        assert_eq!(
+            review(Kind::EncryptedTopic, &Operation::Create, None, None)
+                .unwrap_err()
+                .reasons,
+            ["Malformed"]
+        );
+    }
+}
