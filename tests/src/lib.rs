@@ -2,6 +2,7 @@
 //! failure (naming the command that starts it) when one is not up. Tests never skip silently.
 
 pub mod fixture;
+pub mod kube_env;
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;

@@ -133,7 +133,8 @@ pub fn issue(
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
-    let not_before = now.saturating_sub(BACKDATE.as_secs());
+    // Backdated for clock skew, but never by more than a quarter of a (short) lifetime.
+    let not_before = now.saturating_sub(BACKDATE.min(validity / 4).as_secs());
     let not_after = now + validity.as_secs();
     params.not_before = unix(not_before)?;
     params.not_after = unix(not_after)?;

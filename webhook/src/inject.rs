@@ -378,7 +378,7 @@ impl Plan {
         };
         let mut ops = Vec::new();
         match find_named(pod, "/spec/volumes", VOLUME_NAME) {
-            Some(existing) if *existing == self.volume => {}
+            Some(existing) if covers(existing, &self.volume) => {}
             Some(_) => {
                 return conflict(format!(
                     "the pod already has a different volume named {VOLUME_NAME}"
@@ -390,7 +390,7 @@ impl Plan {
             for var in &self.env {
                 let var_name = var["name"].as_str().unwrap_or_default();
                 match find_named(pod, &format!("{pointer}/env"), var_name) {
-                    Some(existing) if existing == var => {}
+                    Some(existing) if covers(existing, var) => {}
                     Some(_) => {
                         return conflict(format!("container {name} sets {var_name} itself"));
                     }
@@ -403,7 +403,7 @@ impl Plan {
                 .and_then(Value::as_array)
                 .and_then(|m| m.iter().find(|m| m["mountPath"] == MOUNT_PATH));
             match at_our_path {
-                Some(existing) if *existing == self.mount => {}
+                Some(existing) if covers(existing, &self.mount) => {}
                 Some(_) => {
                     return conflict(format!(
                         "container {name} already mounts something else at {MOUNT_PATH}"
@@ -425,6 +425,21 @@ impl Plan {
             }));
         }
         Ok(ops)
+    }
+}
+
+/// Whether `existing` holds everything `ours` sets, with the same values. Extra fields are
+/// fine: between webhook calls the apiserver fills in defaults (a projected volume's
+/// `defaultMode`, for one), and a reinvocation must still recognise our own injection.
+fn covers(existing: &Value, ours: &Value) -> bool {
+    match (existing, ours) {
+        (Value::Object(have), Value::Object(want)) => want
+            .iter()
+            .all(|(key, value)| have.get(key).is_some_and(|h| covers(h, value))),
+        (Value::Array(have), Value::Array(want)) => {
+            have.len() == want.len() && have.iter().zip(want).all(|(h, w)| covers(h, w))
+        }
+        _ => existing == ours,
     }
 }
 
@@ -693,6 +708,28 @@ mod tests {
                 .get("volumeMounts")
                 .is_some()
         );
+    }
+
+    #[test]
+    fn our_injection_is_recognised_after_the_apiserver_defaulted_it() {
+        let (mut injected, _) = inject(&pod(json!({TOPICS_ANNOTATION: "orders"})));
+        // What the apiserver adds between mutating webhooks.
+        injected["spec"]["volumes"][0]["projected"]["defaultMode"] = json!(420);
+        injected["spec"]["containers"][0]["volumeMounts"][0]["mountPropagation"] = json!("None");
+        assert_eq!(
+            decide(&injected, "shop", &excluded(), Some(&index())),
+            Decision::AlreadyInjected
+        );
+        // But a value of ours changed is a conflict.
+        injected["spec"]["volumes"][0]["projected"]["sources"][0]["configMap"]["name"] =
+            json!("mine");
+        assert!(matches!(
+            decide(&injected, "shop", &excluded(), Some(&index())),
+            Decision::Problem(Problem {
+                reason: ProblemReason::ConflictingConfig,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 #![allow(
     dead_code,
+    unused_imports,
     reason = "each test binary uses a different part of the support code"
 )]
 
@@ -12,30 +13,24 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kafka_e2ee_client::config::{ClientConfig, EncryptionClient, ProviderConfig};
 use kafka_e2ee_client::kafka::KafkaConnection;
 use kafka_e2ee_client::key_directory::{KeyDirectory, TopicKeysSnapshot};
-use kafka_e2ee_client::producer::OutgoingRecord;
 use kafka_e2ee_crds::{
-    EncryptedTopic, EncryptedTopicSpec, KeystoreBackend, KmsConnection, KmsConnectionSpec, KmsRef,
-    KmsRefKind, SecretKeyRef, VaultAuthSpec, VaultBackend,
+    EncryptedTopic, EncryptedTopicSpec, KeystoreBackend, KmsConnectionSpec, KmsRef, KmsRefKind,
+    SecretKeyRef, VaultAuthSpec, VaultBackend,
 };
 use kafka_e2ee_tests::{Server, env as tb_env, require, unique};
-use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::{conditions, wait::await_condition};
 use kube::{Client, ResourceExt};
-use rand::RngCore;
 use tokio::process::{Child, Command};
 
-pub const MANAGER: &str = "kafka-e2ee-operator-tests";
-/// The keystore alias every test keystore defines.
-pub const KEYSTORE_TEK: &str = "test-tek";
-pub const WAIT: Duration = Duration::from_secs(60);
+pub use kafka_e2ee_tests::kube_env::{KEYSTORE_TEK, MANAGER, WAIT, consume, produce, ready_reason};
+use kafka_e2ee_tests::kube_env::{
+    apply_kms_connection, apply_secret, create_namespace, free_port, install_crds,
+    random_keystore_json,
+};
 
 /// One test's world: a namespace, a key topic, a lease name.
 pub struct TestEnv {
@@ -123,14 +118,6 @@ impl Operator {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl TestEnv {
     pub async fn new(prefix: &str) -> Self {
         require(Server::KubeApiserver);
@@ -138,19 +125,7 @@ impl TestEnv {
         let client = Client::try_default().await.unwrap();
         install_crds(&client).await;
         let namespace = unique(prefix);
-        Api::<Namespace>::all(client.clone())
-            .create(
-                &PostParams::default(),
-                &Namespace {
-                    metadata: ObjectMeta {
-                        name: Some(namespace.clone()),
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+        create_namespace(&client, &namespace, &[]).await;
         let dir = std::env::temp_dir().join(unique("kafka-e2ee-operator-test"));
         std::fs::create_dir_all(&dir).unwrap();
         Self {
@@ -292,49 +267,17 @@ impl TestEnv {
     }
 
     pub async fn secret(&self, name: &str, data: BTreeMap<&str, Vec<u8>>) {
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..Default::default()
-            },
-            data: Some(
-                data.into_iter()
-                    .map(|(k, v)| (k.to_owned(), ByteString(v)))
-                    .collect(),
-            ),
-            ..Default::default()
-        };
-        Api::<Secret>::namespaced(self.client.clone(), &self.namespace)
-            .patch(
-                name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&secret),
-            )
-            .await
-            .unwrap();
+        apply_secret(&self.client, &self.namespace, name, data).await;
     }
 
     pub async fn kms_connection(&self, name: &str, spec: KmsConnectionSpec) {
-        let obj = KmsConnection::new(name, spec);
-        Api::<KmsConnection>::namespaced(self.client.clone(), &self.namespace)
-            .patch(
-                name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&obj),
-            )
-            .await
-            .unwrap();
+        apply_kms_connection(&self.client, &self.namespace, name, spec).await;
     }
 
     /// A keystore Secret and KmsConnection named `keystore`; returns the client's provider
     /// config (the same keystore as a file).
     pub async fn keystore(&self) -> ProviderConfig {
-        let mut material = [0u8; 32];
-        rand::rng().fill_bytes(&mut material);
-        let json = format!(
-            r#"{{"format": 1, "keys": [{{"id": "k1", "material": "{}"}}], "aliases": {{"{KEYSTORE_TEK}": "k1"}}}}"#,
-            STANDARD.encode(material)
-        );
+        let json = random_keystore_json();
         self.secret(
             "keystore",
             BTreeMap::from([("keystore.json", json.clone().into_bytes())]),
@@ -464,88 +407,10 @@ pub fn assert_message_mentions(obj: &EncryptedTopic, needle: &str) {
     assert!(message.contains(needle), "{needle:?} not in {message:?}");
 }
 
-/// The Ready condition's reason, if it describes the current generation.
-pub fn ready_reason(obj: &EncryptedTopic) -> Option<String> {
-    let status = obj.status.as_ref()?;
-    if status.observed_generation != obj.metadata.generation {
-        return None;
-    }
-    status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| c.reason.clone())
-}
-
 pub fn ready_message(obj: &EncryptedTopic) -> String {
     obj.status
         .as_ref()
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
         .map(|c| c.message.clone())
         .unwrap_or_default()
-}
-
-async fn install_crds(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in kafka_e2ee_crds::all_crds() {
-        let name = crd.metadata.name.clone().unwrap();
-        crds.patch(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(crds.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .expect("CRD not established")
-        .unwrap();
-    }
-}
-
-/// Produces `n` records with values `"{tag}-{i}"`: keyed so they spread over partitions, or
-/// all to `partition`.
-pub async fn produce(
-    client: &EncryptionClient,
-    topic: &str,
-    tag: &str,
-    n: usize,
-    partition: Option<i32>,
-) -> Vec<String> {
-    let producer = client.producer().unwrap();
-    let mut values = Vec::new();
-    for i in 0..n {
-        let value = format!("{tag}-{i}");
-        let key = format!("key-{i}");
-        producer
-            .send_and_wait(OutgoingRecord {
-                key: Some(key.as_bytes()),
-                partition,
-                ..OutgoingRecord::new(topic, value.as_bytes())
-            })
-            .await
-            .unwrap();
-        values.push(value);
-    }
-    values
-}
-
-/// Consumes until `expected` values were read (any order); fails on any error.
-pub async fn consume(client: &EncryptionClient, topic: &str, expected: usize) -> Vec<String> {
-    let consumer = client.consumer(&unique("reader")).unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let mut out = Vec::new();
-    while out.len() < expected {
-        let record = tokio::time::timeout(WAIT, consumer.recv())
-            .await
-            .expect("records did not arrive")
-            .unwrap();
-        assert!(record.was_encrypted);
-        out.push(String::from_utf8(record.value.unwrap()).unwrap());
-    }
-    out.sort();
-    out
 }

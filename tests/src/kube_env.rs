@@ -1,0 +1,220 @@
+//! Kubernetes-side helpers shared by the operator's and the webhook's integration tests:
+//! CRDs, namespaces, Secrets and KMS connections on the test bed's apiserver, processes'
+//! ports and readiness, and a plaintext round trip through the client crate.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test support: a failed step must fail the test, loudly"
+)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kafka_e2ee_client::config::EncryptionClient;
+use kafka_e2ee_client::producer::OutgoingRecord;
+use kafka_e2ee_crds::{EncryptedTopic, KmsConnection, KmsConnectionSpec};
+use kube::Client;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::{conditions, wait::await_condition};
+use rand::RngCore;
+
+use crate::unique;
+
+/// Field manager of objects the tests write.
+pub const MANAGER: &str = "kafka-e2ee-tests";
+/// How long tests wait for anything eventual.
+pub const WAIT: Duration = Duration::from_secs(60);
+/// The alias every test keystore defines.
+pub const KEYSTORE_TEK: &str = "test-tek";
+
+/// Installs (server-side applies) the CRDs and waits until they are established.
+pub async fn install_crds(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in kafka_e2ee_crds::all_crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        crds.patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(crds.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .expect("CRD not established")
+        .unwrap();
+    }
+}
+
+/// Creates a namespace with `labels`.
+pub async fn create_namespace(client: &Client, name: &str, labels: &[(&str, &str)]) {
+    let labels = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect::<BTreeMap<_, _>>();
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta {
+                    name: Some(name.to_owned()),
+                    labels: Some(labels),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// Applies a Secret with `data`.
+pub async fn apply_secret(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    data: BTreeMap<&str, Vec<u8>>,
+) {
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        data: Some(
+            data.into_iter()
+                .map(|(k, v)| (k.to_owned(), ByteString(v)))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .patch(
+            name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .unwrap();
+}
+
+/// Applies a KmsConnection.
+pub async fn apply_kms_connection(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    spec: KmsConnectionSpec,
+) {
+    let obj = KmsConnection::new(name, spec);
+    Api::<KmsConnection>::namespaced(client.clone(), namespace)
+        .patch(
+            name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .unwrap();
+}
+
+/// A keystore file (docs/keystore.md) with one random TEK aliased [`KEYSTORE_TEK`].
+pub fn random_keystore_json() -> String {
+    let mut material = [0u8; 32];
+    rand::rng().fill_bytes(&mut material);
+    format!(
+        r#"{{"format": 1, "keys": [{{"id": "k1", "material": "{}"}}], "aliases": {{"{KEYSTORE_TEK}": "k1"}}}}"#,
+        STANDARD.encode(material)
+    )
+}
+
+/// A TCP port free right now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until `url` answers 2xx.
+pub async fn wait_http_ok(url: &str, what: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(r) = reqwest::get(url).await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} not ready at {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Produces `n` records with values `"{tag}-{i}"`: keyed so they spread over partitions, or
+/// all to `partition`.
+pub async fn produce(
+    client: &EncryptionClient,
+    topic: &str,
+    tag: &str,
+    n: usize,
+    partition: Option<i32>,
+) -> Vec<String> {
+    let producer = client.producer().unwrap();
+    let mut values = Vec::new();
+    for i in 0..n {
+        let value = format!("{tag}-{i}");
+        let key = format!("key-{i}");
+        producer
+            .send_and_wait(OutgoingRecord {
+                key: Some(key.as_bytes()),
+                partition,
+                ..OutgoingRecord::new(topic, value.as_bytes())
+            })
+            .await
+            .unwrap();
+        values.push(value);
+    }
+    values
+}
+
+/// Consumes until `expected` values were read (any order, returned sorted); fails on any
+/// error and on any record that was not encrypted.
+pub async fn consume(client: &EncryptionClient, topic: &str, expected: usize) -> Vec<String> {
+    let consumer = client.consumer(&unique("reader")).unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    while out.len() < expected {
+        let record = tokio::time::timeout(WAIT, consumer.recv())
+            .await
+            .expect("records did not arrive")
+            .unwrap();
+        assert!(record.was_encrypted);
+        out.push(String::from_utf8(record.value.unwrap()).unwrap());
+    }
+    out.sort();
+    out
+}
+
+/// An EncryptedTopic's Ready condition reason, if it describes the current generation.
+pub fn ready_reason(obj: &EncryptedTopic) -> Option<String> {
+    let status = obj.status.as_ref()?;
+    if status.observed_generation != obj.metadata.generation {
+        return None;
+    }
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.reason.clone())
+}

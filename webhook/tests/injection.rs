@@ -1,0 +1,261 @@
+//! The mutating webhook, called by the real kube-apiserver over TLS: what a stored pod holds
+//! after injection, that nothing is injected twice, who is left alone, how problems are
+//! reported, what happens when the webhook is down, and that an injected configuration
+//! really produces and consumes through the operator's keys.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
+
+mod support;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kafka_e2ee_crds::injection::{INJECTED_ANNOTATION, InjectionRecord, NAMESPACE_LABEL};
+use kube::ResourceExt;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use support::*;
+
+/// The injected parts of a stored pod, as JSON, for exact comparison.
+fn injected_parts(pod: &Pod) -> Value {
+    let pod = serde_json::to_value(pod).unwrap();
+    let containers: Vec<Value> = pod["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| json!({"name": c["name"], "env": c["env"], "volumeMounts": c["volumeMounts"]}))
+        .collect();
+    json!({"volumes": pod["spec"]["volumes"], "containers": containers})
+}
+
+/// The value of the metric line starting with `line` (0 when absent).
+fn metric(text: &str, line: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A world with a Ready keystore EncryptedTopic `orders`, its client ConfigMap published by
+/// the operator, and the webhook registered. Returns the Kafka topic name.
+async fn injected_world(prefix: &str, failure_policy: &str) -> (World, Operator, Webhook, String) {
+    let world = World::new(prefix).await;
+    world.keystore().await;
+    let operator = world.start_operator();
+    let mut spec = world.spec("orders", 2, "keystore");
+    spec.tek = Some(KEYSTORE_TEK.into());
+    world.apply_topic("orders", spec).await;
+    world.wait_topic_ready("orders").await;
+    let topic = world.topic_name("orders");
+    world.wait_published(&topic).await;
+    let webhook = world.start_webhook(&[]);
+    world.register(webhook.port, failure_policy).await;
+    webhook.wait_ready().await;
+    world.wait_injecting(&topic).await;
+    (world, operator, webhook, topic)
+}
+
+#[tokio::test]
+async fn an_opted_in_pod_gets_exactly_its_config_once_and_it_works() {
+    let (world, _operator, webhook, topic) = injected_world("wh-inject", "Fail").await;
+    let ns = world.namespace.clone();
+    let before = webhook.metrics().await;
+    let stored = world
+        .create_pod(&ns, "app", json!({"kafka-e2ee.io/topics": topic}))
+        .await
+        .unwrap();
+
+    let mount =
+        json!([{"name": "kafka-e2ee", "mountPath": "/var/run/kafka-e2ee", "readOnly": true}]);
+    let config_env =
+        json!({"name": "KAFKA_E2EE_CONFIG", "value": "/var/run/kafka-e2ee/client.yaml"});
+    let want = json!({
+        "volumes": [{"name": "kafka-e2ee", "projected": {
+            "defaultMode": 420,
+            "sources": [
+                {"configMap": {"name": "kafka-e2ee-client",
+                    "items": [{"key": "kmsconnection.keystore.yaml", "path": "client.yaml"}]}},
+                {"secret": {"name": "keystore", "items": [{"key": "keystore.json", "path": "keystore.json"}]}},
+            ],
+        }}],
+        "containers": [
+            {"name": "app", "env": [config_env], "volumeMounts": mount},
+            {"name": "sidecar", "env": [{"name": "A", "value": "1"}, config_env], "volumeMounts": mount},
+        ],
+    });
+    assert_eq!(
+        injected_parts(&stored),
+        want,
+        "the stored pod holds exactly the injection"
+    );
+    let record: InjectionRecord =
+        serde_json::from_str(&stored.annotations()[INJECTED_ANNOTATION]).unwrap();
+    assert_eq!(record.topics, [topic.clone()]);
+    assert_eq!(record.containers, ["app", "sidecar"]);
+    // Two webhook entries called /mutate: the second saw the first's output and added
+    // nothing; the metrics say one patch and one plain admission for this pod.
+    let after = webhook.metrics().await;
+    for (outcome, delta) in [("patched", 1.0), ("allowed", 1.0)] {
+        let line =
+            format!(r#"kafka_e2ee_webhook_requests_total{{webhook="mutate",outcome="{outcome}"}}"#);
+        assert_eq!(
+            metric(&after, &line) - metric(&before, &line),
+            delta,
+            "{outcome}"
+        );
+    }
+
+    // Re-submitting the injected spec (a copy, a re-apply of an exported pod) adds nothing.
+    let mut copy: Pod = stored.clone();
+    copy.metadata = kube::api::ObjectMeta {
+        name: Some("app-copy".into()),
+        annotations: stored.metadata.annotations.clone(),
+        ..Default::default()
+    };
+    let copy = world
+        .pods(&ns)
+        .create(&PostParams::default(), &copy)
+        .await
+        .unwrap();
+    assert_eq!(injected_parts(&copy), want);
+
+    // The whole path minus a kubelet: the projected files, the env var, the client crate.
+    let root = world.dir().join("app");
+    let config = materialize(&world.client, &stored, &root).await;
+    let client = client_from_injected(&config).await;
+    let mut sent = produce(&client, &topic, "injected", 8, None).await;
+    sent.sort();
+    assert_eq!(consume(&client, &topic, 8).await, sent);
+}
+
+#[tokio::test]
+async fn pods_that_do_not_opt_in_and_protected_namespaces_are_left_alone() {
+    let (world, _operator, webhook, topic) = injected_world("wh-alone", "Fail").await;
+    let plain = |pod: &Pod| {
+        pod.spec.as_ref().unwrap().volumes.is_none()
+            && !pod.annotations().contains_key(INJECTED_ANNOTATION)
+    };
+    let ns = world.namespace.clone();
+    // Opted-in namespace, pod without topics / opted out.
+    let pod = world.create_pod(&ns, "no-topics", json!({})).await.unwrap();
+    assert!(plain(&pod));
+    let pod = world
+        .create_pod(
+            &ns,
+            "opted-out",
+            json!({"kafka-e2ee.io/topics": topic, "kafka-e2ee.io/inject": "false"}),
+        )
+        .await
+        .unwrap();
+    assert!(plain(&pod));
+    // A namespace without the label: the apiserver never calls us.
+    let other = format!("{}-plain", world.id);
+    create_namespace(&world.client, &other, &[(TEST_LABEL, &world.id)]).await;
+    let pod = world
+        .create_pod(&other, "app", json!({"kafka-e2ee.io/topics": topic}))
+        .await
+        .unwrap();
+    assert!(plain(&pod));
+    // kube-system, even if someone labels it: the webhook itself refuses to touch it.
+    let namespaces = kube::Api::<Namespace>::all(world.client.clone());
+    let label = |on: bool| {
+        let value = if on { json!("enabled") } else { Value::Null };
+        let id = if on { json!(world.id) } else { Value::Null };
+        json!({"metadata": {"labels": {NAMESPACE_LABEL: value, TEST_LABEL: id}}})
+    };
+    namespaces
+        .patch(
+            "kube-system",
+            &PatchParams::default(),
+            &Patch::Merge(label(true)),
+        )
+        .await
+        .unwrap();
+    let system_pod = format!("{}-app", world.id);
+    let created = world
+        .create_pod(
+            "kube-system",
+            &system_pod,
+            json!({"kafka-e2ee.io/topics": topic}),
+        )
+        .await;
+    namespaces
+        .patch(
+            "kube-system",
+            &PatchParams::default(),
+            &Patch::Merge(label(false)),
+        )
+        .await
+        .unwrap();
+    assert!(plain(&created.unwrap()));
+    let _ = world
+        .pods("kube-system")
+        .delete(&system_pod, &Default::default())
+        .await;
+
+    // The webhook down: namespaces that did not opt in still admit pods; opted-in ones
+    // refuse (failurePolicy Fail), so no pod runs without the encryption it asked for.
+    webhook.kill().await;
+    let pod = world
+        .create_pod(&other, "while-down", json!({"kafka-e2ee.io/topics": topic}))
+        .await
+        .unwrap();
+    assert!(plain(&pod));
+    let refused = world
+        .create_pod(&ns, "while-down", json!({"kafka-e2ee.io/topics": topic}))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("failed calling webhook"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn problems_are_refused_with_their_reason_or_warned_about() {
+    let (world, _operator, webhook, topic) = injected_world("wh-problems", "Fail").await;
+    let ns = world.namespace.clone();
+    let manifest = |name: &str, topics: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\n  annotations:\n    kafka-e2ee.io/topics: \"{topics}\"\nspec:\n  containers:\n  - name: app\n    image: example.invalid/app:1\n    env:\n    - name: KAFKA_E2EE_CONFIG\n      value: /etc/mine.yaml\n"
+        )
+    };
+    let (ok, out) = kubectl(&["create", "-f", "-"], Some(&manifest("unknown", "nope")));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("kafka-e2ee.io/topics names topic 'nope' that no EncryptedTopic in namespace"),
+        "{out}"
+    );
+    let (ok, out) = kubectl(&["create", "-f", "-"], Some(&manifest("conflict", &topic)));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("container app sets KAFKA_E2EE_CONFIG itself"),
+        "{out}"
+    );
+    let metrics = webhook.metrics().await;
+    for reason in ["UnknownTopic", "ConflictingConfig"] {
+        assert!(
+            metrics.contains(&format!(
+                r#"kafka_e2ee_webhook_problems_total{{webhook="mutate",outcome="denied",reason="{reason}"}}"#
+            )),
+            "{reason}: {metrics}"
+        );
+    }
+
+    // Configured to warn: admitted uninjected, the client sees the reason.
+    webhook.kill().await;
+    let warning = world.start_webhook(&["--on-problem", "warn"]);
+    world.register(warning.port, "Fail").await;
+    warning.wait_ready().await;
+    world.wait_injecting(&topic).await;
+    let (ok, out) = kubectl(&["create", "-f", "-"], Some(&manifest("warned", "nope")));
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Warning: kafka-e2ee did not inject encryption settings"),
+        "{out}"
+    );
+    let pod = world.pods(&ns).get("warned").await.unwrap();
+    assert!(pod.spec.unwrap().volumes.is_none());
+}
