@@ -35,6 +35,8 @@ pub enum ProblemReason {
     ConflictingConfig,
     /// The containers annotation names a container the pod does not have.
     UnknownContainer,
+    /// A token must be projected, but the pod names no service account.
+    NoServiceAccount,
     /// The pod is not valid JSON of a pod.
     MalformedPod,
 }
@@ -48,6 +50,7 @@ impl ProblemReason {
             Self::NoAccess => "NoAccess",
             Self::ConflictingConfig => "ConflictingConfig",
             Self::UnknownContainer => "UnknownContainer",
+            Self::NoServiceAccount => "NoServiceAccount",
             Self::MalformedPod => "MalformedPod",
         }
     }
@@ -257,6 +260,26 @@ fn plan<'a>(
             "name": "AWS_WEB_IDENTITY_TOKEN_FILE",
             "value": format!("{MOUNT_PATH}/{}", injection::AWS_TOKEN_FILE),
         }));
+    }
+    let needs_token = sources
+        .iter()
+        .any(|s| s.get("serviceAccountToken").is_some());
+    let account = ["/spec/serviceAccountName", "/spec/serviceAccount"]
+        .iter()
+        .find_map(|p| {
+            pod.pointer(p)
+                .and_then(Value::as_str)
+                .filter(|a| !a.is_empty())
+        });
+    if needs_token && account.is_none() {
+        return Err(Problem::new(
+            ProblemReason::NoServiceAccount,
+            format!(
+                "{} needs a service-account token projected into the pod, and the pod names no \
+                 serviceAccountName (the ServiceAccount admission plugin normally sets one); set it",
+                profile.kms_ref
+            ),
+        ));
     }
     let containers = choose_containers(pod, annotation(CONTAINERS_ANNOTATION))?;
     let record = InjectionRecord {
@@ -546,6 +569,7 @@ mod tests {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "app", "namespace": "shop", "annotations": annotations},
             "spec": {
+                "serviceAccountName": "orders",
                 "containers": [
                     {"name": "app", "image": "app:1"},
                     {"name": "sidecar", "image": "proxy:1", "env": [{"name": "A", "value": "1"}]},
@@ -795,7 +819,7 @@ mod tests {
 
     #[test]
     fn every_problem_has_its_reason_and_an_actionable_message() {
-        let cases: Vec<(Value, Option<ClientIndex>, ProblemReason, &str)> = vec![
+        let mut cases: Vec<(Value, Option<ClientIndex>, ProblemReason, &str)> = vec![
             (
                 pod(json!({TOPICS_ANNOTATION: "orders,nope"})),
                 Some(index()),
@@ -833,6 +857,17 @@ mod tests {
                 "names 'ghost' that the pod does not have (it has: app, sidecar, migrate)",
             ),
         ];
+        let mut anonymous = pod(json!({TOPICS_ANNOTATION: "orders"}));
+        anonymous["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("serviceAccountName");
+        cases.push((
+            anonymous,
+            Some(index()),
+            ProblemReason::NoServiceAccount,
+            "KmsConnection/vault needs a service-account token",
+        ));
         for (pod, index, reason, words) in cases {
             match decide(&pod, "shop", &excluded(), index.as_ref()) {
                 Decision::Problem(p) => {
@@ -872,7 +907,7 @@ mod tests {
     fn pods_without_volumes_or_env_get_the_arrays_created() {
         let bare = json!({
             "metadata": {"name": "p", "annotations": {TOPICS_ANNOTATION: "orders"}},
-            "spec": {"containers": [{"name": "c"}]},
+            "spec": {"serviceAccountName": "default", "containers": [{"name": "c"}]},
         });
         let (injected, _) = inject(&bare);
         assert_eq!(injected["spec"]["volumes"].as_array().unwrap().len(), 1);

@@ -66,7 +66,13 @@ pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, Tl
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Key(e.to_string()))?;
     let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)
         .map_err(|e| TlsError::Key(e.to_string()))?;
-    Ok(CertifiedKey::new(chain, signing))
+    let certified = CertifiedKey::new(chain, signing);
+    // A renewal written file by file is briefly a new key with the old certificate: serving
+    // that would fail every handshake, so refuse it (the caller keeps the previous pair).
+    certified
+        .keys_match()
+        .map_err(|e| TlsError::Key(format!("it does not match the certificate: {e}")))?;
+    Ok(certified)
 }
 
 /// TLS 1.2+ with aws-lc-rs, HTTP/1.1 (what the apiserver speaks to webhooks either way).
@@ -136,5 +142,31 @@ impl CertFiles {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::certs::issue;
+
+    #[test]
+    fn a_key_that_does_not_match_its_certificate_is_refused() {
+        let names = ["127.0.0.1".to_owned()];
+        let a = issue(&names, Duration::from_secs(3600), None, 1_700_000_000).unwrap();
+        let b = issue(&names, Duration::from_secs(3600), None, 1_700_000_000).unwrap();
+        assert!(certified_key(a.cert.as_bytes(), a.key.as_bytes()).is_ok());
+        let err = certified_key(a.cert.as_bytes(), b.key.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("does not match"), "{err}");
+        assert!(matches!(
+            certified_key(b"junk", a.key.as_bytes()),
+            Err(TlsError::Certificate(_))
+        ));
+        assert!(matches!(
+            certified_key(a.cert.as_bytes(), b"junk"),
+            Err(TlsError::Key(_))
+        ));
     }
 }

@@ -43,7 +43,7 @@ fn metric(text: &str, line: &str) -> f64 {
 async fn injected_world(prefix: &str, failure_policy: &str) -> (World, Operator, Webhook, String) {
     let world = World::new(prefix).await;
     world.keystore().await;
-    let operator = world.start_operator();
+    let operator = world.start_operator(&[]);
     let mut spec = world.spec("orders", 2, "keystore");
     spec.tek = Some(KEYSTORE_TEK.into());
     world.apply_topic("orders", spec).await;

@@ -190,7 +190,7 @@ impl World {
 
     /// Starts the operator binary for this test's namespace, publishing client ConfigMaps
     /// every second.
-    pub fn start_operator(&self) -> Operator {
+    pub fn start_operator(&self, extra: &[&str]) -> Operator {
         let mut cmd = Command::new(sibling_binary("kafka-e2ee-operator"));
         cmd.args([
             "run",
@@ -209,7 +209,8 @@ impl World {
             "--client-config-resync",
             "1s",
         ])
-        .env("RUST_LOG", "warn,rustify=off")
+        .args(extra)
+        .env("RUST_LOG", "warn,rustify=off,vaultrs=off")
         .stdin(Stdio::null())
         .kill_on_drop(true);
         Operator {
@@ -332,6 +333,40 @@ impl World {
         .await;
     }
 
+    /// Creates a ServiceAccount `name` in `namespace` (no controller-manager makes them here).
+    pub async fn service_account(&self, namespace: &str, name: &str) {
+        let sa = ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<ServiceAccount>::namespaced(self.client.clone(), namespace)
+            .create(&PostParams::default(), &sa)
+            .await
+            .unwrap();
+    }
+
+    /// A token of ServiceAccount `name` for `audience`, from the TokenRequest API.
+    pub async fn token(&self, namespace: &str, name: &str, audience: &str) -> String {
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: vec![audience.to_owned()],
+                expiration_seconds: Some(3600),
+                bound_object_ref: None,
+            },
+            ..TokenRequest::default()
+        };
+        Api::<ServiceAccount>::namespaced(self.client.clone(), namespace)
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .token
+    }
+
     /// A spec for Kafka topic `<namespace>-<name>` with KmsConnection `conn`.
     pub fn spec(&self, name: &str, partitions: i32, conn: &str) -> EncryptedTopicSpec {
         let mut spec = EncryptedTopicSpec::new(
@@ -411,7 +446,9 @@ impl World {
             let pod: Pod = serde_json::from_value(json!({
                 "apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": "probe", "annotations": {"kafka-e2ee.io/topics": topic}},
-                "spec": {"containers": [{"name": "app", "image": "example.invalid/app:1"}]},
+                // A real cluster's ServiceAccount admission plugin sets this; the test bed's
+                // apiserver runs without it.
+                "spec": {"serviceAccountName": "default", "containers": [{"name": "app", "image": "example.invalid/app:1"}]},
             }))
             .unwrap();
             let dry_run = PostParams {

@@ -1,0 +1,197 @@
+//! The whole injected path with a real KMS: OpenBao's Kubernetes auth method pointed at the
+//! test bed's apiserver. The operator logs in with its service account's token, the pod's
+//! injected configuration names a projected token with Vault's audience, and the client crate
+//! logs in with that token (as the pod's own service account) to unwrap the topic's DEKs.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
+
+mod support;
+
+use k8s_openapi::api::core::v1::Pod;
+use kafka_e2ee_crds::{KmsConnectionSpec, VaultAuthSpec, VaultBackend, VaultKubernetesAuthSpec};
+use kafka_e2ee_tests::{Server, env as tb_env, require};
+use kube::api::PostParams;
+use serde_json::{Value, json};
+use support::*;
+
+/// Calls OpenBao's HTTP API with the test bed's root token.
+async fn bao(method: reqwest::Method, path: &str, body: Value) {
+    let address = require(Server::Vault);
+    let token = tb_env(Server::Vault, "VAULT_TOKEN");
+    let response = reqwest::Client::new()
+        .request(method, format!("{address}/v1/{path}"))
+        .header("X-Vault-Token", token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    assert!(
+        status.is_success(),
+        "{path}: {status} {}",
+        response.text().await.unwrap()
+    );
+}
+
+/// The apiserver's URL, CA and admin token from the test bed's kubeconfig (OpenBao calls
+/// TokenReview with that token to check the tokens pods present).
+fn apiserver() -> (String, String, String) {
+    let path = tb_env(Server::KubeApiserver, "KUBECONFIG");
+    let config: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let cluster = &config["clusters"][0]["cluster"];
+    let ca = std::fs::read_to_string(cluster["certificate-authority"].as_str().unwrap()).unwrap();
+    (
+        cluster["server"].as_str().unwrap().to_owned(),
+        ca,
+        config["users"][0]["user"]["token"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_pod_logs_in_to_vault_with_its_injected_token_and_reads_the_topic() {
+    let world = World::new("wh-vault").await;
+    let address = require(Server::Vault);
+    // Kubernetes auth at a mount of this test's own, trusting the test bed's apiserver.
+    let mount = format!("k8s-{}", world.id);
+    bao(
+        reqwest::Method::POST,
+        &format!("sys/auth/{mount}"),
+        json!({"type": "kubernetes"}),
+    )
+    .await;
+    let (host, ca, reviewer) = apiserver();
+    bao(
+        reqwest::Method::POST,
+        &format!("auth/{mount}/config"),
+        json!({"kubernetes_host": host, "kubernetes_ca_cert": ca, "token_reviewer_jwt": reviewer, "disable_local_ca_jwt": true}),
+    )
+    .await;
+    let policy = world.id.clone();
+    bao(
+        reqwest::Method::PUT,
+        &format!("sys/policies/acl/{policy}"),
+        json!({"policy": "path \"transit/*\" { capabilities = [\"create\", \"read\", \"update\", \"delete\", \"list\"] }"}),
+    )
+    .await;
+    let role = |namespace: &str, account: &str| {
+        json!({
+            "bound_service_account_names": [account],
+            "bound_service_account_namespaces": [namespace],
+            "audience": "vault",
+            "token_policies": [policy],
+            "token_ttl": "1h",
+        })
+    };
+    bao(
+        reqwest::Method::POST,
+        &format!("auth/{mount}/role/operator"),
+        role(&world.system_namespace, "operator"),
+    )
+    .await;
+    bao(
+        reqwest::Method::POST,
+        &format!("auth/{mount}/role/clients"),
+        role(&world.namespace, "app"),
+    )
+    .await;
+
+    // The operator, logged in as its own service account.
+    world
+        .service_account(&world.system_namespace, "operator")
+        .await;
+    world.service_account(&world.namespace, "app").await;
+    let operator_token = world.dir().join("operator-token");
+    std::fs::write(
+        &operator_token,
+        world
+            .token(&world.system_namespace, "operator", "vault")
+            .await,
+    )
+    .unwrap();
+    let _operator = world.start_operator(&[
+        "--service-account-token-file",
+        operator_token.to_str().unwrap(),
+    ]);
+    apply_kms_connection(
+        &world.client,
+        &world.namespace,
+        "vault",
+        KmsConnectionSpec {
+            vault: Some(VaultBackend {
+                address,
+                mount: None,
+                namespace: None,
+                auth: VaultAuthSpec {
+                    token_secret_ref: None,
+                    kubernetes: Some(VaultKubernetesAuthSpec {
+                        role: "operator".into(),
+                        client_role: Some("clients".into()),
+                        mount: Some(mount.clone()),
+                        audience: Some("vault".into()),
+                    }),
+                },
+            }),
+            aws_kms: None,
+            hadoop_kms: None,
+            keystore: None,
+        },
+    )
+    .await;
+    world
+        .apply_topic("orders", world.spec("orders", 2, "vault"))
+        .await;
+    world.wait_topic_ready("orders").await;
+    let topic = world.topic_name("orders");
+    world.wait_published(&topic).await;
+
+    let webhook = world.start_webhook(&[]);
+    world.register(webhook.port, "Fail").await;
+    webhook.wait_ready().await;
+    world.wait_injecting(&topic).await;
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "app", "annotations": {"kafka-e2ee.io/topics": topic}},
+        "spec": {"serviceAccountName": "app", "containers": [{"name": "app", "image": "example.invalid/app:1"}]},
+    }))
+    .unwrap();
+    let stored = world
+        .pods(&world.namespace)
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap();
+    let sources = serde_json::to_value(&stored.spec.as_ref().unwrap().volumes).unwrap()[0]["projected"]["sources"].clone();
+    assert_eq!(
+        sources[1],
+        json!({"serviceAccountToken": {"audience": "vault", "expirationSeconds": 3600, "path": "vault-token"}}),
+        "{sources}"
+    );
+    assert!(
+        !serde_json::to_string(&stored)
+            .unwrap()
+            .contains(&tb_env(Server::Vault, "VAULT_TOKEN")),
+        "no secret value in the pod"
+    );
+
+    // The pod's view: its own token (audience vault) logs in as role `clients`.
+    let root = world.dir().join("app");
+    let config = materialize(&world.client, &stored, &root).await;
+    let client = client_from_injected(&config).await;
+    let mut sent = produce(&client, &topic, "vault", 6, None).await;
+    sent.sort();
+    assert_eq!(consume(&client, &topic, 6).await, sent);
+
+    bao(
+        reqwest::Method::DELETE,
+        &format!("sys/auth/{mount}"),
+        json!({}),
+    )
+    .await;
+}
