@@ -128,6 +128,27 @@ async fn an_opted_in_pod_gets_exactly_its_config_once_and_it_works() {
     let mut sent = produce(&client, &topic, "injected", 8, None).await;
     sent.sort();
     assert_eq!(consume(&client, &topic, 8).await, sent);
+
+    // The namespace's last EncryptedTopic deleted: the operator removes its ConfigMap, and
+    // pods naming the topic are refused.
+    kube::Api::<kafka_e2ee_crds::EncryptedTopic>::namespaced(world.client.clone(), &ns)
+        .delete("orders", &Default::default())
+        .await
+        .unwrap();
+    let configmaps = kube::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(
+        world.client.clone(),
+        &ns,
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while configmaps.get_opt("kafka-e2ee-client").await.unwrap().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "client ConfigMap not deleted");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let refused = world
+        .create_pod(&ns, "late", json!({"kafka-e2ee.io/topics": topic}))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("has no EncryptedTopics"), "{refused}");
 }
 
 #[tokio::test]
