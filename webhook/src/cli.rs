@@ -47,6 +47,7 @@ pub struct Args {
     /// Serving private key (PEM), e.g. the Secret's tls.key.
     #[arg(long, env = "KAFKA_E2EE_TLS_KEY_FILE", requires = "tls_cert_file")]
     pub tls_key_file: Option<PathBuf>,
+    /// How often the certificate files are checked for a new pair.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub tls_reload_interval: Duration,
     /// Manage TLS itself: a CA and serving certificate in --tls-secret-name, renewed before

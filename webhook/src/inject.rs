@@ -1,4 +1,4 @@
-//! The mutating half, as a pure function: a pod (JSON, as the apiserver sent it) and its
+//! The mutating half, as a pure function: a pod (the parts of it injection reads) and its
 //! namespace's client index in, a JSON patch or a typed problem out (docs/webhook.md).
 //!
 //! What a pod gets is one projected volume holding the client configuration of its topics'
@@ -11,14 +11,83 @@
 //! injected spec yields no patch; anything present but different is a conflict, never
 //! overwritten.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_e2ee_crds::injection::{
     self, AWS_ROLE_ARN_ANNOTATION, CLIENT_CONFIGMAP, CONFIG_ENV, CONTAINERS_ANNOTATION,
     ClientIndex, INJECT_ANNOTATION, INJECTED_ANNOTATION, InjectionRecord, MOUNT_PATH,
     ProjectedSource, TOPICS_ANNOTATION, VOLUME_NAME,
 };
+use serde::Deserialize;
 use serde_json::{Value, json};
+
+/// The parts of a pod injection reads. Everything else (managed fields, the rest of each
+/// container) is skipped while parsing, never materialised: a pod review costs one pass.
+#[derive(Debug, Default, Deserialize)]
+pub struct PodView {
+    #[serde(default)]
+    metadata: PodMeta,
+    #[serde(default)]
+    spec: PodSpecView,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PodMeta {
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodSpecView {
+    #[serde(default)]
+    service_account_name: Option<String>,
+    #[serde(default)]
+    service_account: Option<String>,
+    #[serde(default)]
+    volumes: Option<Vec<Value>>,
+    #[serde(default)]
+    containers: Option<Vec<ContainerView>>,
+    #[serde(default)]
+    init_containers: Option<Vec<ContainerView>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContainerView {
+    name: String,
+    #[serde(default)]
+    env: Option<Vec<Value>>,
+    #[serde(default)]
+    volume_mounts: Option<Vec<Value>>,
+}
+
+impl PodView {
+    /// Parses a pod's JSON.
+    pub fn parse(json: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    fn annotation(&self, key: &str) -> Option<&str> {
+        self.metadata.annotations.as_ref()?.get(key).map(String::as_str)
+    }
+
+    /// Regular containers, then init containers, with their JSON pointers.
+    fn all_containers(&self) -> impl Iterator<Item = (String, &ContainerView)> {
+        fn list<'a>(
+            field: &'static str,
+            items: &'a Option<Vec<ContainerView>>,
+        ) -> impl Iterator<Item = (String, &'a ContainerView)> {
+            items
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(move |(i, c)| (format!("/spec/{field}/{i}"), c))
+        }
+        list("containers", &self.spec.containers)
+            .chain(list("initContainers", &self.spec.init_containers))
+    }
+}
 
 /// Why a pod that asked for injection cannot get it. Bounded: these are metric labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -98,7 +167,7 @@ pub enum Decision {
 /// Decides what to do with `pod` (the AdmissionRequest's object) created in `namespace`.
 /// `index` is the namespace's client index, if the operator published one.
 pub fn decide(
-    pod: &Value,
+    pod: &PodView,
     namespace: &str,
     excluded: &BTreeSet<String>,
     index: Option<&ClientIndex>,
@@ -106,19 +175,17 @@ pub fn decide(
     if excluded.contains(namespace) {
         return Decision::Skip(Skip::ExcludedNamespace);
     }
-    let annotation = |key: &str| {
-        pod.pointer("/metadata/annotations")
-            .and_then(|a| a.get(key))
-            .and_then(Value::as_str)
-    };
-    if annotation(INJECT_ANNOTATION).is_some_and(|v| v.trim().eq_ignore_ascii_case("false")) {
+    if pod
+        .annotation(INJECT_ANNOTATION)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"))
+    {
         return Decision::Skip(Skip::OptedOut);
     }
-    let topics = injection::split_list(annotation(TOPICS_ANNOTATION).unwrap_or_default());
+    let topics = injection::split_list(pod.annotation(TOPICS_ANNOTATION).unwrap_or_default());
     if topics.is_empty() {
         return Decision::Skip(Skip::NotRequested);
     }
-    match plan(pod, namespace, &topics, index, annotation) {
+    match plan(pod, namespace, &topics, index) {
         Ok(plan) => plan.into_decision(pod),
         Err(problem) => Decision::Problem(problem),
     }
@@ -134,12 +201,11 @@ struct Plan {
     record: InjectionRecord,
 }
 
-fn plan<'a>(
-    pod: &'a Value,
+fn plan(
+    pod: &PodView,
     namespace: &str,
     topics: &[String],
     index: Option<&ClientIndex>,
-    annotation: impl Fn(&str) -> Option<&'a str>,
 ) -> Result<Plan, Problem> {
     let empty = ClientIndex::default();
     let index = index.unwrap_or(&empty);
@@ -248,7 +314,7 @@ fn plan<'a>(
     }
     let mut env = vec![json!({"name": CONFIG_ENV, "value": config_path()})];
     if profile.provider == "awsKms"
-        && let Some(role) = annotation(AWS_ROLE_ARN_ANNOTATION).map(str::trim)
+        && let Some(role) = pod.annotation(AWS_ROLE_ARN_ANNOTATION).map(str::trim)
         && !role.is_empty()
     {
         sources.push(token_source(
@@ -264,13 +330,10 @@ fn plan<'a>(
     let needs_token = sources
         .iter()
         .any(|s| s.get("serviceAccountToken").is_some());
-    let account = ["/spec/serviceAccountName", "/spec/serviceAccount"]
-        .iter()
-        .find_map(|p| {
-            pod.pointer(p)
-                .and_then(Value::as_str)
-                .filter(|a| !a.is_empty())
-        });
+    let account = [&pod.spec.service_account_name, &pod.spec.service_account]
+        .into_iter()
+        .flatten()
+        .find(|a| !a.is_empty());
     if needs_token && account.is_none() {
         return Err(Problem::new(
             ProblemReason::NoServiceAccount,
@@ -281,7 +344,7 @@ fn plan<'a>(
             ),
         ));
     }
-    let containers = choose_containers(pod, annotation(CONTAINERS_ANNOTATION))?;
+    let containers = choose_containers(pod, pod.annotation(CONTAINERS_ANNOTATION))?;
     let record = InjectionRecord {
         topics: topics.to_vec(),
         profile: profile_name.to_owned(),
@@ -319,38 +382,29 @@ fn quote_list(items: &[&str]) -> String {
     }
 }
 
-/// The containers to inject into: all regular containers, or those the annotation names
-/// (init containers included, if named).
-fn choose_containers(pod: &Value, wanted: Option<&str>) -> Result<Vec<(String, String)>, Problem> {
-    let list = |field: &str| -> Vec<(String, String)> {
-        pod.pointer(&format!("/spec/{field}"))
-            .and_then(Value::as_array)
-            .map(|items| {
-                items
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, c)| {
-                        let name = c.get("name")?.as_str()?;
-                        Some((format!("/spec/{field}/{i}"), name.to_owned()))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let containers = list("containers");
+/// The containers to inject into (their JSON pointers and names): all regular containers,
+/// or those the annotation names (init containers included, if named).
+fn choose_containers(
+    pod: &PodView,
+    wanted: Option<&str>,
+) -> Result<Vec<(String, String)>, Problem> {
+    let all: Vec<(String, String)> = pod
+        .all_containers()
+        .map(|(pointer, c)| (pointer, c.name.clone()))
+        .collect();
     let Some(wanted) = wanted.map(injection::split_list).filter(|w| !w.is_empty()) else {
-        if containers.is_empty() {
+        let regular: Vec<(String, String)> = all
+            .into_iter()
+            .filter(|(pointer, _)| pointer.starts_with("/spec/containers/"))
+            .collect();
+        if regular.is_empty() {
             return Err(Problem::new(
                 ProblemReason::MalformedPod,
                 "the pod has no containers",
             ));
         }
-        return Ok(containers);
+        return Ok(regular);
     };
-    let all: Vec<(String, String)> = containers
-        .into_iter()
-        .chain(list("initContainers"))
-        .collect();
     let mut chosen = Vec::new();
     let mut missing = Vec::new();
     for name in &wanted {
@@ -378,7 +432,7 @@ fn choose_containers(pod: &Value, wanted: Option<&str>) -> Result<Vec<(String, S
 }
 
 impl Plan {
-    fn into_decision(self, pod: &Value) -> Decision {
+    fn into_decision(self, pod: &PodView) -> Decision {
         match self.patch(pod) {
             Ok(patch) if patch.is_empty() => Decision::AlreadyInjected,
             Ok(patch) => Decision::Inject {
@@ -389,7 +443,7 @@ impl Plan {
         }
     }
 
-    fn patch(&self, pod: &Value) -> Result<Vec<Value>, Problem> {
+    fn patch(&self, pod: &PodView) -> Result<Vec<Value>, Problem> {
         let conflict = |what: String| {
             Err(Problem::new(
                 ProblemReason::ConflictingConfig,
@@ -400,31 +454,37 @@ impl Plan {
             ))
         };
         let mut ops = Vec::new();
-        match find_named(pod, "/spec/volumes", VOLUME_NAME) {
+        let volumes = pod.spec.volumes.as_deref();
+        match find_named(volumes, VOLUME_NAME) {
             Some(existing) if covers(existing, &self.volume) => {}
             Some(_) => {
                 return conflict(format!(
                     "the pod already has a different volume named {VOLUME_NAME}"
                 ));
             }
-            None => append(pod, "/spec/volumes", self.volume.clone(), &mut ops),
+            None => append(volumes, "/spec/volumes", self.volume.clone(), &mut ops),
         }
+        let containers: BTreeMap<String, &ContainerView> = pod.all_containers().collect();
         for (pointer, name) in &self.containers {
+            let Some(container) = containers.get(pointer) else {
+                continue;
+            };
+            let env = container.env.as_deref();
             for var in &self.env {
                 let var_name = var["name"].as_str().unwrap_or_default();
-                match find_named(pod, &format!("{pointer}/env"), var_name) {
+                match find_named(env, var_name) {
                     Some(existing) if covers(existing, var) => {}
                     Some(_) => {
                         return conflict(format!("container {name} sets {var_name} itself"));
                     }
-                    None => append(pod, &format!("{pointer}/env"), var.clone(), &mut ops),
+                    None => append(env, &format!("{pointer}/env"), var.clone(), &mut ops),
                 }
             }
-            let mounts = format!("{pointer}/volumeMounts");
-            let at_our_path = pod
-                .pointer(&mounts)
-                .and_then(Value::as_array)
-                .and_then(|m| m.iter().find(|m| m["mountPath"] == MOUNT_PATH));
+            let mounts = container.volume_mounts.as_deref();
+            let at_our_path = mounts
+                .into_iter()
+                .flatten()
+                .find(|m| m["mountPath"] == MOUNT_PATH);
             match at_our_path {
                 Some(existing) if covers(existing, &self.mount) => {}
                 Some(_) => {
@@ -432,15 +492,17 @@ impl Plan {
                         "container {name} already mounts something else at {MOUNT_PATH}"
                     ));
                 }
-                None => append(pod, &mounts, self.mount.clone(), &mut ops),
+                None => append(
+                    mounts,
+                    &format!("{pointer}/volumeMounts"),
+                    self.mount.clone(),
+                    &mut ops,
+                ),
             }
         }
         let record = serde_json::to_string(&self.record).unwrap_or_default();
-        let current = pod
-            .pointer("/metadata/annotations")
-            .and_then(|a| a.get(INJECTED_ANNOTATION));
         // The topics annotation exists (it asked for injection), so annotations do too.
-        if current.and_then(Value::as_str) != Some(record.as_str()) && !ops.is_empty() {
+        if pod.annotation(INJECTED_ANNOTATION) != Some(record.as_str()) && !ops.is_empty() {
             ops.push(json!({
                 "op": "add",
                 "path": format!("/metadata/annotations/{}", escape(INJECTED_ANNOTATION)),
@@ -466,26 +528,24 @@ fn covers(existing: &Value, ours: &Value) -> bool {
     }
 }
 
-/// The element named `name` of the array at `pointer`, if any.
-fn find_named<'a>(pod: &'a Value, pointer: &str, name: &str) -> Option<&'a Value> {
-    pod.pointer(pointer)?
-        .as_array()?
+/// The element named `name` of `items`, if any.
+fn find_named<'a>(items: Option<&'a [Value]>, name: &str) -> Option<&'a Value> {
+    items?
         .iter()
         .find(|item| item.get("name").and_then(Value::as_str) == Some(name))
 }
 
-/// Appends `item` to the array at `pointer`, creating it if the pod (and the operations so
-/// far) have none.
-fn append(pod: &Value, pointer: &str, item: Value, ops: &mut Vec<Value>) {
+/// Appends `item` to the array at `pointer` (whose current content is `existing`), creating
+/// it if the pod, and the operations so far, have none.
+fn append(existing: Option<&[Value]>, pointer: &str, item: Value, ops: &mut Vec<Value>) {
     // An earlier operation of ours may have created the array already.
-    let created = ops.iter_mut().find(|op| op["path"] == pointer);
-    if let Some(op) = created {
+    if let Some(op) = ops.iter_mut().find(|op| op["path"] == pointer) {
         if let Some(items) = op["value"].as_array_mut() {
             items.push(item);
         }
         return;
     }
-    if pod.pointer(pointer).is_some_and(Value::is_array) {
+    if existing.is_some() {
         ops.push(json!({"op": "add", "path": format!("{pointer}/-"), "value": item}));
     } else {
         ops.push(json!({"op": "add", "path": pointer, "value": [item]}));
@@ -579,6 +639,10 @@ mod tests {
         })
     }
 
+    fn view(pod: &Value) -> PodView {
+        serde_json::from_value(pod.clone()).unwrap()
+    }
+
     fn excluded() -> BTreeSet<String> {
         BTreeSet::from(["kube-system".to_owned(), "kafka-e2ee".to_owned()])
     }
@@ -591,7 +655,7 @@ mod tests {
     }
 
     fn inject(pod: &Value) -> (Value, InjectionRecord) {
-        match decide(pod, "shop", &excluded(), Some(&index())) {
+        match decide(&view(pod), "shop", &excluded(), Some(&index())) {
             Decision::Inject { patch, record } => (apply(pod, &patch), record),
             other => panic!("{other:?}"),
         }
@@ -678,7 +742,7 @@ mod tests {
     fn reinvocation_and_resubmission_add_nothing() {
         let (injected, _) = inject(&pod(json!({TOPICS_ANNOTATION: "orders"})));
         assert_eq!(
-            decide(&injected, "shop", &excluded(), Some(&index())),
+            decide(&view(&injected), "shop", &excluded(), Some(&index())),
             Decision::AlreadyInjected
         );
         // A container added by a later webhook gets what it lacks, and only that.
@@ -688,7 +752,7 @@ mod tests {
             .unwrap()
             .push(json!({"name": "late", "image": "x"}));
         let Decision::Inject { patch, record } =
-            decide(&grown, "shop", &excluded(), Some(&index()))
+            decide(&view(&grown), "shop", &excluded(), Some(&index()))
         else {
             panic!()
         };
@@ -710,7 +774,7 @@ mod tests {
             1
         );
         assert_eq!(
-            decide(&again, "shop", &excluded(), Some(&index())),
+            decide(&view(&again), "shop", &excluded(), Some(&index())),
             Decision::AlreadyInjected
         );
     }
@@ -741,14 +805,14 @@ mod tests {
         injected["spec"]["volumes"][0]["projected"]["defaultMode"] = json!(420);
         injected["spec"]["containers"][0]["volumeMounts"][0]["mountPropagation"] = json!("None");
         assert_eq!(
-            decide(&injected, "shop", &excluded(), Some(&index())),
+            decide(&view(&injected), "shop", &excluded(), Some(&index())),
             Decision::AlreadyInjected
         );
         // But a value of ours changed is a conflict.
         injected["spec"]["volumes"][0]["projected"]["sources"][0]["configMap"]["name"] =
             json!("mine");
         assert!(matches!(
-            decide(&injected, "shop", &excluded(), Some(&index())),
+            decide(&view(&injected), "shop", &excluded(), Some(&index())),
             Decision::Problem(Problem {
                 reason: ProblemReason::ConflictingConfig,
                 ..
@@ -784,7 +848,7 @@ mod tests {
         ];
         for (pod, ns, want) in cases {
             assert_eq!(
-                decide(&pod, ns, &excluded(), Some(&idx)),
+                decide(&view(&pod), ns, &excluded(), Some(&idx)),
                 Decision::Skip(want)
             );
         }
@@ -869,7 +933,7 @@ mod tests {
             "KmsConnection/vault needs a service-account token",
         ));
         for (pod, index, reason, words) in cases {
-            match decide(&pod, "shop", &excluded(), index.as_ref()) {
+            match decide(&view(&pod), "shop", &excluded(), index.as_ref()) {
                 Decision::Problem(p) => {
                     assert_eq!(p.reason, reason, "{}", p.message);
                     assert!(p.message.contains(words), "{reason:?}: {}", p.message);
@@ -894,7 +958,7 @@ mod tests {
             (own_volume, "different volume named kafka-e2ee"),
             (own_mount, "container sidecar already mounts something else"),
         ] {
-            let Decision::Problem(p) = decide(&pod, "shop", &excluded(), Some(&index())) else {
+            let Decision::Problem(p) = decide(&view(&pod), "shop", &excluded(), Some(&index())) else {
                 panic!("{words}")
             };
             assert_eq!(p.reason, ProblemReason::ConflictingConfig);

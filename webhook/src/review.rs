@@ -1,15 +1,124 @@
 //! One AdmissionReview body in, one HTTP status and AdmissionReview body out; no I/O, so
 //! every outcome (and every malformed body) is unit-testable and fuzzable.
+//!
+//! The review types are our own, not kube's: the body is parsed once, the object stays raw
+//! JSON until the one handler that needs it parses it into exactly the type it needs (a JSON
+//! value for a pod, an `EncryptedTopic` for validation), and the patch goes out as base64
+//! text (the apiserver's encoding of `[]byte`). Half the work of the generic path.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use base64::Engine as _;
 use kafka_e2ee_crds::injection::ClientIndex;
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::inject::{self, Decision};
 use crate::validate::{self, Kind};
+
+/// What the apiserver is doing to the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GroupVersionKind {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub version: String,
+    pub kind: String,
+}
+
+/// The request of an AdmissionReview, as far as the webhooks read it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request<'a> {
+    pub uid: String,
+    pub kind: GroupVersionKind,
+    #[serde(default)]
+    pub sub_resource: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    pub operation: Operation,
+    #[serde(default, borrow)]
+    pub object: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub old_object: Option<&'a RawValue>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewIn<'a> {
+    api_version: String,
+    kind: String,
+    #[serde(default, borrow)]
+    request: Option<Request<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'a> {
+    api_version: &'a str,
+    kind: &'static str,
+    response: Response,
+}
+
+/// The answer to one request.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Response {
+    uid: String,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<Status>,
+    /// RFC 6902 operations, base64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+struct Status {
+    code: u16,
+    reason: &'static str,
+    message: String,
+}
+
+impl Response {
+    fn allow(request: &Request<'_>) -> Self {
+        Self {
+            uid: request.uid.clone(),
+            allowed: true,
+            ..Self::default()
+        }
+    }
+
+    fn deny(mut self, message: String) -> Self {
+        self.allowed = false;
+        self.status = Some(Status {
+            code: 403,
+            reason: "Forbidden",
+            message,
+        });
+        self
+    }
+
+    fn with_patch(mut self, operations: &[u8]) -> Self {
+        self.patch = Some(base64::engine::general_purpose::STANDARD.encode(operations));
+        self.patch_type = Some("JSONPatch");
+        self
+    }
+}
 
 /// The two endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,8 +196,8 @@ pub struct Handled {
 
 impl<I: IndexSource> Admission<I> {
     pub fn handle(&self, webhook: Webhook, body: &[u8]) -> Handled {
-        let request = match parse(body) {
-            Ok(request) => request,
+        let (api_version, request) = match parse(body) {
+            Ok(parsed) => parsed,
             Err(message) => {
                 return Handled {
                     status: 400,
@@ -102,7 +211,12 @@ impl<I: IndexSource> Admission<I> {
             Webhook::Mutate => self.mutate(&request),
             Webhook::Validate => validate(&request),
         };
-        match serde_json::to_vec(&response.into_review()) {
+        let review = ReviewOut {
+            api_version: &api_version,
+            kind: "AdmissionReview",
+            response,
+        };
+        match serde_json::to_vec(&review) {
             Ok(body) => Handled {
                 status: 200,
                 body,
@@ -119,57 +233,39 @@ impl<I: IndexSource> Admission<I> {
         }
     }
 
-    fn mutate(
-        &self,
-        request: &AdmissionRequest<DynamicObject>,
-    ) -> (AdmissionResponse, Outcome, Vec<&'static str>) {
-        let allowed = AdmissionResponse::from(request);
+    fn mutate(&self, request: &Request<'_>) -> (Response, Outcome, Vec<&'static str>) {
+        let allowed = Response::allow(request);
         let is_pod_create = request.kind.group.is_empty()
             && request.kind.kind == "Pod"
             && request.operation == Operation::Create
             && request.sub_resource.is_none();
-        let Some(object) = request.object.as_ref().filter(|_| is_pod_create) else {
+        let Some(object) = request.object.filter(|_| is_pod_create) else {
             return (allowed, Outcome::Allowed, Vec::new());
         };
-        let namespace = request
-            .namespace
-            .clone()
-            .or_else(|| object.metadata.namespace.clone())
-            .unwrap_or_default();
-        let pod = match serde_json::to_value(object) {
+        let pod = match inject::PodView::parse(object.get()) {
             Ok(pod) => pod,
             Err(e) => {
-                let message = format!("kafka-e2ee: the pod does not serialize: {e}");
+                let message = format!("kafka-e2ee: the pod does not parse: {e}");
                 return (allowed.deny(message), Outcome::Denied, vec!["MalformedPod"]);
             }
         };
-        let index = self.indexes.index(&namespace);
-        match inject::decide(
-            &pod,
-            &namespace,
-            &self.excluded_namespaces,
-            index.as_deref(),
-        ) {
+        // The request's namespace is authoritative (a pod's own may be empty).
+        let namespace = request.namespace.as_deref().unwrap_or_default();
+        let index = self.indexes.index(namespace);
+        match inject::decide(&pod, namespace, &self.excluded_namespaces, index.as_deref()) {
             Decision::Skip(_) | Decision::AlreadyInjected => (allowed, Outcome::Allowed, vec![]),
-            Decision::Inject { patch, .. } => {
-                let patch = serde_json::from_value::<json_patch::Patch>(patch.into());
-                match patch.map(|p| allowed.clone().with_patch(p)) {
-                    Ok(Ok(patched)) => (patched, Outcome::Patched, vec![]),
-                    Ok(Err(e)) => {
-                        let message = format!("kafka-e2ee: cannot encode the patch: {e}");
-                        (allowed.deny(message), Outcome::Denied, vec!["Internal"])
-                    }
-                    Err(e) => {
-                        let message = format!("kafka-e2ee: cannot build the patch: {e}");
-                        (allowed.deny(message), Outcome::Denied, vec!["Internal"])
-                    }
+            Decision::Inject { patch, .. } => match serde_json::to_vec(&patch) {
+                Ok(operations) => (allowed.with_patch(&operations), Outcome::Patched, vec![]),
+                Err(e) => {
+                    let message = format!("kafka-e2ee: cannot encode the patch: {e}");
+                    (allowed.deny(message), Outcome::Denied, vec!["Internal"])
                 }
-            }
+            },
             Decision::Problem(problem) => {
                 let reason = problem.reason.as_str();
                 match self.problem_mode {
                     ProblemMode::Deny => (
-                        deny(allowed, format!("kafka-e2ee: {}", problem.message)),
+                        allowed.deny(format!("kafka-e2ee: {}", problem.message)),
                         Outcome::Denied,
                         vec![reason],
                     ),
@@ -187,45 +283,38 @@ impl<I: IndexSource> Admission<I> {
     }
 }
 
-fn validate(
-    request: &AdmissionRequest<DynamicObject>,
-) -> (AdmissionResponse, Outcome, Vec<&'static str>) {
-    let allowed = AdmissionResponse::from(request);
+fn validate(request: &Request<'_>) -> (Response, Outcome, Vec<&'static str>) {
+    let allowed = Response::allow(request);
     let kind = (request.kind.group == kafka_e2ee_crds::GROUP)
         .then(|| Kind::from_name(&request.kind.kind))
         .flatten();
     let Some(kind) = kind.filter(|_| request.sub_resource.is_none()) else {
         return (allowed, Outcome::Allowed, Vec::new());
     };
-    match validate::review(
-        kind,
-        &request.operation,
-        request.object.as_ref(),
-        request.old_object.as_ref(),
-    ) {
+    match validate::review(kind, request.operation, request.object, request.old_object) {
         Ok(()) => (allowed, Outcome::Allowed, Vec::new()),
         Err(refusal) => (
-            deny(allowed, refusal.message),
+            allowed.deny(refusal.message),
             Outcome::Denied,
             refusal.reasons,
         ),
     }
 }
 
-fn deny(response: AdmissionResponse, message: String) -> AdmissionResponse {
-    let mut denied = response.deny(message);
-    denied.result.code = 403;
-    denied.result.reason = "Forbidden".into();
-    denied
-}
-
-/// The request inside an AdmissionReview body, or a message for the 400 answer.
-pub fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, String> {
-    let review: AdmissionReview<DynamicObject> =
+/// The API version and request of an AdmissionReview body, or a message for the 400 answer.
+pub fn parse(body: &[u8]) -> Result<(String, Request<'_>), String> {
+    let review: ReviewIn<'_> =
         serde_json::from_slice(body).map_err(|e| format!("malformed AdmissionReview: {e}"))?;
-    review
-        .try_into()
-        .map_err(|_| "malformed AdmissionReview: it has no request".to_owned())
+    if review.kind != "AdmissionReview" || !review.api_version.starts_with("admission.k8s.io/") {
+        return Err(format!(
+            "malformed AdmissionReview: got kind {} of {}, want AdmissionReview of admission.k8s.io",
+            review.kind, review.api_version
+        ));
+    }
+    let request = review
+        .request
+        .ok_or_else(|| "malformed AdmissionReview: it has no request".to_owned())?;
+    Ok((review.api_version, request))
 }
 
 #[cfg(test)]
@@ -364,6 +453,7 @@ mod tests {
             (b"[]", "malformed AdmissionReview"),
             (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#, "has no request"),
             (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":1}}"#, "malformed"),
+            (br#"{"apiVersion":"v1","kind":"Pod"}"#, "got kind Pod of v1, want AdmissionReview of admission.k8s.io"),
         ] {
             for webhook in [Webhook::Mutate, Webhook::Validate] {
                 let handled = a.handle(webhook, body);

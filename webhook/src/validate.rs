@@ -6,8 +6,9 @@ use kafka_e2ee_crds::validation::{
     SpecError, validate_backend, validate_encrypted_topic, validate_update,
 };
 use kafka_e2ee_crds::{ClusterKmsConnection, EncryptedTopic, KmsConnection};
-use kube::core::DynamicObject;
-use kube::core::admission::Operation;
+use serde_json::value::RawValue;
+
+use crate::review::Operation;
 
 /// A refusal: the reasons (bounded, for metrics) and one message for the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,9 +39,9 @@ impl Kind {
 /// Validates a CREATE or UPDATE of `kind`. Other operations pass.
 pub fn review(
     kind: Kind,
-    operation: &Operation,
-    object: Option<&DynamicObject>,
-    old: Option<&DynamicObject>,
+    operation: Operation,
+    object: Option<&RawValue>,
+    old: Option<&RawValue>,
 ) -> Result<(), Refusal> {
     if !matches!(operation, Operation::Create | Operation::Update) {
         return Ok(());
@@ -48,8 +49,7 @@ pub fn review(
     let Some(object) = object else {
         return Err(malformed("the request has no object"));
     };
-    let name = object.metadata.name.clone().unwrap_or_default();
-    let errors = match kind {
+    let (name, errors) = match kind {
         Kind::EncryptedTopic => {
             let new: EncryptedTopic = parse(object)?;
             let mut errors = match validate_encrypted_topic(&new) {
@@ -65,25 +65,23 @@ pub fn review(
                 }
                 errors.extend(validate_update(&old, &new));
             }
-            errors
+            (new.metadata.name, errors)
         }
         Kind::KmsConnection => {
             let conn: KmsConnection = parse(object)?;
-            validate_backend(conn.spec.backend())
-                .err()
-                .unwrap_or_default()
+            let errors = validate_backend(conn.spec.backend()).err();
+            (conn.metadata.name, errors.unwrap_or_default())
         }
         Kind::ClusterKmsConnection => {
             let conn: ClusterKmsConnection = parse(object)?;
-            validate_backend(conn.spec.backend())
-                .err()
-                .unwrap_or_default()
+            let errors = validate_backend(conn.spec.backend()).err();
+            (conn.metadata.name, errors.unwrap_or_default())
         }
     };
     if errors.is_empty() {
         return Ok(());
     }
-    Err(refusal(kind, &name, &errors))
+    Err(refusal(kind, name.as_deref().unwrap_or_default(), &errors))
 }
 
 fn refusal(kind: Kind, name: &str, errors: &[SpecError]) -> Refusal {
@@ -96,13 +94,8 @@ fn refusal(kind: Kind, name: &str, errors: &[SpecError]) -> Refusal {
     }
 }
 
-fn parse<K>(object: &DynamicObject) -> Result<K, Refusal>
-where
-    K: kube::Resource + for<'de> serde::Deserialize<'de>,
-{
-    object
-        .clone()
-        .try_parse::<K>()
+fn parse<K: for<'de> serde::Deserialize<'de>>(object: &RawValue) -> Result<K, Refusal> {
+    serde_json::from_str(object.get())
         .map_err(|e| malformed(&format!("the object does not parse: {e}")))
 }
 
@@ -120,11 +113,11 @@ mod tests {
 
     use super::*;
 
-    fn dynamic(value: serde_json::Value) -> DynamicObject {
-        serde_json::from_value(value).unwrap()
+    fn dynamic(value: serde_json::Value) -> Box<RawValue> {
+        RawValue::from_string(value.to_string()).unwrap()
     }
 
-    fn topic(edit: impl FnOnce(&mut EncryptedTopicSpec)) -> DynamicObject {
+    fn topic(edit: impl FnOnce(&mut EncryptedTopicSpec)) -> Box<RawValue> {
         let mut spec = EncryptedTopicSpec::new(
             6,
             KmsRef {
@@ -145,7 +138,7 @@ mod tests {
             s.dek_rollover.max_age = "1s".into();
         });
         let refusal =
-            review(Kind::EncryptedTopic, &Operation::Create, Some(&bad), None).unwrap_err();
+            review(Kind::EncryptedTopic, Operation::Create, Some(&*bad), None).unwrap_err();
         assert_eq!(refusal.reasons, ["Partitions", "Rollover"]);
         assert_eq!(
             refusal.message,
@@ -154,7 +147,7 @@ mod tests {
         );
         let good = topic(|_| {});
         assert_eq!(
-            review(Kind::EncryptedTopic, &Operation::Create, Some(&good), None),
+            review(Kind::EncryptedTopic, Operation::Create, Some(&*good), None),
             Ok(())
         );
     }
@@ -165,7 +158,7 @@ mod tests {
         let shrunk = topic(|s| s.partitions = 3);
         let refusal = review(
             Kind::EncryptedTopic,
-            &Operation::Update,
+            Operation::Update,
             Some(&shrunk),
             Some(&old),
         )
@@ -173,19 +166,20 @@ mod tests {
         assert_eq!(refusal.reasons, ["PartitionsDecreased"]);
         // An object stored before a rule existed can still lose its finalizer.
         let stale = topic(|s| s.partitions = 0);
-        let mut finalizer_removed = stale.clone();
-        finalizer_removed.metadata.finalizers = Some(vec![]);
+        let mut removed: serde_json::Value = serde_json::from_str(stale.get()).unwrap();
+        removed["metadata"]["finalizers"] = serde_json::json!([]);
+        let finalizer_removed = dynamic(removed);
         assert_eq!(
             review(
                 Kind::EncryptedTopic,
-                &Operation::Update,
+                Operation::Update,
                 Some(&finalizer_removed),
                 Some(&stale)
             ),
             Ok(())
         );
         assert_eq!(
-            review(Kind::EncryptedTopic, &Operation::Delete, None, Some(&old)),
+            review(Kind::EncryptedTopic, Operation::Delete, None, Some(&*old)),
             Ok(())
         );
     }
@@ -199,8 +193,8 @@ mod tests {
         }));
         let refusal = review(
             Kind::ClusterKmsConnection,
-            &Operation::Create,
-            Some(&two),
+            Operation::Create,
+            Some(&*two),
             None,
         )
         .unwrap_err();
@@ -216,7 +210,7 @@ mod tests {
             "spec": {"vault": {"address": "vault:8200", "auth": {}}},
         }));
         let refusal =
-            review(Kind::KmsConnection, &Operation::Create, Some(&vault), None).unwrap_err();
+            review(Kind::KmsConnection, Operation::Create, Some(&*vault), None).unwrap_err();
         assert!(
             refusal
                 .message
@@ -240,10 +234,10 @@ mod tests {
             "metadata": {"name": "orders"}, "spec": {"partitions": "many"},
         }));
         let refusal =
-            review(Kind::EncryptedTopic, &Operation::Create, Some(&wrong), None).unwrap_err();
+            review(Kind::EncryptedTopic, Operation::Create, Some(&*wrong), None).unwrap_err();
         assert_eq!(refusal.reasons, ["Malformed"]);
         assert_eq!(
-            review(Kind::EncryptedTopic, &Operation::Create, None, None)
+            review(Kind::EncryptedTopic, Operation::Create, None, None)
                 .unwrap_err()
                 .reasons,
             ["Malformed"]

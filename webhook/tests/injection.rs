@@ -92,7 +92,7 @@ async fn an_opted_in_pod_gets_exactly_its_config_once_and_it_works() {
     );
     let record: InjectionRecord =
         serde_json::from_str(&stored.annotations()[INJECTED_ANNOTATION]).unwrap();
-    assert_eq!(record.topics, [topic.clone()]);
+    assert_eq!(record.topics.as_slice(), std::slice::from_ref(&topic));
     assert_eq!(record.containers, ["app", "sidecar"]);
     // Two webhook entries called /mutate: the second saw the first's output and added
     // nothing; the metrics say one patch and one plain admission for this pod.
