@@ -15,17 +15,20 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kafka_e2ee_client::config::EncryptionClient;
 use kafka_e2ee_client::producer::OutgoingRecord;
-use kafka_e2ee_crds::{EncryptedTopic, KmsConnection, KmsConnectionSpec};
+use kafka_e2ee_crds::{
+    EncryptedTopic, EncryptedTopicSpec, KmsConnection, KmsConnectionSpec, KmsRef, KmsRefKind,
+};
 use kube::Client;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::{conditions, wait::await_condition};
 use rand::RngCore;
 
-use crate::unique;
+use crate::{Server, env, require, unique};
 
 /// Field manager of objects the tests write.
 pub const MANAGER: &str = "kafka-e2ee-tests";
@@ -54,6 +57,25 @@ pub async fn install_crds(client: &Client) {
         .expect("CRD not established")
         .unwrap();
     }
+}
+
+/// Server-side applies `obj` as `name` with the tests' field manager, forcing conflicts.
+pub async fn server_side_apply<K>(api: &Api<K>, name: &str, obj: &K)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    api.patch(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .unwrap();
+}
+
+/// The body of a GET of `url` (a process's /metrics).
+pub async fn http_text(url: &str) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
 }
 
 /// Creates a namespace with `labels`.
@@ -97,14 +119,12 @@ pub async fn apply_secret(
         ),
         ..Default::default()
     };
-    Api::<Secret>::namespaced(client.clone(), namespace)
-        .patch(
-            name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&secret),
-        )
-        .await
-        .unwrap();
+    server_side_apply(
+        &Api::<Secret>::namespaced(client.clone(), namespace),
+        name,
+        &secret,
+    )
+    .await;
 }
 
 /// Applies a KmsConnection.
@@ -115,14 +135,12 @@ pub async fn apply_kms_connection(
     spec: KmsConnectionSpec,
 ) {
     let obj = KmsConnection::new(name, spec);
-    Api::<KmsConnection>::namespaced(client.clone(), namespace)
-        .patch(
-            name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&obj),
-        )
-        .await
-        .unwrap();
+    server_side_apply(
+        &Api::<KmsConnection>::namespaced(client.clone(), namespace),
+        name,
+        &obj,
+    )
+    .await;
 }
 
 /// A keystore file (docs/keystore.md) with one random TEK aliased [`KEYSTORE_TEK`].
@@ -217,4 +235,109 @@ pub fn ready_reason(obj: &EncryptedTopic) -> Option<String> {
         .iter()
         .find(|c| c.type_ == "Ready")
         .map(|c| c.reason.clone())
+}
+
+/// The Kafka topic a test's EncryptedTopic `name` in `namespace` manages: topics are
+/// broker-wide, so named after the (unique) namespace.
+pub fn topic_name(namespace: &str, name: &str) -> String {
+    format!("{namespace}-{name}")
+}
+
+/// A spec for [`topic_name`] using the namespace's KmsConnection `conn`.
+pub fn topic_spec(namespace: &str, name: &str, partitions: i32, conn: &str) -> EncryptedTopicSpec {
+    let mut spec = EncryptedTopicSpec::new(
+        partitions,
+        KmsRef {
+            kind: KmsRefKind::KmsConnection,
+            name: conn.into(),
+        },
+    );
+    spec.topic_name = Some(topic_name(namespace, name));
+    spec
+}
+
+/// Creates ServiceAccount `name` in `namespace` (no controller-manager makes them here).
+pub async fn create_service_account(client: &Client, namespace: &str, name: &str) {
+    Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .create(
+            &PostParams::default(),
+            &ServiceAccount {
+                metadata: ObjectMeta {
+                    name: Some(name.into()),
+                    ..ObjectMeta::default()
+                },
+                ..ServiceAccount::default()
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// A token of ServiceAccount `name` with `audience`, from the TokenRequest API (what the
+/// kubelet projects into a pod).
+pub async fn service_account_token(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    audience: Option<&str>,
+    expiration_seconds: Option<i64>,
+) -> String {
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: audience.into_iter().map(str::to_owned).collect(),
+            expiration_seconds,
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token
+}
+
+/// Calls OpenBao's HTTP API with the test bed's root token; fails the test on an error.
+pub async fn vault_api(method: reqwest::Method, path: &str, body: serde_json::Value) {
+    let address = require(Server::Vault);
+    let root = env(Server::Vault, "VAULT_TOKEN");
+    let response = reqwest::Client::new()
+        .request(method, format!("{address}/v1/{path}"))
+        .header("X-Vault-Token", root)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    assert!(
+        status.is_success(),
+        "{path}: {status} {}",
+        response.text().await.unwrap_or_default()
+    );
+}
+
+/// Enables OpenBao's Kubernetes auth method at `mount`, checking tokens through the test
+/// bed's apiserver (TokenReview with the static admin token).
+pub async fn enable_vault_kubernetes_auth(mount: &str) {
+    let run = env(Server::KubeApiserver, "KE_TESTBED_RUN");
+    vault_api(
+        reqwest::Method::POST,
+        &format!("sys/auth/{mount}"),
+        serde_json::json!({"type": "kubernetes"}),
+    )
+    .await;
+    let apiserver = kube::Config::infer().await.unwrap().cluster_url.to_string();
+    vault_api(
+        reqwest::Method::POST,
+        &format!("auth/{mount}/config"),
+        serde_json::json!({
+            "kubernetes_host": apiserver.trim_end_matches('/'),
+            "kubernetes_ca_cert": std::fs::read_to_string(format!("{run}/pki/ca.crt")).unwrap(),
+            "token_reviewer_jwt": std::fs::read_to_string(format!("{run}/pki/admin.token")).unwrap().trim(),
+            "disable_local_ca_jwt": true,
+        }),
+    )
+    .await;
 }

@@ -11,54 +11,17 @@
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kafka_e2ee_crds::{EncryptedTopic, EncryptedTopicSpec, KmsRef, KmsRefKind};
+use kafka_e2ee_tests::kube_env::{MANAGER, create_namespace, install_crds};
 use kafka_e2ee_tests::{Server, require, unique};
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, conditions, wait::await_condition, watcher};
-use kube::{Client, CustomResourceExt, ResourceExt};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
 use serde_json::json;
-
-const MANAGER: &str = "kafka-e2ee-tests";
 
 async fn client() -> Client {
     require(Server::KubeApiserver);
     Client::try_default().await.unwrap()
-}
-
-async fn install_crd(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = EncryptedTopic::crd();
-    let name = crd.metadata.name.clone().unwrap();
-    crds.patch(
-        &name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap();
-    let established = await_condition(crds, &name, conditions::is_crd_established());
-    tokio::time::timeout(Duration::from_secs(20), established)
-        .await
-        .expect("CRD not Established in 20s")
-        .unwrap();
-}
-
-async fn namespace(client: &Client) -> String {
-    let name = unique("smoke");
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
-    name
 }
 
 fn topic(name: &str, partitions: i32) -> EncryptedTopic {
@@ -77,8 +40,9 @@ fn topic(name: &str, partitions: i32) -> EncryptedTopic {
 #[tokio::test]
 async fn server_side_applies_watches_and_validates_encrypted_topics() {
     let client = client().await;
-    install_crd(&client).await;
-    let ns = namespace(&client).await;
+    install_crds(&client).await;
+    let ns = unique("smoke");
+    create_namespace(&client, &ns, &[]).await;
     let api: Api<EncryptedTopic> = Api::namespaced(client.clone(), &ns);
     let ssa = PatchParams::apply(MANAGER).force();
 

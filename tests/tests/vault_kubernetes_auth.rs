@@ -10,14 +10,15 @@
     reason = "test code: a failed step fails the test"
 )]
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kafka_e2ee_client::provider::{
     DekCommitment, DekContext, KeyProvider, ProviderError, TekManager,
 };
 use kafka_e2ee_client::vault::{VaultAuth, VaultSettings, VaultTransit};
+use kafka_e2ee_tests::kube_env::{
+    create_namespace, create_service_account, enable_vault_kubernetes_auth, service_account_token,
+    vault_api,
+};
 use kafka_e2ee_tests::{Server, env, require, unique};
-use kube::api::{Api, ObjectMeta, PostParams};
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -27,100 +28,29 @@ const CTX: DekContext<'static> = DekContext {
     version: 1,
 };
 
-async fn service_account_token(
-    kube: &kube::Client,
-    ns: &str,
-    name: &str,
-    audience: &str,
-) -> String {
-    let accounts: Api<ServiceAccount> = Api::namespaced(kube.clone(), ns);
-    accounts
-        .create(
-            &PostParams::default(),
-            &ServiceAccount {
-                metadata: ObjectMeta {
-                    name: Some(name.into()),
-                    ..ObjectMeta::default()
-                },
-                ..ServiceAccount::default()
-            },
-        )
-        .await
-        .unwrap();
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![audience.into()],
-            expiration_seconds: Some(600),
-            ..TokenRequestSpec::default()
-        },
-        ..TokenRequest::default()
-    };
-    accounts
-        .create_token_request(name, &PostParams::default(), &request)
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token
-}
-
 /// What a Vault administrator does once: enable and configure the auth method, a policy that
 /// only decrypts under one TEK, and a role binding one service account to it.
 async fn configure_vault(mount: &str, ns: &str, tek: &str, token_ttl: &str) {
-    let vault = require(Server::Vault);
-    let root = env(Server::Vault, "VAULT_TOKEN");
-    let run = env(Server::KubeApiserver, "KE_TESTBED_RUN");
-    let http = reqwest::Client::new();
-    let call = |path: &str, body: serde_json::Value| {
-        http.post(format!("{vault}/v1/{path}"))
-            .header("X-Vault-Token", &root)
-            .json(&body)
-            .send()
-    };
-    let check = |r: reqwest::Response| {
-        assert!(r.status().is_success(), "{}: {}", r.url(), r.status());
-    };
-    check(
-        call(&format!("sys/auth/{mount}"), json!({"type": "kubernetes"}))
-            .await
-            .unwrap(),
-    );
-    let apiserver = kube::Config::infer().await.unwrap().cluster_url.to_string();
-    check(
-        call(
-            &format!("auth/{mount}/config"),
-            json!({
-                "kubernetes_host": apiserver.trim_end_matches('/'),
-                "kubernetes_ca_cert": std::fs::read_to_string(format!("{run}/pki/ca.crt")).unwrap(),
-                "token_reviewer_jwt": std::fs::read_to_string(format!("{run}/pki/admin.token")).unwrap().trim(),
-            }),
-        )
-        .await
-        .unwrap(),
-    );
+    enable_vault_kubernetes_auth(mount).await;
     let policy = format!("decrypt-{tek}");
-    check(
-        call(
-            &format!("sys/policies/acl/{policy}"),
-            json!({"policy": format!("path \"transit/decrypt/{tek}\" {{ capabilities = [\"update\"] }}")}),
-        )
-        .await
-        .unwrap(),
-    );
-    check(
-        call(
-            &format!("auth/{mount}/role/orders-client"),
-            json!({
-                "bound_service_account_names": ["orders-client"],
-                "bound_service_account_namespaces": [ns],
-                "audience": "vault",
-                "token_policies": [policy],
-                "token_ttl": token_ttl,
-            }),
-        )
-        .await
-        .unwrap(),
-    );
+    vault_api(
+        reqwest::Method::PUT,
+        &format!("sys/policies/acl/{policy}"),
+        json!({"policy": format!("path \"transit/decrypt/{tek}\" {{ capabilities = [\"update\"] }}")}),
+    )
+    .await;
+    vault_api(
+        reqwest::Method::POST,
+        &format!("auth/{mount}/role/orders-client"),
+        json!({
+            "bound_service_account_names": ["orders-client"],
+            "bound_service_account_namespaces": [ns],
+            "audience": "vault",
+            "token_policies": [policy],
+            "token_ttl": token_ttl,
+        }),
+    )
+    .await;
 }
 
 fn vault(auth: VaultAuth) -> VaultTransit {
@@ -138,21 +68,13 @@ async fn a_service_account_logs_in_through_token_review_renews_and_gets_only_its
     require(Server::KubeApiserver);
     let kube = kube::Client::try_default().await.unwrap();
     let ns = unique("vault-auth");
-    Api::<Namespace>::all(kube.clone())
-        .create(
-            &PostParams::default(),
-            &Namespace {
-                metadata: ObjectMeta {
-                    name: Some(ns.clone()),
-                    ..ObjectMeta::default()
-                },
-                ..Namespace::default()
-            },
-        )
-        .await
-        .unwrap();
-    let good = service_account_token(&kube, &ns, "orders-client", "vault").await;
-    let stranger = service_account_token(&kube, &ns, "someone-else", "vault").await;
+    create_namespace(&kube, &ns, &[]).await;
+    let mut tokens = Vec::new();
+    for account in ["orders-client", "someone-else"] {
+        create_service_account(&kube, &ns, account).await;
+        tokens.push(service_account_token(&kube, &ns, account, Some("vault"), Some(600)).await);
+    }
+    let [good, stranger] = <[String; 2]>::try_from(tokens).unwrap();
 
     let admin = vault(VaultAuth::Token(Zeroizing::new(env(
         Server::Vault,

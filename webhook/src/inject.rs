@@ -69,7 +69,11 @@ impl PodView {
     }
 
     fn annotation(&self, key: &str) -> Option<&str> {
-        self.metadata.annotations.as_ref()?.get(key).map(String::as_str)
+        self.metadata
+            .annotations
+            .as_ref()?
+            .get(key)
+            .map(String::as_str)
     }
 
     /// Regular containers, then init containers, with their JSON pointers.
@@ -958,7 +962,8 @@ mod tests {
             (own_volume, "different volume named kafka-e2ee"),
             (own_mount, "container sidecar already mounts something else"),
         ] {
-            let Decision::Problem(p) = decide(&view(&pod), "shop", &excluded(), Some(&index())) else {
+            let Decision::Problem(p) = decide(&view(&pod), "shop", &excluded(), Some(&index()))
+            else {
                 panic!("{words}")
             };
             assert_eq!(p.reason, ProblemReason::ConflictingConfig);

@@ -135,20 +135,29 @@ async fn an_opted_in_pod_gets_exactly_its_config_once_and_it_works() {
         .delete("orders", &Default::default())
         .await
         .unwrap();
-    let configmaps = kube::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(
-        world.client.clone(),
-        &ns,
-    );
+    let configmaps =
+        kube::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(world.client.clone(), &ns);
     let deadline = tokio::time::Instant::now() + WAIT;
-    while configmaps.get_opt("kafka-e2ee-client").await.unwrap().is_some() {
-        assert!(tokio::time::Instant::now() < deadline, "client ConfigMap not deleted");
+    while configmaps
+        .get_opt("kafka-e2ee-client")
+        .await
+        .unwrap()
+        .is_some()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "client ConfigMap not deleted"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     let refused = world
         .create_pod(&ns, "late", json!({"kafka-e2ee.io/topics": topic}))
         .await
         .unwrap_err();
-    assert!(refused.to_string().contains("has no EncryptedTopics"), "{refused}");
+    assert!(
+        refused.to_string().contains("has no EncryptedTopics"),
+        "{refused}"
+    );
 }
 
 #[tokio::test]

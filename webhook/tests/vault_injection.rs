@@ -16,44 +16,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kafka_e2ee_crds::{KmsConnectionSpec, VaultAuthSpec, VaultBackend, VaultKubernetesAuthSpec};
 use kafka_e2ee_tests::{Server, env as tb_env, require};
 use kube::api::PostParams;
-use serde_json::{Value, json};
+use serde_json::json;
 use support::*;
-
-/// Calls OpenBao's HTTP API with the test bed's root token.
-async fn bao(method: reqwest::Method, path: &str, body: Value) {
-    let address = require(Server::Vault);
-    let token = tb_env(Server::Vault, "VAULT_TOKEN");
-    let response = reqwest::Client::new()
-        .request(method, format!("{address}/v1/{path}"))
-        .header("X-Vault-Token", token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    assert!(
-        status.is_success(),
-        "{path}: {status} {}",
-        response.text().await.unwrap()
-    );
-}
-
-/// The apiserver's URL, CA and admin token from the test bed's kubeconfig (OpenBao calls
-/// TokenReview with that token to check the tokens pods present).
-fn apiserver() -> (String, String, String) {
-    let path = tb_env(Server::KubeApiserver, "KUBECONFIG");
-    let config: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let cluster = &config["clusters"][0]["cluster"];
-    let ca = std::fs::read_to_string(cluster["certificate-authority"].as_str().unwrap()).unwrap();
-    (
-        cluster["server"].as_str().unwrap().to_owned(),
-        ca,
-        config["users"][0]["user"]["token"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-    )
-}
 
 #[tokio::test]
 async fn a_pod_logs_in_to_vault_with_its_injected_token_and_reads_the_topic() {
@@ -61,21 +25,9 @@ async fn a_pod_logs_in_to_vault_with_its_injected_token_and_reads_the_topic() {
     let address = require(Server::Vault);
     // Kubernetes auth at a mount of this test's own, trusting the test bed's apiserver.
     let mount = format!("k8s-{}", world.id);
-    bao(
-        reqwest::Method::POST,
-        &format!("sys/auth/{mount}"),
-        json!({"type": "kubernetes"}),
-    )
-    .await;
-    let (host, ca, reviewer) = apiserver();
-    bao(
-        reqwest::Method::POST,
-        &format!("auth/{mount}/config"),
-        json!({"kubernetes_host": host, "kubernetes_ca_cert": ca, "token_reviewer_jwt": reviewer, "disable_local_ca_jwt": true}),
-    )
-    .await;
+    enable_vault_kubernetes_auth(&mount).await;
     let policy = world.id.clone();
-    bao(
+    vault_api(
         reqwest::Method::PUT,
         &format!("sys/policies/acl/{policy}"),
         json!({"policy": "path \"transit/*\" { capabilities = [\"create\", \"read\", \"update\", \"delete\", \"list\"] }"}),
@@ -90,13 +42,13 @@ async fn a_pod_logs_in_to_vault_with_its_injected_token_and_reads_the_topic() {
             "token_ttl": "1h",
         })
     };
-    bao(
+    vault_api(
         reqwest::Method::POST,
         &format!("auth/{mount}/role/operator"),
         role(&world.system_namespace, "operator"),
     )
     .await;
-    bao(
+    vault_api(
         reqwest::Method::POST,
         &format!("auth/{mount}/role/clients"),
         role(&world.namespace, "app"),
@@ -104,18 +56,18 @@ async fn a_pod_logs_in_to_vault_with_its_injected_token_and_reads_the_topic() {
     .await;
 
     // The operator, logged in as its own service account.
-    world
-        .service_account(&world.system_namespace, "operator")
-        .await;
-    world.service_account(&world.namespace, "app").await;
+    create_service_account(&world.client, &world.system_namespace, "operator").await;
+    create_service_account(&world.client, &world.namespace, "app").await;
     let operator_token = world.dir().join("operator-token");
-    std::fs::write(
-        &operator_token,
-        world
-            .token(&world.system_namespace, "operator", "vault")
-            .await,
+    let jwt = service_account_token(
+        &world.client,
+        &world.system_namespace,
+        "operator",
+        Some("vault"),
+        Some(3600),
     )
-    .unwrap();
+    .await;
+    std::fs::write(&operator_token, jwt).unwrap();
     let _operator = world.start_operator(&[
         "--service-account-token-file",
         operator_token.to_str().unwrap(),
@@ -188,7 +140,7 @@ async fn a_pod_logs_in_to_vault_with_its_injected_token_and_reads_the_topic() {
     sent.sort();
     assert_eq!(consume(&client, &topic, 6).await, sent);
 
-    bao(
+    vault_api(
         reqwest::Method::DELETE,
         &format!("sys/auth/{mount}"),
         json!({}),

@@ -28,8 +28,8 @@ use tokio::process::{Child, Command};
 
 pub use kafka_e2ee_tests::kube_env::{KEYSTORE_TEK, MANAGER, WAIT, consume, produce, ready_reason};
 use kafka_e2ee_tests::kube_env::{
-    apply_kms_connection, apply_secret, create_namespace, free_port, install_crds,
-    random_keystore_json,
+    apply_kms_connection, apply_secret, create_namespace, free_port, http_text, install_crds,
+    random_keystore_json, server_side_apply, topic_name, topic_spec,
 };
 
 /// One test's world: a namespace, a key topic, a lease name.
@@ -57,12 +57,7 @@ pub struct Operator {
 impl Operator {
     /// Its /metrics text.
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.http_port))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        http_text(&format!("http://127.0.0.1:{}/metrics", self.http_port)).await
     }
 
     /// The value of a metric line starting with `name` (0 when absent).
@@ -186,15 +181,7 @@ impl TestEnv {
     }
 
     pub async fn apply(&self, name: &str, spec: EncryptedTopicSpec) {
-        let obj = EncryptedTopic::new(name, spec);
-        self.topics()
-            .patch(
-                name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&obj),
-            )
-            .await
-            .unwrap();
+        server_side_apply(&self.topics(), name, &EncryptedTopic::new(name, spec)).await;
     }
 
     pub async fn annotate(&self, name: &str, key: &str, value: Option<&str>) {
@@ -375,19 +362,11 @@ impl TestEnv {
     /// A spec using the namespace's KmsConnection `conn`, for a Kafka topic named after the
     /// namespace and `name` (topics are broker-wide: unique per run).
     pub fn spec(&self, name: &str, partitions: i32, conn: &str) -> EncryptedTopicSpec {
-        let mut spec = EncryptedTopicSpec::new(
-            partitions,
-            KmsRef {
-                kind: KmsRefKind::KmsConnection,
-                name: conn.into(),
-            },
-        );
-        spec.topic_name = Some(self.topic_name(name));
-        spec
+        topic_spec(&self.namespace, name, partitions, conn)
     }
 
     pub fn topic_name(&self, name: &str) -> String {
-        format!("{}-{name}", self.namespace)
+        topic_name(&self.namespace, name)
     }
 }
 

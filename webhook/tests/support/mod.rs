@@ -17,7 +17,6 @@ use std::time::Duration;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
 use kafka_e2ee_client::config::{ClientConfig, EncryptionClient};
 use kafka_e2ee_crds::injection::{CLIENT_CONFIGMAP, INDEX_KEY, MOUNT_PATH, NAMESPACE_LABEL};
@@ -27,7 +26,9 @@ use kafka_e2ee_crds::{
 };
 pub use kafka_e2ee_tests::kube_env::{
     KEYSTORE_TEK, MANAGER, WAIT, apply_kms_connection, apply_secret, consume, create_namespace,
-    free_port, install_crds, produce, random_keystore_json, ready_reason, wait_http_ok,
+    create_service_account, enable_vault_kubernetes_auth, free_port, http_text, install_crds,
+    produce, random_keystore_json, ready_reason, server_side_apply, service_account_token,
+    topic_name, topic_spec, vault_api, wait_http_ok,
 };
 use kafka_e2ee_tests::{Server, require, unique};
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
@@ -83,12 +84,7 @@ impl Webhook {
     }
 
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.http_port))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        http_text(&format!("http://127.0.0.1:{}/metrics", self.http_port)).await
     }
 
     pub async fn kill(mut self) {
@@ -333,55 +329,13 @@ impl World {
         .await;
     }
 
-    /// Creates a ServiceAccount `name` in `namespace` (no controller-manager makes them here).
-    pub async fn service_account(&self, namespace: &str, name: &str) {
-        let sa = ServiceAccount {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        Api::<ServiceAccount>::namespaced(self.client.clone(), namespace)
-            .create(&PostParams::default(), &sa)
-            .await
-            .unwrap();
-    }
-
-    /// A token of ServiceAccount `name` for `audience`, from the TokenRequest API.
-    pub async fn token(&self, namespace: &str, name: &str, audience: &str) -> String {
-        let request = TokenRequest {
-            spec: TokenRequestSpec {
-                audiences: vec![audience.to_owned()],
-                expiration_seconds: Some(3600),
-                bound_object_ref: None,
-            },
-            ..TokenRequest::default()
-        };
-        Api::<ServiceAccount>::namespaced(self.client.clone(), namespace)
-            .create_token_request(name, &PostParams::default(), &request)
-            .await
-            .unwrap()
-            .status
-            .unwrap()
-            .token
-    }
-
     /// A spec for Kafka topic `<namespace>-<name>` with KmsConnection `conn`.
     pub fn spec(&self, name: &str, partitions: i32, conn: &str) -> EncryptedTopicSpec {
-        let mut spec = EncryptedTopicSpec::new(
-            partitions,
-            KmsRef {
-                kind: KmsRefKind::KmsConnection,
-                name: conn.into(),
-            },
-        );
-        spec.topic_name = Some(self.topic_name(name));
-        spec
+        topic_spec(&self.namespace, name, partitions, conn)
     }
 
     pub fn topic_name(&self, name: &str) -> String {
-        format!("{}-{name}", self.namespace)
+        topic_name(&self.namespace, name)
     }
 
     /// Applies an EncryptedTopic carrying the test label (so this test's validating webhook
@@ -389,14 +343,8 @@ impl World {
     pub async fn apply_topic(&self, name: &str, spec: EncryptedTopicSpec) {
         let mut obj = EncryptedTopic::new(name, spec);
         obj.metadata.labels = Some(BTreeMap::from([(TEST_LABEL.to_owned(), self.id.clone())]));
-        Api::<EncryptedTopic>::namespaced(self.client.clone(), &self.namespace)
-            .patch(
-                name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&obj),
-            )
-            .await
-            .unwrap();
+        let api = Api::<EncryptedTopic>::namespaced(self.client.clone(), &self.namespace);
+        server_side_apply(&api, name, &obj).await;
     }
 
     pub async fn wait_topic_ready(&self, name: &str) {
@@ -596,23 +544,15 @@ pub async fn materialize(client: &Client, pod: &Pod, root: &Path) -> PathBuf {
             }
         }
         if let Some(token) = source.service_account_token {
-            let account = spec
-                .service_account_name
-                .clone()
-                .unwrap_or_else(|| "default".into());
-            let request = TokenRequest {
-                spec: TokenRequestSpec {
-                    audiences: token.audience.into_iter().collect(),
-                    expiration_seconds: token.expiration_seconds,
-                    bound_object_ref: None,
-                },
-                ..TokenRequest::default()
-            };
-            let issued = Api::<ServiceAccount>::namespaced(client.clone(), &namespace)
-                .create_token_request(&account, &PostParams::default(), &request)
-                .await
-                .unwrap();
-            let jwt = issued.status.unwrap().token;
+            let account = spec.service_account_name.as_deref().unwrap_or("default");
+            let jwt = service_account_token(
+                client,
+                &namespace,
+                account,
+                token.audience.as_deref(),
+                token.expiration_seconds,
+            )
+            .await;
             std::fs::write(root.join(&token.path), jwt).unwrap();
         }
     }
@@ -676,6 +616,7 @@ pub async fn tls_connect(
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
+    tcp.set_nodelay(true).unwrap();
     let name =
         rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]).into());
     tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
