@@ -64,7 +64,7 @@ pub struct Args {
         default_value = "kafka-e2ee-webhook-tls"
     )]
     pub tls_secret_name: String,
-    /// The webhook's Service: the certificate is for <service>.<namespace>.svc and its
+    /// The webhook's Service: the certificate is for `SERVICE.NAMESPACE.svc` and its
     /// shorter and longer forms.
     #[arg(
         long,
