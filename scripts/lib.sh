@@ -25,6 +25,20 @@ install_build_deps() {
   cargo clippy --version >/dev/null 2>&1 || die "clippy missing: rustup component add clippy"
 }
 
+# The chart checks' Python tools (Helm's Go SDK wrapped for Python: there is no helm binary to
+# get here), pinned, in a venv of their own in the cache.
+CHART_VENV="$KE_CACHE/venv-chart"
+CHART_TOOLS=(helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 yamllint==1.38.0)
+install_chart_deps() {
+  apt_install python3-venv
+  [[ -x "$CHART_VENV/bin/python" ]] || python3 -m venv "$CHART_VENV"
+  if [[ "$(cat "$CHART_VENV/.installed" 2>/dev/null)" != "${CHART_TOOLS[*]}" ]]; then
+    step "installing the chart check tools (${CHART_TOOLS[*]})"
+    "$CHART_VENV/bin/pip" install -q --disable-pip-version-check "${CHART_TOOLS[@]}"
+    printf '%s' "${CHART_TOOLS[*]}" > "$CHART_VENV/.installed"
+  fi
+}
+
 # cargo-fuzz, installed from crates.io into cargo's bin dir once.
 install_fuzz_deps() {
   if ! cargo fuzz --version >/dev/null 2>&1; then

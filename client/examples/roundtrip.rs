@@ -1,27 +1,17 @@
-//! The demo's client step: encrypt on produce, decrypt on consume, and show what the broker
-//! holds. Run by `scripts/demo` against the test bed's broker:
+//! The orders application of the demo, as an injected workload runs it: its configuration comes
+//! from `KAFKA_E2EE_CONFIG` (what the admission webhook injects), the keys from the operator.
+//! It produces three orders through `EncryptingProducer`, reads them back through
+//! `DecryptingConsumer`, then reads the same records with a plain Kafka consumer that has no
+//! keys and fails if any plaintext byte sequence of them is on the broker.
 //!
 //! ```sh
-//! KE_KAFKA_BOOTSTRAP=127.0.0.1:19092 cargo run -p kafka-e2ee-client --example roundtrip -- orders 6
+//! KAFKA_E2EE_CONFIG=/var/run/kafka-e2ee/client.yaml cargo run -p kafka-e2ee-client --example roundtrip -- orders
 //! ```
-//!
-//! Until the operator lands (issue 5) this example also plays its part: it creates a keystore
-//! TEK and provisions the topic's DEKs with the same key-management functions the operator
-//! will call. The keystore is written to a temporary directory standing in for a mounted
-//! Secret, and removed at the end.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use kafka_e2ee_client::config::{ClientConfig, EncryptionClient, ProviderConfig};
-use kafka_e2ee_client::kafka::{KafkaConnection, TopicSpec, ensure_topic};
-use kafka_e2ee_client::key_management::{KeyTopicWriter, ensure_key_topic, provision};
-use kafka_e2ee_client::key_records::{PlaintextPolicy, PolicyRecord, ProviderRef};
-use kafka_e2ee_client::keystore::LocalKeystore;
+use kafka_e2ee_client::config::{EncryptionClient, resolve};
 use kafka_e2ee_client::producer::OutgoingRecord;
 use kafka_e2ee_client::record::Header;
 use rdkafka::Message;
@@ -37,90 +27,22 @@ const ORDERS: [&str; 3] = [
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let topic = args.next().unwrap_or_else(|| "orders".into());
-    let partitions: i32 = args.next().map_or(Ok(6), |p| p.parse())?;
-    let bootstrap = std::env::var("KE_KAFKA_BOOTSTRAP")
-        .context("KE_KAFKA_BOOTSTRAP is not set: run `scripts/testbed up kafka` and `eval \"$(scripts/testbed env)\"`")?;
-    let connection = KafkaConnection::new(&bootstrap);
-    let key_topic = kafka_e2ee_client::DEFAULT_KEY_TOPIC;
-
-    // --- the operator's part (issue 5 moves it into the operator) ---
-    let dir = std::env::temp_dir().join(format!("kafka-e2ee-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let keystore_path = dir.join("keystore.json");
-    let mut tek = [0u8; 32];
-    SystemRandom::new()
-        .fill(&mut tek)
-        .map_err(|_| anyhow::anyhow!("the system RNG failed"))?;
-    let keystore_json = format!(
-        r#"{{"format": 1, "keys": [{{"id": "orders-1", "material": "{}"}}], "aliases": {{"orders-tek": "orders-1"}}}}"#,
-        STANDARD.encode(tek)
-    );
-    std::fs::write(&keystore_path, &keystore_json)?;
-    let result = run(
-        &connection,
-        key_topic,
-        &topic,
-        partitions,
-        &keystore_path,
-        &keystore_json,
-    )
-    .await;
-    std::fs::remove_dir_all(&dir)?;
-    result
-}
-
-async fn run(
-    connection: &KafkaConnection,
-    key_topic: &str,
-    topic: &str,
-    partitions: i32,
-    keystore_path: &std::path::Path,
-    keystore_json: &str,
-) -> anyhow::Result<()> {
-    ensure_key_topic(connection, key_topic, None).await?;
-    let spec = TopicSpec {
-        name: topic.to_owned(),
-        partitions,
-        replication: None,
-        config: BTreeMap::new(),
-    };
-    ensure_topic(&connection.admin()?, &spec, Duration::from_secs(10)).await?;
-    let keystore = LocalKeystore::from_json(keystore_json.as_bytes())?;
-    let writer = KeyTopicWriter::new(connection, key_topic)?;
-    let policy = PolicyRecord {
-        topic: topic.to_owned(),
-        provider: ProviderRef {
-            kind: "keystore".into(),
-            tek: "orders-tek".into(),
-            config: BTreeMap::new(),
-        },
-        engine: "AES-256-GCM".into(),
-        plaintext: PlaintextPolicy::Reject,
-        max_records_per_dek: 1 << 32,
-        current_versions: BTreeMap::new(),
-    };
-    provision(&keystore, &writer, policy, 0..partitions, 1).await?;
-    println!(
-        "keys: one DEK per partition of {topic} ({partitions}), wrapped under keystore TEK orders-tek, published to {key_topic}"
-    );
-
-    // --- the application's part ---
-    let mut config = ClientConfig::new(
-        connection.bootstrap_servers.clone(),
-        ProviderConfig::Keystore {
-            path: keystore_path.to_owned(),
-        },
-    );
+    let topic = std::env::args().nth(1).unwrap_or_else(|| "orders".into());
+    // The injected configuration (KAFKA_E2EE_CONFIG); this application's own choice on top:
+    // a new consumer group reads from the beginning.
+    let (mut config, source) =
+        resolve(None).context("no injected configuration: set KAFKA_E2EE_CONFIG")?;
+    println!("configuration: {source:?}, key topic {}", config.key_topic);
     config
         .properties
         .insert("auto.offset.reset".into(), "earliest".into());
+    let connection = config.connection();
     let client = EncryptionClient::with_config(config).await?;
     client
         .key_directory()
         .wait_caught_up(Duration::from_secs(10))
         .await?;
+    let topic = topic.as_str();
 
     let producer = client.producer()?;
     for (i, order) in ORDERS.iter().enumerate() {
@@ -167,9 +89,14 @@ async fn run(
         .client_config()
         .set("group.id", format!("demo-raw-{}", std::process::id()))
         .create()?;
+    let metadata = raw.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len());
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+        tpl.add_partition_offset(topic, i32::try_from(p)?, Offset::Beginning)?;
     }
     raw.assign(&tpl)?;
     let mut shown = 0;
