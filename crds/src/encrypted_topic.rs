@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"TEK","type":"string","jsonPath":".status.tek.version","description":"Current TEK version","priority":1}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
-    printcolumn = r#"{"name":"Next Rollover","type":"date","jsonPath":".status.nextRollover","priority":1}"#,
+    // A string, not a date: kubectl renders a future date as "<invalid>" (it only does ages).
+    printcolumn = r#"{"name":"Next Rollover","type":"string","jsonPath":".status.nextRollover","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]

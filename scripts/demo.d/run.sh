@@ -101,7 +101,7 @@ spec = pod["spec"]
 print("annotation kafka-e2ee.io/injected:", pod["metadata"]["annotations"]["kafka-e2ee.io/injected"])
 print("volume:", json.dumps(spec["volumes"][0]))
 for c in spec["containers"]:
-    print(f"container {c[\"name\"]}: env {json.dumps(c[\"env\"])} mounts {json.dumps(c[\"volumeMounts\"])}")
+    print("container", c["name"] + ": env", json.dumps(c["env"]), "mounts", json.dumps(c["volumeMounts"]))
 '
 
   step "the application with exactly that configuration (the kubelet's part done here: files from the ConfigMap and Secret)"
