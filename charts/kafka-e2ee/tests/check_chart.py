@@ -80,6 +80,14 @@ VALUE_SETS = {
             "operator": {"watchNamespace": "shop"},
         }
     ),
+    "cluster KMS connections": merged(
+        {
+            "clusterKmsConnections": {
+                "vault": {"vault": {"address": "https://vault.vault.svc:8200", "auth": {"kubernetes": {"role": "kafka-e2ee-operator", "clientRole": "clients"}}}},
+                "aws-eu": {"awsKms": {"region": "eu-west-1"}},
+            }
+        }
+    ),
 }
 
 BAD_VALUES = [
@@ -95,6 +103,8 @@ BAD_VALUES = [
     ({"podSecurityContext": {"runAsNonRoot": False}}, "/podSecurityContext/runAsNonRoot"),
     ({"securityContext": {"allowPrivilegeEscalation": True}}, "/securityContext/allowPrivilegeEscalation"),
     ({"operatr": {"replicas": 2}}, "operatr"),
+    ({"clusterKmsConnections": {"two": {"awsKms": {}, "keystore": {"secretRef": {"name": "k", "key": "k"}}}}}, "/clusterKmsConnections/two"),
+    ({"clusterKmsConnections": {"v": {"vault": {"address": "vault:8200", "auth": {"tokenSecretRef": {"name": "t", "key": "t"}}}}}}, "/clusterKmsConnections/v/vault/address"),
 ]
 
 
@@ -131,7 +141,7 @@ def by_kind(docs, kind):
 
 def renders():
     print("renders: Kubernetes schemas (strict) and the chart's promises")
-    builtin_skip = {"ServiceMonitor", "Certificate", "Issuer"}
+    builtin_skip = {"ServiceMonitor", "Certificate", "Issuer", "ClusterKmsConnection"}
     for label, values in VALUE_SETS.items():
         docs = render(values)
         for version in ("1.25.0", kubernetes_validate.latest_version()):
@@ -170,6 +180,8 @@ def renders():
     check(mutating["reinvocationPolicy"] == "IfNeeded", "mutating: reinvocationPolicy IfNeeded")
     check(mutating["namespaceSelector"]["matchLabels"] == {"kafka-e2ee.io/injection": "enabled"}, "mutating: opt-in namespaces only")
     check(mutating["objectSelector"]["matchExpressions"][0]["values"] == ["kafka-e2ee"], "mutating: never our own pods")
+    connections = by_kind(render(VALUE_SETS["cluster KMS connections"]), "ClusterKmsConnection")
+    check(sorted(c["metadata"]["name"] for c in connections) == ["aws-eu", "vault"], "clusterKmsConnections: one ClusterKmsConnection each")
     cm = render(VALUE_SETS["cert-manager, own CA"])
     check(len(by_kind(cm, "Certificate")) == 2 and len(by_kind(cm, "Issuer")) == 2, "cert-manager: self-signed root, CA, serving certificate")
     check(all("cert-manager.io/inject-ca-from" in d["metadata"].get("annotations", {}) for d in by_kind(cm, "MutatingWebhookConfiguration") + by_kind(cm, "ValidatingWebhookConfiguration")), "cert-manager: CA injected into both configurations")
@@ -206,10 +218,15 @@ def kubectl(*args, stdin=None, token=None, check_ok=True):
 
 
 def dry_run_apply():
-    print("the default render, applied to the test bed's kube-apiserver (server-side dry run)")
+    print("the chart on the test bed's kube-apiserver: CRDs applied, the rest as a server-side dry run")
+    # The chart's CRDs (crds/, what `helm install` applies first), for real.
+    kubectl("apply", "--server-side", "-f", str(CHART / "crds"))
+    for crd in ("encryptedtopics", "kmsconnections", "clusterkmsconnections"):
+        kubectl("wait", "--for", "condition=established", "--timeout=30s", f"crd/{crd}.kafka-e2ee.io")
+    check(True, "the chart's CRDs are accepted and Established")
     ns = f"chart-{secrets.token_hex(4)}"
     kubectl("create", "namespace", ns)
-    docs = render(VALUE_SETS["defaults"], namespace=ns, name=f"dry-{secrets.token_hex(3)}")
+    docs = render(VALUE_SETS["cluster KMS connections"], namespace=ns, name=f"dry-{secrets.token_hex(3)}")
     for d in docs:
         if d["kind"] == "PodDisruptionBudget":
             # Kubernetes 1.20 serves only policy/v1beta1 (the template picks it on 1.20 clusters;
@@ -257,11 +274,6 @@ def kubeconfig_for(token, directory, name):
 
 def rbac(bin_dir):
     print("RBAC: the binaries with the chart's ServiceAccount tokens")
-    # The chart's CRDs (crds/, what `helm install` applies first), for real.
-    kubectl("apply", "--server-side", "-f", str(CHART / "crds"))
-    for crd in ("encryptedtopics", "kmsconnections", "clusterkmsconnections"):
-        kubectl("wait", "--for", "condition=established", "--timeout=30s", f"crd/{crd}.kafka-e2ee.io")
-    check(True, "the chart's CRDs are accepted and Established")
     release_ns = f"chart-{secrets.token_hex(4)}"
     work_ns = f"{release_ns}-apps"
     release = f"rbac-{secrets.token_hex(3)}"
