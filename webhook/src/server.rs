@@ -73,7 +73,12 @@ fn handle<I: IndexSource>(state: &AppState<I>, webhook: Webhook, body: &[u8]) ->
     (status, [(header::CONTENT_TYPE, content_type)], handled.body).into_response()
 }
 
-/// Serves `app` over TLS on `listener` until `shutdown` resolves.
+/// How long in-flight requests get to finish after a shutdown signal.
+pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serves `app` over TLS on `listener` until `shutdown` resolves, then stops accepting, asks
+/// every open connection to close after its current request (the apiserver keeps connections
+/// alive) and waits up to [`DRAIN`] for them: a rollout does not fail admissions in flight.
 pub async fn serve_tls(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -81,6 +86,8 @@ pub async fn serve_tls(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let acceptor = TlsAcceptor::from(tls);
+    let (closing, _) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -93,12 +100,15 @@ pub async fn serve_tls(
                     continue;
                 }
             },
-            () = &mut shutdown => return Ok(()),
+            // Reap finished connections so the set stays the size of the open ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            () = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(app.clone());
-        tokio::spawn(async move {
+        let mut closing = closing.subscribe();
+        connections.spawn(async move {
             let tls = match acceptor.accept(tcp).await {
                 Ok(tls) => tls,
                 Err(e) => {
@@ -106,12 +116,34 @@ pub async fn serve_tls(
                     return;
                 }
             };
-            let served = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tls), service)
-                .await;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), service);
+            tokio::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                _ = closing.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
             if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
+    drop(listener);
+    let _ = closing.send(true);
+    let open = connections.len();
+    if tokio::time::timeout(DRAIN, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!(
+            open,
+            "connections still open after the drain period; closing them"
+        );
+    }
+    Ok(())
 }
