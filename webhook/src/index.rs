@@ -53,11 +53,16 @@ impl ConfigMapIndexes {
 
 impl IndexSource for ConfigMapIndexes {
     fn index(&self, namespace: &str) -> Option<Arc<ClientIndex>> {
-        let cm = self
+        let found = self
             .store
-            .get(&ObjectRef::new(CLIENT_CONFIGMAP).within(namespace))?;
-        let version = cm.metadata.resource_version.clone();
+            .get(&ObjectRef::new(CLIENT_CONFIGMAP).within(namespace));
         let mut parsed = self.parsed.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(cm) = found else {
+            // Gone (the namespace's last EncryptedTopic was deleted): forget its parse too.
+            parsed.remove(namespace);
+            return None;
+        };
+        let version = cm.metadata.resource_version.clone();
         if let Some((v, index)) = parsed.get(namespace)
             && *v == version
         {
