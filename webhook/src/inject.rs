@@ -12,6 +12,7 @@
 //! overwritten.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use kafka_e2ee_crds::injection::{
     self, AWS_ROLE_ARN_ANNOTATION, CLIENT_CONFIGMAP, CONFIG_ENV, CONTAINERS_ANNOTATION,
@@ -169,12 +170,13 @@ pub enum Decision {
 }
 
 /// Decides what to do with `pod` (the AdmissionRequest's object) created in `namespace`.
-/// `index` is the namespace's client index, if the operator published one.
+/// `index` looks up the namespace's client index (if the operator published one); it is
+/// called only for pods that ask for injection.
 pub fn decide(
     pod: &PodView,
     namespace: &str,
     excluded: &BTreeSet<String>,
-    index: Option<&ClientIndex>,
+    index: impl FnOnce() -> Option<Arc<ClientIndex>>,
 ) -> Decision {
     if excluded.contains(namespace) {
         return Decision::Skip(Skip::ExcludedNamespace);
@@ -189,28 +191,28 @@ pub fn decide(
     if topics.is_empty() {
         return Decision::Skip(Skip::NotRequested);
     }
-    match plan(pod, namespace, &topics, index) {
+    match plan(pod, namespace, &topics, index().as_deref()) {
         Ok(plan) => plan.into_decision(pod),
         Err(problem) => Decision::Problem(problem),
     }
 }
 
 /// What the pod should end up with.
-struct Plan {
+struct Plan<'a> {
     volume: Value,
     env: Vec<Value>,
     mount: Value,
-    /// (JSON pointer of the container, its name)
-    containers: Vec<(String, String)>,
+    /// The chosen containers, with their JSON pointers.
+    containers: Vec<(String, &'a ContainerView)>,
     record: InjectionRecord,
 }
 
-fn plan(
-    pod: &PodView,
+fn plan<'a>(
+    pod: &'a PodView,
     namespace: &str,
     topics: &[String],
     index: Option<&ClientIndex>,
-) -> Result<Plan, Problem> {
+) -> Result<Plan<'a>, Problem> {
     let empty = ClientIndex::default();
     let index = index.unwrap_or(&empty);
     let unknown: Vec<&str> = topics
@@ -352,7 +354,7 @@ fn plan(
     let record = InjectionRecord {
         topics: topics.to_vec(),
         profile: profile_name.to_owned(),
-        containers: containers.iter().map(|(_, name)| name.clone()).collect(),
+        containers: containers.iter().map(|(_, c)| c.name.clone()).collect(),
     };
     Ok(Plan {
         volume: json!({"name": VOLUME_NAME, "projected": {"sources": sources}}),
@@ -386,18 +388,15 @@ fn quote_list(items: &[&str]) -> String {
     }
 }
 
-/// The containers to inject into (their JSON pointers and names): all regular containers,
-/// or those the annotation names (init containers included, if named).
-fn choose_containers(
-    pod: &PodView,
+/// The containers to inject into, with their JSON pointers: all regular containers, or those
+/// the annotation names (init containers included, if named).
+fn choose_containers<'a>(
+    pod: &'a PodView,
     wanted: Option<&str>,
-) -> Result<Vec<(String, String)>, Problem> {
-    let all: Vec<(String, String)> = pod
-        .all_containers()
-        .map(|(pointer, c)| (pointer, c.name.clone()))
-        .collect();
+) -> Result<Vec<(String, &'a ContainerView)>, Problem> {
+    let all: Vec<(String, &ContainerView)> = pod.all_containers().collect();
     let Some(wanted) = wanted.map(injection::split_list).filter(|w| !w.is_empty()) else {
-        let regular: Vec<(String, String)> = all
+        let regular: Vec<(String, &ContainerView)> = all
             .into_iter()
             .filter(|(pointer, _)| pointer.starts_with("/spec/containers/"))
             .collect();
@@ -412,13 +411,13 @@ fn choose_containers(
     let mut chosen = Vec::new();
     let mut missing = Vec::new();
     for name in &wanted {
-        match all.iter().find(|(_, n)| n == name) {
+        match all.iter().find(|(_, c)| c.name == *name) {
             Some(found) => chosen.push(found.clone()),
             None => missing.push(name.as_str()),
         }
     }
     if !missing.is_empty() {
-        let have: Vec<&str> = all.iter().map(|(_, n)| n.as_str()).collect();
+        let have: Vec<&str> = all.iter().map(|(_, c)| c.name.as_str()).collect();
         return Err(Problem::new(
             ProblemReason::UnknownContainer,
             format!(
@@ -435,7 +434,7 @@ fn choose_containers(
     Ok(chosen)
 }
 
-impl Plan {
+impl Plan<'_> {
     fn into_decision(self, pod: &PodView) -> Decision {
         match self.patch(pod) {
             Ok(patch) if patch.is_empty() => Decision::AlreadyInjected,
@@ -468,11 +467,8 @@ impl Plan {
             }
             None => append(volumes, "/spec/volumes", self.volume.clone(), &mut ops),
         }
-        let containers: BTreeMap<String, &ContainerView> = pod.all_containers().collect();
-        for (pointer, name) in &self.containers {
-            let Some(container) = containers.get(pointer) else {
-                continue;
-            };
+        for (pointer, container) in &self.containers {
+            let name = &container.name;
             let env = container.env.as_deref();
             for var in &self.env {
                 let var_name = var["name"].as_str().unwrap_or_default();
@@ -659,7 +655,7 @@ mod tests {
     }
 
     fn inject(pod: &Value) -> (Value, InjectionRecord) {
-        match decide(&view(pod), "shop", &excluded(), Some(&index())) {
+        match decide(&view(pod), "shop", &excluded(), || Some(Arc::new(index()))) {
             Decision::Inject { patch, record } => (apply(pod, &patch), record),
             other => panic!("{other:?}"),
         }
@@ -746,7 +742,9 @@ mod tests {
     fn reinvocation_and_resubmission_add_nothing() {
         let (injected, _) = inject(&pod(json!({TOPICS_ANNOTATION: "orders"})));
         assert_eq!(
-            decide(&view(&injected), "shop", &excluded(), Some(&index())),
+            decide(&view(&injected), "shop", &excluded(), || Some(Arc::new(
+                index()
+            ))),
             Decision::AlreadyInjected
         );
         // A container added by a later webhook gets what it lacks, and only that.
@@ -755,9 +753,9 @@ mod tests {
             .as_array_mut()
             .unwrap()
             .push(json!({"name": "late", "image": "x"}));
-        let Decision::Inject { patch, record } =
-            decide(&view(&grown), "shop", &excluded(), Some(&index()))
-        else {
+        let Decision::Inject { patch, record } = decide(&view(&grown), "shop", &excluded(), || {
+            Some(Arc::new(index()))
+        }) else {
             panic!()
         };
         assert_eq!(record.containers, ["app", "sidecar", "late"]);
@@ -778,7 +776,9 @@ mod tests {
             1
         );
         assert_eq!(
-            decide(&view(&again), "shop", &excluded(), Some(&index())),
+            decide(&view(&again), "shop", &excluded(), || Some(Arc::new(
+                index()
+            ))),
             Decision::AlreadyInjected
         );
     }
@@ -809,14 +809,18 @@ mod tests {
         injected["spec"]["volumes"][0]["projected"]["defaultMode"] = json!(420);
         injected["spec"]["containers"][0]["volumeMounts"][0]["mountPropagation"] = json!("None");
         assert_eq!(
-            decide(&view(&injected), "shop", &excluded(), Some(&index())),
+            decide(&view(&injected), "shop", &excluded(), || Some(Arc::new(
+                index()
+            ))),
             Decision::AlreadyInjected
         );
         // But a value of ours changed is a conflict.
         injected["spec"]["volumes"][0]["projected"]["sources"][0]["configMap"]["name"] =
             json!("mine");
         assert!(matches!(
-            decide(&view(&injected), "shop", &excluded(), Some(&index())),
+            decide(&view(&injected), "shop", &excluded(), || Some(Arc::new(
+                index()
+            ))),
             Decision::Problem(Problem {
                 reason: ProblemReason::ConflictingConfig,
                 ..
@@ -826,7 +830,6 @@ mod tests {
 
     #[test]
     fn pods_that_do_not_ask_are_left_alone() {
-        let idx = index();
         let cases = [
             (pod(json!({})), "shop", Skip::NotRequested),
             (
@@ -851,8 +854,11 @@ mod tests {
             ),
         ];
         for (pod, ns, want) in cases {
+            // A pod left alone costs no index lookup.
+            let no_lookup =
+                || -> Option<Arc<ClientIndex>> { panic!("index looked up for {want:?}") };
             assert_eq!(
-                decide(&view(&pod), ns, &excluded(), Some(&idx)),
+                decide(&view(&pod), ns, &excluded(), no_lookup),
                 Decision::Skip(want)
             );
         }
@@ -937,7 +943,9 @@ mod tests {
             "KmsConnection/vault needs a service-account token",
         ));
         for (pod, index, reason, words) in cases {
-            match decide(&view(&pod), "shop", &excluded(), index.as_ref()) {
+            match decide(&view(&pod), "shop", &excluded(), || {
+                index.clone().map(Arc::new)
+            }) {
                 Decision::Problem(p) => {
                     assert_eq!(p.reason, reason, "{}", p.message);
                     assert!(p.message.contains(words), "{reason:?}: {}", p.message);
@@ -962,7 +970,8 @@ mod tests {
             (own_volume, "different volume named kafka-e2ee"),
             (own_mount, "container sidecar already mounts something else"),
         ] {
-            let Decision::Problem(p) = decide(&view(&pod), "shop", &excluded(), Some(&index()))
+            let Decision::Problem(p) =
+                decide(&view(&pod), "shop", &excluded(), || Some(Arc::new(index())))
             else {
                 panic!("{words}")
             };

@@ -251,8 +251,8 @@ impl<I: IndexSource> Admission<I> {
         };
         // The request's namespace is authoritative (a pod's own may be empty).
         let namespace = request.namespace.as_deref().unwrap_or_default();
-        let index = self.indexes.index(namespace);
-        match inject::decide(&pod, namespace, &self.excluded_namespaces, index.as_deref()) {
+        let index = || self.indexes.index(namespace);
+        match inject::decide(&pod, namespace, &self.excluded_namespaces, index) {
             Decision::Skip(_) | Decision::AlreadyInjected => (allowed, Outcome::Allowed, vec![]),
             Decision::Inject { patch, .. } => match serde_json::to_vec(&patch) {
                 Ok(operations) => (allowed.with_patch(&operations), Outcome::Patched, vec![]),
