@@ -244,6 +244,11 @@ impl Publisher {
             let _ = cluster_connections.wait_until_ready().await;
             let _ = self.topics.wait_until_ready().await;
             let mut published: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+            // One schedule for resyncs, so that a steady stream of reconciles cannot keep
+            // postponing them.
+            let mut resync = tokio::time::interval(self.resync);
+            resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            resync.tick().await;
             loop {
                 self.publish_all(&connections, &cluster_connections, &mut published)
                     .await;
@@ -252,7 +257,7 @@ impl Publisher {
                         // Let a burst of reconciles settle into one pass.
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
-                    () = tokio::time::sleep(self.resync) => {
+                    _ = resync.tick() => {
                         // A resync compares with the apiserver again, not our memory.
                         published.clear();
                     }
@@ -276,11 +281,16 @@ impl Publisher {
                 .or_default()
                 .push(topic);
         }
-        // Namespaces whose last topic went away still hold a ConfigMap to delete.
+        // Namespaces whose last topic went away still hold a ConfigMap to delete: those we
+        // published ourselves, and on a full pass (start, resync) any the apiserver holds, so
+        // that the passes after every reconcile cost no list call.
         let mut namespaces: BTreeSet<String> = by_namespace.keys().cloned().collect();
-        match self.existing_configmaps().await {
-            Ok(existing) => namespaces.extend(existing),
-            Err(e) => tracing::warn!(error = %e, "cannot list client ConfigMaps"),
+        namespaces.extend(published.keys().cloned());
+        if published.is_empty() {
+            match self.existing_configmaps().await {
+                Ok(existing) => namespaces.extend(existing),
+                Err(e) => tracing::warn!(error = %e, "cannot list client ConfigMaps"),
+            }
         }
         let namespaced = connections.state();
         let cluster = cluster_connections.state();
@@ -322,6 +332,10 @@ impl Publisher {
                 continue;
             }
             match self.write(&namespace, &data).await {
+                // A deleted ConfigMap needs no more passes.
+                Ok(()) if data.is_empty() => {
+                    published.remove(&namespace);
+                }
                 Ok(()) => {
                     published.insert(namespace, data);
                 }
