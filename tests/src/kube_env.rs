@@ -59,6 +59,16 @@ pub async fn install_crds(client: &Client) {
     }
 }
 
+/// A client of the test bed's kube-apiserver with our CRDs installed, and the broker's bootstrap
+/// servers; fails, naming the command that starts it, when either server is not up.
+pub async fn kube_and_kafka() -> (Client, String) {
+    require(Server::KubeApiserver);
+    let bootstrap = require(Server::Kafka);
+    let client = Client::try_default().await.unwrap();
+    install_crds(&client).await;
+    (client, bootstrap)
+}
+
 /// Server-side applies `obj` as `name` with the tests' field manager, forcing conflicts.
 pub async fn server_side_apply<K>(api: &Api<K>, name: &str, obj: &K)
 where

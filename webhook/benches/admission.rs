@@ -17,20 +17,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::routing::post;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use kafka_e2ee_crds::injection::{
     ClientIndex, INDEX_FORMAT, IndexedTopic, Profile, ProjectedSource,
 };
-use kafka_e2ee_webhook::certs::issue;
 use kafka_e2ee_webhook::metrics::Metrics;
 use kafka_e2ee_webhook::review::{Admission, IndexSource, ProblemMode, Webhook};
 use kafka_e2ee_webhook::server::{AppState, router, serve_tls};
-use kafka_e2ee_webhook::tls::{CertResolver, certified_key, server_config};
 use serde_json::json;
 
 #[path = "../tests/support/mod.rs"]
@@ -146,19 +143,7 @@ fn topic_review() -> Vec<u8> {
 const NOOP_RESPONSE: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":true,"status":{}}}"#;
 
 async fn start_server() -> (u16, String) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let bundle = issue(
-        &["127.0.0.1".to_owned()],
-        Duration::from_secs(3600),
-        None,
-        now,
-    )
-    .unwrap();
-    let resolver = Arc::new(CertResolver::default());
-    resolver.set(certified_key(bundle.cert.as_bytes(), bundle.key.as_bytes()).unwrap());
+    let (tls, ca) = support::local_tls();
     let state = Arc::new(AppState {
         admission: Admission {
             indexes: Indexes(Arc::new(index())),
@@ -174,21 +159,11 @@ async fn start_server() -> (u16, String) {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let tls = server_config(resolver).unwrap();
     tokio::spawn(serve_tls(listener, tls, app, std::future::pending()));
-    (port, bundle.ca_cert)
+    (port, ca)
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-
-async fn connect(port: u16, ca: &str) -> Sender {
-    let tls = support::tls_connect(port, ca).await;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    sender
-}
 
 /// One round: every connection sends REQUESTS_PER_TASK requests to `path`; all latencies.
 async fn round(senders: &mut Vec<Sender>, path: &'static str, body: Bytes) -> Vec<Duration> {
@@ -270,7 +245,7 @@ fn main() {
         let (port, ca) = start_server().await;
         let mut senders = Vec::new();
         for _ in 0..CONCURRENCY {
-            senders.push(connect(port, &ca).await);
+            senders.push(support::http1_client(port, &ca).await);
         }
         let bodies = [
             ("/mutate", Bytes::from(pod_review())),

@@ -10,26 +10,13 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::post;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
-use kafka_e2ee_webhook::certs::issue;
 use kafka_e2ee_webhook::server::{DRAIN, serve_tls};
-use kafka_e2ee_webhook::tls::{CertResolver, certified_key, server_config};
-
-async fn client(port: u16, ca: &str) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
-    let tls = support::tls_connect(port, ca).await;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    sender
-}
 
 fn post_to(path: &str) -> hyper::Request<Full<Bytes>> {
     hyper::Request::post(path)
@@ -40,19 +27,7 @@ fn post_to(path: &str) -> hyper::Request<Full<Bytes>> {
 
 #[tokio::test]
 async fn in_flight_requests_finish_and_idle_connections_close_on_shutdown() {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let bundle = issue(
-        &["127.0.0.1".to_owned()],
-        Duration::from_secs(3600),
-        None,
-        now,
-    )
-    .unwrap();
-    let resolver = Arc::new(CertResolver::default());
-    resolver.set(certified_key(bundle.cert.as_bytes(), bundle.key.as_bytes()).unwrap());
+    let (tls, ca) = support::local_tls();
     let app = Router::new().route(
         "/slow",
         post(|| async {
@@ -63,17 +38,12 @@ async fn in_flight_requests_finish_and_idle_connections_close_on_shutdown() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_tls(
-        listener,
-        server_config(resolver).unwrap(),
-        app,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let server = tokio::spawn(serve_tls(listener, tls, app, async {
+        let _ = stopped.await;
+    }));
 
-    let mut idle = client(port, &bundle.ca_cert).await;
-    let mut busy = client(port, &bundle.ca_cert).await;
+    let mut idle = support::http1_client(port, &ca).await;
+    let mut busy = support::http1_client(port, &ca).await;
     // The idle connection has served one request and is kept alive.
     assert_eq!(
         idle.send_request(post_to("/slow")).await.unwrap().status(),

@@ -11,17 +11,10 @@
 
 mod support;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use kafka_e2ee_webhook::certs::issue;
 use support::*;
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 async fn wait_for_leaf(port: u16, ca: &str, want: impl Fn(&[u8]) -> bool) -> Vec<u8> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -49,7 +42,7 @@ fn leaf_der(pem: &str) -> Vec<u8> {
 async fn certificate_files_replaced_underneath_are_served_without_a_restart() {
     let world = World::new("wh-tls-files").await;
     let names = vec!["127.0.0.1".to_owned()];
-    let first = issue(&names, Duration::from_secs(3600), None, now()).unwrap();
+    let first = issue(&names, Duration::from_secs(3600), None, unix_now()).unwrap();
     let (cert, key) = (world.dir().join("tls.crt"), world.dir().join("tls.key"));
     std::fs::write(&cert, &first.cert).unwrap();
     std::fs::write(&key, &first.key).unwrap();
@@ -74,7 +67,7 @@ async fn certificate_files_replaced_underneath_are_served_without_a_restart() {
         &names,
         Duration::from_secs(3600),
         Some((&first.ca_cert, &first.ca_key)),
-        now(),
+        unix_now(),
     )
     .unwrap();
     std::fs::write(&key, &second.key).unwrap();

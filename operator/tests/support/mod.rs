@@ -28,7 +28,7 @@ use tokio::process::{Child, Command};
 
 pub use kafka_e2ee_tests::kube_env::{KEYSTORE_TEK, MANAGER, WAIT, consume, produce, ready_reason};
 use kafka_e2ee_tests::kube_env::{
-    apply_kms_connection, apply_secret, create_namespace, free_port, http_text, install_crds,
+    apply_kms_connection, apply_secret, create_namespace, free_port, http_text, kube_and_kafka,
     random_keystore_json, server_side_apply, topic_name, topic_spec,
 };
 
@@ -115,10 +115,7 @@ impl Operator {
 
 impl TestEnv {
     pub async fn new(prefix: &str) -> Self {
-        require(Server::KubeApiserver);
-        let bootstrap = require(Server::Kafka);
-        let client = Client::try_default().await.unwrap();
-        install_crds(&client).await;
+        let (client, bootstrap) = kube_and_kafka().await;
         let namespace = unique(prefix);
         create_namespace(&client, &namespace, &[]).await;
         let dir = std::env::temp_dir().join(unique("kafka-e2ee-operator-test"));

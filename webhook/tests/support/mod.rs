@@ -26,11 +26,11 @@ use kafka_e2ee_crds::{
 };
 pub use kafka_e2ee_tests::kube_env::{
     KEYSTORE_TEK, MANAGER, WAIT, apply_kms_connection, apply_secret, consume, create_namespace,
-    create_service_account, enable_vault_kubernetes_auth, free_port, http_text, install_crds,
+    create_service_account, enable_vault_kubernetes_auth, free_port, http_text, kube_and_kafka,
     produce, random_keystore_json, ready_reason, server_side_apply, service_account_token,
     topic_name, topic_spec, vault_api, wait_http_ok,
 };
-use kafka_e2ee_tests::{Server, require, unique};
+use kafka_e2ee_tests::unique;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -118,10 +118,7 @@ pub fn sibling_binary(name: &str) -> PathBuf {
 
 impl World {
     pub async fn new(prefix: &str) -> Self {
-        require(Server::KubeApiserver);
-        let bootstrap = require(Server::Kafka);
-        let client = Client::try_default().await.unwrap();
-        install_crds(&client).await;
+        let (client, bootstrap) = kube_and_kafka().await;
         let id = unique(prefix);
         let namespace = id.clone();
         create_namespace(
@@ -656,4 +653,41 @@ pub async fn https_post(port: u16, ca_pem: &str, path: &str, body: &[u8]) -> (u1
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// Now, in Unix seconds (what certificate issuing takes).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A server TLS configuration for 127.0.0.1 with a certificate from a fresh CA (as the webhook
+/// issues them), and that CA's PEM: for in-process servers.
+pub fn local_tls() -> (std::sync::Arc<rustls::ServerConfig>, String) {
+    use kafka_e2ee_webhook::tls::{CertResolver, certified_key, server_config};
+    let bundle = kafka_e2ee_webhook::certs::issue(
+        &["127.0.0.1".to_owned()],
+        Duration::from_secs(3600),
+        None,
+        unix_now(),
+    )
+    .unwrap();
+    let resolver = std::sync::Arc::new(CertResolver::default());
+    resolver.set(certified_key(bundle.cert.as_bytes(), bundle.key.as_bytes()).unwrap());
+    (server_config(resolver).unwrap(), bundle.ca_cert)
+}
+
+/// An HTTP/1.1 keep-alive connection to the webhook at `port` over TLS, trusting `ca_pem`.
+pub async fn http1_client(
+    port: u16,
+    ca_pem: &str,
+) -> hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>> {
+    let tls = tls_connect(port, ca_pem).await;
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
 }
