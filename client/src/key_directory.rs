@@ -106,6 +106,8 @@ pub struct KeyDirectoryStats {
 /// A live, in-memory index of the key topic. Reading stops when it is dropped.
 pub struct KeyDirectory {
     key_topic: String,
+    /// For the broker's view of the key topic's end (see [`KeyDirectory::policy`]).
+    connection: KafkaConnection,
     state: Arc<RwLock<State>>,
     /// Bumped after every applied record; waiters watch it.
     changes: watch::Receiver<u64>,
@@ -180,6 +182,7 @@ impl KeyDirectory {
         ));
         Ok(Self {
             key_topic: key_topic.to_owned(),
+            connection: connection.clone(),
             state,
             changes: rx,
             generation,
@@ -212,17 +215,58 @@ impl KeyDirectory {
     }
 
     /// `topic`'s policy, once the key topic has been read to its end.
+    ///
+    /// A policy this reader does not know may have been written after its last fetch (a topic
+    /// encrypted a moment ago), so "no policy" is only answered after reading up to the key
+    /// topic's end as the broker reports it now: one metadata round trip, on this miss path only.
     pub async fn policy(
         &self,
         topic: &str,
         wait: Duration,
     ) -> Result<Arc<PolicyRecord>, KeyLookupError> {
+        let deadline = Instant::now() + wait;
         self.wait_caught_up(wait).await?;
+        if let Some(policy) = self.policy_now(topic) {
+            return Ok(policy);
+        }
+        let not_caught_up = || KeyLookupError::NotCaughtUp {
+            key_topic: self.key_topic.clone(),
+            waited: wait,
+        };
+        let ends = self
+            .current_ends(deadline.saturating_duration_since(Instant::now()))
+            .await
+            .ok_or_else(not_caught_up)?;
+        self.wait_read_through(&ends, deadline.saturating_duration_since(Instant::now()))
+            .await
+            .map_err(|_| not_caught_up())?;
         self.policy_now(topic)
             .ok_or_else(|| KeyLookupError::NoPolicy {
                 topic: topic.to_owned(),
                 key_topic: self.key_topic.clone(),
             })
+    }
+
+    /// The offset of the last record in each non-empty key-topic partition, as the broker
+    /// reports it now; `None` if it cannot be asked within `wait`.
+    async fn current_ends(&self, wait: Duration) -> Option<BTreeMap<i32, i64>> {
+        let connection = self.connection.clone();
+        let topic = self.key_topic.clone();
+        // Metadata calls block; keep them off the async workers.
+        let marks = tokio::task::spawn_blocking(move || {
+            let consumer = connection.metadata_consumer().ok()?;
+            kafka::partition_watermarks(&consumer, &topic, wait.max(Duration::from_millis(1)))
+                .ok()
+        })
+        .await
+        .ok()??;
+        Some(
+            marks
+                .into_iter()
+                .filter(|&(_, (low, high))| high > low)
+                .map(|(p, (_, high))| (p, high - 1))
+                .collect(),
+        )
     }
 
     /// `topic`'s policy as known right now, without waiting.

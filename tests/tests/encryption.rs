@@ -709,6 +709,23 @@ async fn a_late_edek_is_waited_for_and_a_replaced_one_is_refused() {
 }
 
 #[tokio::test]
+async fn a_topic_encrypted_while_clients_run_is_usable_at_once() {
+    let mut fx = Fixture::new("late-topic").await.unwrap();
+    // The clients are up and have read the key topic to its end before the topic exists.
+    let pipe = pipeline(&fx, WAIT).await;
+    for round in 0..3 {
+        let topic = fx.reject_topic(&format!("late-{round}"), 1).await;
+        // No pause: the policy was written a moment ago and the directory's reader may not
+        // have fetched it yet; the producer must read up to the key topic's end, not refuse.
+        let sent = pipe
+            .producer
+            .send_and_wait(OutgoingRecord::new(&topic, b"first record"))
+            .await;
+        assert!(sent.is_ok(), "round {round}: {sent:?}");
+    }
+}
+
+#[tokio::test]
 async fn the_producer_refuses_what_it_must_not_send() {
     let mut fx = Fixture::new("refuse").await.unwrap();
     let small = fx
