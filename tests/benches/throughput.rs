@@ -3,9 +3,16 @@
 //! Run with the test bed's broker up: `scripts/bench` (or `cargo bench -p kafka-e2ee-tests
 //! --bench throughput` after `scripts/testbed up kafka` and `eval "$(scripts/testbed env)"`).
 //!
-//! Each round writes N records and reads them back. Plaintext and encrypted rounds alternate
-//! (which goes first alternates too), PAIRS times per record size; the medians of the per-pair
-//! ratios are reported, so machine noise that hits both sides of a pair cancels.
+//! Each round writes N records to a fresh topic and reads them back. Three sides: plaintext,
+//! padded plaintext (records of exactly the encrypted records' wire size and shape, no
+//! cryptography: what the extra bytes alone cost) and encrypted. A group is one round of each,
+//! in an order that rotates from group to group; GROUPS groups per record size, and the medians
+//! of the per-group ratios are reported, so machine noise that hits a whole group cancels.
+//!
+//! Every round starts from the same broker state (an empty topic, leaders known, keys cached:
+//! a few warm-up records go through first, outside the clock). The test bed's broker (tansu)
+//! keeps records in memory and slows down as it holds more, which hurts the bigger encrypted
+//! records more, so `scripts/bench` restarts it for each record size (`KE_BENCH_SIZE`).
 
 #![allow(
     clippy::unwrap_used,
@@ -28,7 +35,7 @@ use kafka_e2ee_client::key_records::PlaintextPolicy;
 use kafka_e2ee_client::keystore::LocalKeystore;
 use kafka_e2ee_client::nonce::MAX_RECORDS_PER_DEK;
 use kafka_e2ee_client::producer::{EncryptingProducer, OutgoingRecord, ProducerSettings};
-use kafka_e2ee_client::record::Header;
+use kafka_e2ee_client::record::{Header, KEY_HEADER, encode_key_header};
 use kafka_e2ee_tests::fixture::{Counting, Fixture};
 use kafka_e2ee_tests::unique;
 use rdkafka::Message;
@@ -37,7 +44,9 @@ use rdkafka::message::{Header as KafkaHeader, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-const PAIRS: usize = 15;
+/// Groups (one round of each side) per record size; `KE_BENCH_GROUPS` overrides it for quick
+/// experiments.
+const GROUPS: usize = 15;
 const PARTITIONS: i32 = 3;
 
 /// Seconds of CPU this process's live threads (librdkafka's included) have used, with the
@@ -76,24 +85,66 @@ fn broker_cpu() -> f64 {
     ticks / 100.0 // USER_HZ
 }
 
+/// This thread's CPU seconds so far (the application thread: sealing, opening, enqueueing).
+fn this_thread_cpu() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|stat| stat.split(' ').next()?.parse::<u64>().ok())
+        .unwrap_or(0) as f64
+        / 1e9
+}
+
+/// `KE_BENCH_VERBOSE=1`: a line per round on stderr (wall time, and the application thread's
+/// CPU per record while producing and while consuming), to see a run's spread.
+fn trace_round(side: &str, n: usize, seconds: f64, thread: [f64; 3]) {
+    if std::env::var_os("KE_BENCH_VERBOSE").is_some() {
+        let per_record = |a: f64, b: f64| (b - a) * 1e6 / n as f64;
+        eprintln!(
+            "{side:9} {seconds:.3} s; application thread µs per record: produce {:.2}, consume {:.2}",
+            per_record(thread[0], thread[1]),
+            per_record(thread[1], thread[2]),
+        );
+    }
+}
+
 struct Sample {
     key: Vec<u8>,
     header: Header,
     value: Vec<u8>,
 }
 
-fn sample(i: usize, size: usize) -> Sample {
+/// The record the application sends, or (`Padded`) one of the same allocations and exactly the
+/// encrypted record's wire size: the `encryption_key` header instead of the application's (which
+/// travels inside the ciphertext), and the value as long as the sealed one.
+fn sample(i: usize, size: usize, shape: Shape) -> Sample {
     let mut value = format!("{i:012}").into_bytes();
-    value.resize(size, b'v');
+    let (header, len) = match shape {
+        Shape::Plain => (
+            Header {
+                key: "trace-id".into(),
+                value: Some(format!("{i:016x}").into_bytes()),
+            },
+            size,
+        ),
+        Shape::Padded => (
+            Header {
+                key: KEY_HEADER.into(),
+                value: Some(encode_key_header(1)),
+            },
+            size + SEALED_OVER_VALUE,
+        ),
+    };
+    value.resize(len, b'v');
     Sample {
         key: format!("customer-{:06}", i % 50_000).into_bytes(),
-        header: Header {
-            key: "trace-id".into(),
-            value: Some(format!("{i:016x}").into_bytes()),
-        },
+        header,
         value,
     }
 }
+
+/// Sealed value over the application's value: nonce 12, frame header count 1, the
+/// application's header in the frame (1 + 8 + 1 + 16), tag 16 (docs/wire-format.md).
+const SEALED_OVER_VALUE: usize = 12 + 1 + (1 + 8 + 1 + 16) + 16;
 
 struct Round {
     seconds: f64,
@@ -110,6 +161,11 @@ fn assignment(topic: &str, from: &BTreeMap<i32, i64>) -> TopicPartitionList {
     tpl
 }
 
+/// Every partition from its first record: where the warm-up records are.
+fn warm_up_offsets() -> BTreeMap<i32, i64> {
+    (0..PARTITIONS).map(|p| (p, 0)).collect()
+}
+
 fn high_watermarks(fx: &Fixture, topic: &str) -> BTreeMap<i32, i64> {
     let c = fx.connection.metadata_consumer().unwrap();
     kafka_e2ee_client::kafka::partition_watermarks(&c, topic, Duration::from_secs(10))
@@ -119,6 +175,15 @@ fn high_watermarks(fx: &Fixture, topic: &str) -> BTreeMap<i32, i64> {
         .collect()
 }
 
+/// What the plaintext side sends: the application's record as is, or (`Padded`) a record of
+/// exactly the encrypted record's wire shape (the `encryption_key` header and a value as long as
+/// the sealed one) without any cryptography: the cost of the bytes alone.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Plain,
+    Padded,
+}
+
 async fn plaintext_round(
     fx: &Fixture,
     producer: &FutureProducer,
@@ -126,12 +191,31 @@ async fn plaintext_round(
     topic: &str,
     n: usize,
     size: usize,
+    shape: Shape,
 ) -> Round {
+    // Warm-up outside the clock: metadata and a connection to every partition's leader.
+    for partition in 0..PARTITIONS {
+        let record = FutureRecord::<[u8], [u8]>::to(topic)
+            .partition(partition)
+            .payload(b"warm-up");
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    consumer
+        .assign(&assignment(topic, &warm_up_offsets()))
+        .unwrap();
+    for _ in 0..PARTITIONS {
+        consumer.recv().await.unwrap();
+    }
+    consumer.unassign().unwrap();
     let from = high_watermarks(fx, topic);
     let (start, cpu, broker) = (Instant::now(), process_cpu(), broker_cpu());
+    let produce_start = this_thread_cpu();
     let mut pending = Vec::with_capacity(n);
     for i in 0..n {
-        let s = sample(i, size);
+        let s = sample(i, size, shape);
         let headers = OwnedHeaders::new_with_capacity(1).insert(KafkaHeader {
             key: &s.header.key,
             value: s.header.value.as_deref(),
@@ -153,6 +237,7 @@ async fn plaintext_round(
     for d in pending {
         d.await.unwrap().unwrap();
     }
+    let consume_start = this_thread_cpu();
     consumer.assign(&assignment(topic, &from)).unwrap();
     let mut bytes = 0;
     for _ in 0..n {
@@ -170,11 +255,18 @@ async fn plaintext_round(
         bytes += owned.2.map_or(0, |v| v.len());
     }
     assert!(bytes >= n * size);
-    Round {
+    let side = match shape {
+        Shape::Plain => "plaintext",
+        Shape::Padded => "padded",
+    };
+    let thread = [produce_start, consume_start, this_thread_cpu()];
+    let round = Round {
         seconds: start.elapsed().as_secs_f64(),
         cpu: process_cpu() - cpu,
         broker_cpu: broker_cpu() - broker,
-    }
+    };
+    trace_round(side, n, round.seconds, thread);
+    round
 }
 
 async fn encrypted_round(
@@ -185,11 +277,28 @@ async fn encrypted_round(
     n: usize,
     size: usize,
 ) -> Round {
+    // Warm-up outside the clock: topic state, sealers (DEKs through the shared cache), metadata.
+    for partition in 0..PARTITIONS {
+        let record = OutgoingRecord {
+            partition: Some(partition),
+            ..OutgoingRecord::new(topic, b"warm-up")
+        };
+        producer.send_and_wait(record).await.unwrap();
+    }
+    consumer
+        .inner()
+        .assign(&assignment(topic, &warm_up_offsets()))
+        .unwrap();
+    for _ in 0..PARTITIONS {
+        consumer.recv().await.unwrap();
+    }
+    consumer.inner().unassign().unwrap();
     let from = high_watermarks(fx, topic);
     let (start, cpu, broker) = (Instant::now(), process_cpu(), broker_cpu());
+    let produce_start = this_thread_cpu();
     let mut pending = Vec::with_capacity(n);
     for i in 0..n {
-        let s = sample(i, size);
+        let s = sample(i, size, Shape::Plain);
         let headers = [s.header];
         let record = OutgoingRecord {
             key: Some(&s.key),
@@ -201,6 +310,7 @@ async fn encrypted_round(
     for d in pending {
         d.wait().await.unwrap();
     }
+    let consume_start = this_thread_cpu();
     consumer.inner().assign(&assignment(topic, &from)).unwrap();
     let mut bytes = 0;
     for _ in 0..n {
@@ -208,10 +318,47 @@ async fn encrypted_round(
         bytes += r.value.map_or(0, |v| v.len());
     }
     assert!(bytes >= n * size);
-    Round {
+    let thread = [produce_start, consume_start, this_thread_cpu()];
+    let round = Round {
         seconds: start.elapsed().as_secs_f64(),
         cpu: process_cpu() - cpu,
         broker_cpu: broker_cpu() - broker,
+    };
+    trace_round("encrypted", n, round.seconds, thread);
+    round
+}
+
+/// Per-group ratios and rates, reported as medians.
+#[derive(Default)]
+struct Medians {
+    plain_rate: Vec<f64>,
+    enc_rate: Vec<f64>,
+    enc_over_plain: Vec<f64>,
+    padded_over_plain: Vec<f64>,
+    enc_over_padded: Vec<f64>,
+    plain_us: Vec<f64>,
+    padded_us: Vec<f64>,
+    enc_us: Vec<f64>,
+    cpu_enc_over_plain: Vec<f64>,
+    cpu_enc_over_padded: Vec<f64>,
+    broker_enc_over_plain: Vec<f64>,
+}
+
+impl Medians {
+    fn push(&mut self, n: usize, p: &Round, d: &Round, e: &Round) {
+        let n = n as f64;
+        self.plain_rate.push(n / p.seconds);
+        self.enc_rate.push(n / e.seconds);
+        self.enc_over_plain.push(p.seconds / e.seconds);
+        self.padded_over_plain.push(p.seconds / d.seconds);
+        self.enc_over_padded.push(d.seconds / e.seconds);
+        self.plain_us.push(p.cpu * 1e6 / n);
+        self.padded_us.push(d.cpu * 1e6 / n);
+        self.enc_us.push(e.cpu * 1e6 / n);
+        self.cpu_enc_over_plain.push(e.cpu / p.cpu.max(0.01));
+        self.cpu_enc_over_padded.push(e.cpu / d.cpu.max(0.01));
+        self.broker_enc_over_plain
+            .push(e.broker_cpu / p.broker_cpu.max(0.01));
     }
 }
 
@@ -251,7 +398,8 @@ fn record_bytes(m: &impl Message) -> usize {
     body + zigzag_varint_len(body as i64)
 }
 
-/// Mean content bytes per record of the first `n` records of `topic`.
+/// Mean content bytes per record of the first `n` records of `topic` after the warm-up records
+/// (one at the start of each partition).
 async fn mean_record_bytes(fx: &Fixture, topic: &str, n: usize) -> f64 {
     let consumer: StreamConsumer = fx
         .connection
@@ -261,7 +409,7 @@ async fn mean_record_bytes(fx: &Fixture, topic: &str, n: usize) -> f64 {
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..PARTITIONS {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
+        tpl.add_partition_offset(topic, p, Offset::Offset(1))
             .unwrap();
     }
     consumer.assign(&tpl).unwrap();
@@ -272,18 +420,33 @@ async fn mean_record_bytes(fx: &Fixture, topic: &str, n: usize) -> f64 {
     total as f64 / n as f64
 }
 
-#[tokio::main]
-async fn main() {
-    let n: usize = std::env::var("KE_BENCH_RECORDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    let mut fx = Fixture::new("bench").await.unwrap();
-    let mut topics = BTreeMap::new();
-    for size in [100usize, 1024] {
-        let encrypted = fx
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Plaintext,
+    Padded,
+    Encrypted,
+}
+
+/// The clients both sides use for the whole run (as an application would keep them).
+struct Clients {
+    plain_producer: FutureProducer,
+    plain_consumer: StreamConsumer,
+    producer: EncryptingProducer<Counting<LocalKeystore>>,
+    consumer: DecryptingConsumer<Counting<LocalKeystore>>,
+}
+
+/// A fresh topic for one round: every round starts from the same broker state (an empty
+/// topic), so storage that grows over the run cannot favour one side.
+async fn fresh_topic(fx: &mut Fixture, side: Side, size: usize) -> String {
+    let prefix = match side {
+        Side::Plaintext => format!("bench-plain-{size}"),
+        Side::Padded => format!("bench-padded-{size}"),
+        Side::Encrypted => format!("bench-enc-{size}"),
+    };
+    if side == Side::Encrypted {
+        return fx
             .encrypt_topic(
-                &format!("bench-enc-{size}"),
+                &prefix,
                 PARTITIONS,
                 PlaintextPolicy::Reject,
                 MAX_RECORDS_PER_DEK,
@@ -291,22 +454,87 @@ async fn main() {
             )
             .await
             .unwrap();
-        let plain = unique(&format!("bench-plain-{size}"));
-        let spec = TopicSpec {
-            name: plain.clone(),
-            partitions: PARTITIONS,
-            replication: None,
-            config: BTreeMap::new(),
-        };
-        ensure_topic(
-            &fx.connection.admin().unwrap(),
-            &spec,
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
-        topics.insert(size, (plain, encrypted));
     }
+    let name = unique(&prefix);
+    let spec = TopicSpec {
+        name: name.clone(),
+        partitions: PARTITIONS,
+        replication: None,
+        config: BTreeMap::new(),
+    };
+    ensure_topic(
+        &fx.connection.admin().unwrap(),
+        &spec,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    name
+}
+
+async fn round(fx: &Fixture, c: &Clients, side: Side, topic: &str, n: usize, size: usize) -> Round {
+    match side {
+        Side::Plaintext => {
+            plaintext_round(
+                fx,
+                &c.plain_producer,
+                &c.plain_consumer,
+                topic,
+                n,
+                size,
+                Shape::Plain,
+            )
+            .await
+        }
+        Side::Padded => {
+            plaintext_round(
+                fx,
+                &c.plain_producer,
+                &c.plain_consumer,
+                topic,
+                n,
+                size,
+                Shape::Padded,
+            )
+            .await
+        }
+        Side::Encrypted => encrypted_round(fx, &c.producer, &c.consumer, topic, n, size).await,
+    }
+}
+
+/// One round on a fresh topic. Topics are not deleted afterwards: librdkafka 2.12 crashes
+/// (`rd_kafka_metadata_cache_find`, a null topic name) when tansu reports a deleted topic that a
+/// client still has in its metadata cache.
+async fn measured_round(fx: &mut Fixture, c: &Clients, side: Side, n: usize, size: usize) -> Round {
+    let topic = fresh_topic(fx, side, size).await;
+    round(fx, c, side, &topic, n, size).await
+}
+
+/// Mean wire bytes per record of each side, from 1,000 records on fresh topics.
+async fn wire_bytes(fx: &mut Fixture, c: &Clients, size: usize) -> [f64; 3] {
+    let mut out = [0.0; 3];
+    for (i, side) in [Side::Plaintext, Side::Padded, Side::Encrypted]
+        .into_iter()
+        .enumerate()
+    {
+        let topic = fresh_topic(fx, side, size).await;
+        round(fx, c, side, &topic, 1000, size).await;
+        out[i] = mean_record_bytes(fx, &topic, 1000).await;
+    }
+    out
+}
+
+#[tokio::main]
+async fn main() {
+    let n: usize = std::env::var("KE_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let groups: usize = std::env::var("KE_BENCH_GROUPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(GROUPS);
+    let mut fx = Fixture::new("bench").await.unwrap();
 
     // One rdkafka configuration for both sides.
     let producer_config = {
@@ -318,12 +546,6 @@ async fn main() {
     consumer_conn
         .properties
         .insert("enable.auto.commit".into(), "false".into());
-    let plain_producer: FutureProducer = producer_config.create().unwrap();
-    let plain_consumer: StreamConsumer = consumer_conn
-        .client_config()
-        .set("group.id", unique("bench-plain"))
-        .create()
-        .unwrap();
     let keys = Arc::new(
         KeyDirectory::start(&fx.connection, &fx.key_topic)
             .await
@@ -341,27 +563,34 @@ async fn main() {
     ));
     let mut enc_conn = fx.connection.clone();
     enc_conn.properties.insert("linger.ms".into(), "5".into());
-    let producer = EncryptingProducer::new(
-        &enc_conn,
-        Arc::clone(&keys),
-        Arc::clone(&deks),
-        ProducerSettings::default(),
-    )
-    .unwrap();
-    let consumer = DecryptingConsumer::new(
-        &consumer_conn,
-        &unique("bench-enc"),
-        Arc::clone(&keys),
-        Arc::clone(&deks),
-        ConsumerSettings::default(),
-    )
-    .unwrap();
-
+    let clients = Clients {
+        plain_producer: producer_config.create().unwrap(),
+        plain_consumer: consumer_conn
+            .client_config()
+            .set("group.id", unique("bench-plain"))
+            .create()
+            .unwrap(),
+        producer: EncryptingProducer::new(
+            &enc_conn,
+            Arc::clone(&keys),
+            Arc::clone(&deks),
+            ProducerSettings::default(),
+        )
+        .unwrap(),
+        consumer: DecryptingConsumer::new(
+            &consumer_conn,
+            &unique("bench-enc"),
+            Arc::clone(&keys),
+            Arc::clone(&deks),
+            ConsumerSettings::default(),
+        )
+        .unwrap(),
+    };
     {
         // Futures are moved per record: their size is a per-record cost (docs/performance.md).
-        let (topic, value) = (topics[&100].1.as_str(), [0u8; 1]);
-        let send = producer.send(OutgoingRecord::new(topic, &value));
-        let recv = consumer.recv();
+        let value = [0u8; 1];
+        let send = clients.producer.send(OutgoingRecord::new("t", &value));
+        let recv = clients.consumer.recv();
         println!(
             "future sizes: EncryptingProducer::send {} B, DecryptingConsumer::recv {} B",
             std::mem::size_of_val(&send),
@@ -369,70 +598,74 @@ async fn main() {
         );
     }
     println!(
-        "{n} records per round, {PARTITIONS} partitions, key 15 B + one 24 B header, {PAIRS} interleaved pairs\n"
+        "{n} records per round, {PARTITIONS} partitions, key 15 B + one 24 B header, {groups} interleaved groups of plaintext, padded plaintext and encrypted, a fresh topic per round\n"
     );
     println!(
-        "| value | plaintext rec/s | encrypted rec/s | encrypted / plaintext rec/s (median) | client CPU µs per record, plaintext / encrypted | client CPU per record, encrypted / plaintext (median) | broker CPU per record, encrypted / plaintext (median) | wire bytes per record over plaintext |"
+        "| value | plaintext rec/s | encrypted rec/s | encrypted / plaintext rec/s | padded / plaintext rec/s | encrypted / padded rec/s | client CPU µs per record, plaintext / padded / encrypted | client CPU, encrypted / plaintext | client CPU, encrypted / padded | broker CPU, encrypted / plaintext | wire bytes per record over plaintext, padded / encrypted |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
-    let mut encrypted_records = 0usize;
-    for (&size, (plain, encrypted)) in &topics {
-        let (mut rate_ratio, mut cpu_ratio, mut broker_ratio, mut plain_rate, mut enc_rate) =
-            (vec![], vec![], vec![], vec![], vec![]);
-        let (mut plain_us, mut enc_us) = (vec![], vec![]);
-        // One unmeasured round each: connections, metadata, first keys.
-        plaintext_round(&fx, &plain_producer, &plain_consumer, plain, n / 10, size).await;
-        encrypted_round(&fx, &producer, &consumer, encrypted, n / 10, size).await;
-        encrypted_records += n / 10;
-        // `KE_BENCH_ONLY=plaintext|encrypted`: one side only, for a profiler (`perf record`).
-        if let Ok(side) = std::env::var("KE_BENCH_ONLY") {
-            for _ in 0..PAIRS {
-                if side == "plaintext" {
-                    plaintext_round(&fx, &plain_producer, &plain_consumer, plain, n, size).await;
-                } else {
-                    encrypted_round(&fx, &producer, &consumer, encrypted, n, size).await;
-                }
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut encrypted_topics = 0;
+    for size in [100usize, 1024] {
+        if std::env::var("KE_BENCH_SIZE").is_ok_and(|v| v != size.to_string()) {
+            continue;
+        }
+        // `KE_BENCH_ONLY=plaintext|padded|encrypted`: one side only, for a profiler.
+        if let Ok(only) = std::env::var("KE_BENCH_ONLY") {
+            let side = match only.as_str() {
+                "plaintext" => Side::Plaintext,
+                "padded" => Side::Padded,
+                _ => Side::Encrypted,
+            };
+            for _ in 0..groups {
+                measured_round(&mut fx, &clients, side, n, size).await;
             }
             continue;
         }
-        for pair in 0..PAIRS {
-            let (p, e) = if pair % 2 == 0 {
-                let p =
-                    plaintext_round(&fx, &plain_producer, &plain_consumer, plain, n, size).await;
-                let e = encrypted_round(&fx, &producer, &consumer, encrypted, n, size).await;
-                (p, e)
-            } else {
-                let e = encrypted_round(&fx, &producer, &consumer, encrypted, n, size).await;
-                let p =
-                    plaintext_round(&fx, &plain_producer, &plain_consumer, plain, n, size).await;
-                (p, e)
-            };
-            encrypted_records += n;
-            rate_ratio.push(p.seconds / e.seconds);
-            cpu_ratio.push(e.cpu / p.cpu.max(0.01));
-            broker_ratio.push(e.broker_cpu / p.broker_cpu.max(0.01));
-            plain_us.push(p.cpu * 1e6 / n as f64);
-            enc_us.push(e.cpu * 1e6 / n as f64);
-            plain_rate.push(n as f64 / p.seconds);
-            enc_rate.push(n as f64 / e.seconds);
+        let mut m = Medians::default();
+        for group in 0..groups {
+            // Rotate which side goes first, and reverse every other group.
+            let mut order = [Side::Plaintext, Side::Padded, Side::Encrypted];
+            order.rotate_left(group % 3);
+            if group % 2 == 1 {
+                order.reverse();
+            }
+            let mut rounds = BTreeMap::new();
+            for side in order {
+                let r = measured_round(&mut fx, &clients, side, n, size).await;
+                rounds.insert(side as u8, r);
+            }
+            encrypted_topics += 1;
+            m.push(
+                n,
+                &rounds[&(Side::Plaintext as u8)],
+                &rounds[&(Side::Padded as u8)],
+                &rounds[&(Side::Encrypted as u8)],
+            );
         }
-        let overhead = mean_record_bytes(&fx, encrypted, 1000).await
-            - mean_record_bytes(&fx, plain, 1000).await;
+        let [plain_bytes, padded_bytes, enc_bytes] = wire_bytes(&mut fx, &clients, size).await;
+        encrypted_topics += 1;
         println!(
-            "| {size} B | {:.0} | {:.0} | {:.3} | {:.2} / {:.2} | {:.3} | {:.3} | {:.1} |",
-            median(plain_rate),
-            median(enc_rate),
-            median(rate_ratio),
-            median(plain_us),
-            median(enc_us),
-            median(cpu_ratio),
-            median(broker_ratio),
-            overhead
+            "| {size} B | {:.0} | {:.0} | {:.3} | {:.3} | {:.3} | {:.2} / {:.2} / {:.2} | {:.3} | {:.3} | {:.3} | {:.1} / {:.1} |",
+            median(m.plain_rate),
+            median(m.enc_rate),
+            median(m.enc_over_plain),
+            median(m.padded_over_plain),
+            median(m.enc_over_padded),
+            median(m.plain_us),
+            median(m.padded_us),
+            median(m.enc_us),
+            median(m.cpu_enc_over_plain),
+            median(m.cpu_enc_over_padded),
+            median(m.broker_enc_over_plain),
+            padded_bytes - plain_bytes,
+            enc_bytes - plain_bytes,
         );
     }
+    // One DEK version per partition of every encrypted topic; the DEK cache serves the producer
+    // and the consumer, so each version should cost exactly one unwrap.
     println!(
-        "\nprovider (KMS) calls: {} for {encrypted_records} records encrypted and decrypted; key versions used: {}",
+        "\nprovider (KMS) calls: {}; key versions used: {}",
         unwraps.load(Ordering::SeqCst),
-        2 * PARTITIONS
+        encrypted_topics * PARTITIONS as usize
     );
 }
