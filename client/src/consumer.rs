@@ -11,7 +11,7 @@
 //! arrives, a KMS recovers). Offsets are stored for commit only for records returned
 //! successfully or skipped explicitly, so a restart never commits past an unread record.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::Offset;
@@ -19,7 +19,6 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use thiserror::Error;
-use tokio::time::Instant;
 
 use crate::dek_cache::{DekCache, DekCacheError};
 use crate::engine::PreparedKey;
@@ -104,8 +103,7 @@ impl ConsumeError {
 /// A record as the producing application sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumedRecord {
-    /// Shared by the records of a topic (no allocation per record).
-    pub topic: Arc<str>,
+    pub topic: String,
     pub partition: i32,
     pub offset: i64,
     pub timestamp_ms: Option<i64>,
@@ -154,21 +152,11 @@ struct Known {
     plaintext_allowed: Option<bool>,
 }
 
-/// The key of the last record opened, with when the cache's entry for it expires.
-struct LastKey {
-    topic: Arc<str>,
-    partition: i32,
-    version: u32,
-    key: Arc<dyn PreparedKey>,
-    expires: Instant,
-}
-
 pub struct DecryptingConsumer<P> {
     consumer: StreamConsumer,
     keys: Arc<KeyDirectory>,
     deks: Arc<DekCache<P>>,
     settings: ConsumerSettings,
-    last_key: Mutex<Option<LastKey>>,
 }
 
 impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
@@ -196,7 +184,6 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
             keys,
             deks,
             settings,
-            last_key: Mutex::new(None),
         })
     }
 
@@ -212,13 +199,7 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
     /// The next record, decrypted. On a per-record error the consumer stays at that record.
     pub async fn recv(&self) -> Result<ConsumedRecord, ConsumeError> {
         let message = self.consumer.recv().await.map_err(ConsumeError::Kafka)?;
-        // Synchronous in the steady state (DEK cached); only a DEK to fetch or a policy to read
-        // waits, in a boxed future so that the future of every `recv` stays small.
-        let opened = match self.open_with(&message, &Known::default()) {
-            Ok(opened) => opened,
-            Err(need) => Box::pin(self.open_waiting(&message, need)).await,
-        };
-        match opened {
+        match self.open(&message).await {
             Ok(record) => {
                 if let Err(e) = self.consumer.store_offset_from_message(&message) {
                     // Revoked in a rebalance meanwhile: the new owner reads it again.
@@ -262,12 +243,9 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
         }
     }
 
-    /// Opens `message` after fetching what [`Self::open_with`] said it needs.
-    async fn open_waiting(
-        &self,
-        message: &BorrowedMessage<'_>,
-        mut need: Need,
-    ) -> Result<ConsumedRecord, ConsumeError> {
+    /// Opens `message`. Synchronous in the steady state (DEK cached); waits only to fetch a
+    /// DEK or, for a plaintext record, to read the topic's policy.
+    async fn open(&self, message: &BorrowedMessage<'_>) -> Result<ConsumedRecord, ConsumeError> {
         let at = || RecordPosition {
             topic: message.topic().to_owned(),
             partition: message.partition(),
@@ -275,56 +253,22 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
         };
         let mut known = Known::default();
         loop {
-            match need {
-                Need::Key(version) => {
+            match self.open_with(message, &known) {
+                Ok(result) => return result,
+                Err(Need::Key(version)) => {
                     let location = RecordLocation {
                         topic: message.topic(),
                         partition: message.partition(),
                     };
-                    known.key = Some(self.dek(location, version, at).await?);
+                    // Boxed: keeps the future of every `recv` small (docs/performance.md).
+                    known.key = Some(Box::pin(self.dek(location, version, at)).await?);
                 }
-                Need::Policy => {
-                    known.plaintext_allowed = Some(self.plaintext_allowed(message.topic()).await);
+                Err(Need::Policy) => {
+                    known.plaintext_allowed =
+                        Some(Box::pin(self.plaintext_allowed(message.topic())).await);
                 }
             }
-            match self.open_with(message, &known) {
-                Ok(result) => return result,
-                Err(next) => need = next,
-            }
         }
-    }
-
-    /// The DEK of (topic, partition, version) if the cache has it, with the topic's shared
-    /// name: from this consumer's memo of its last key while that is fresh (consecutive records
-    /// mostly share one), else from the shared cache.
-    fn cached_key(
-        &self,
-        topic: &str,
-        partition: i32,
-        version: u32,
-    ) -> Option<(Arc<dyn PreparedKey>, Arc<str>)> {
-        let mut last = self.last_key.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(memo) = last
-            .as_ref()
-            .filter(|m| m.partition == partition && m.version == version && &*m.topic == topic)
-            && Instant::now() < memo.expires
-        {
-            return Some((Arc::clone(&memo.key), Arc::clone(&memo.topic)));
-        }
-        let (key, expires) = self.deks.get_cached_until(topic, partition, version)?;
-        // Keep the topic's name across memo changes (partitions of one topic alternate).
-        let name = match last.take() {
-            Some(old) if &*old.topic == topic => old.topic,
-            _ => Arc::from(topic),
-        };
-        *last = Some(LastKey {
-            topic: Arc::clone(&name),
-            partition,
-            version,
-            key: Arc::clone(&key),
-            expires,
-        });
-        Some((key, name))
     }
 
     /// Everything of opening that needs no waiting; `Err(Need)` says what to fetch first.
@@ -356,8 +300,8 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
                 }
             }
         }
-        let record = |topic_name: Option<Arc<str>>, headers, value, was_encrypted| ConsumedRecord {
-            topic: topic_name.unwrap_or_else(|| Arc::from(topic)),
+        let record = |headers, value, was_encrypted| ConsumedRecord {
+            topic: topic.to_owned(),
             partition: message.partition(),
             offset: message.offset(),
             timestamp_ms: message.timestamp().to_millis(),
@@ -368,10 +312,10 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
         };
         let malformed = |source| ConsumeError::Malformed { at: at(), source };
         match (key_headers, message.payload()) {
-            (0, None) if others.is_empty() => Ok(Ok(record(None, others, None, false))),
+            (0, None) if others.is_empty() => Ok(Ok(record(others, None, false))),
             (0, value) => match known.plaintext_allowed {
                 None => Err(Need::Policy),
-                Some(true) => Ok(Ok(record(None, others, value.map(<[u8]>::to_vec), false))),
+                Some(true) => Ok(Ok(record(others, value.map(<[u8]>::to_vec), false))),
                 Some(false) => Ok(Err(ConsumeError::PlaintextRejected { at: at() })),
             },
             (1, Some(sealed)) => {
@@ -392,14 +336,12 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
                     topic,
                     partition: message.partition(),
                 };
-                let (key, topic_name) = match &known.key {
-                    Some(key) => (Arc::clone(key), None),
-                    None => {
-                        let (key, name) = self
-                            .cached_key(topic, location.partition, version)
-                            .ok_or(Need::Key(version))?;
-                        (key, Some(name))
-                    }
+                let key = match &known.key {
+                    Some(key) => Arc::clone(key),
+                    None => self
+                        .deks
+                        .get_cached(topic, location.partition, version)
+                        .ok_or(Need::Key(version))?,
                 };
                 let opened = OPEN_BUFFER.with_borrow_mut(|scratch| {
                     let opened = record::open_with_scratch(
@@ -416,7 +358,7 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
                     opened
                 });
                 Ok(opened
-                    .map(|opened| record(topic_name, opened.headers, Some(opened.value), true))
+                    .map(|opened| record(opened.headers, Some(opened.value), true))
                     .map_err(|source| match source {
                         RecordError::Authentication
                         | RecordError::TooShort { .. }

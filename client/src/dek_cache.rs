@@ -121,26 +121,12 @@ impl<P: KeyProvider> DekCache<P> {
         partition: i32,
         version: u32,
     ) -> Option<Arc<dyn PreparedKey>> {
-        self.get_cached_until(topic, partition, version)
-            .map(|(key, _)| key)
-    }
-
-    /// [`Self::get_cached`], with the moment the entry expires: until then a caller may keep
-    /// using the key without asking again (a consumer's memo of its last key).
-    pub fn get_cached_until(
-        &self,
-        topic: &str,
-        partition: i32,
-        version: u32,
-    ) -> Option<(Arc<dyn PreparedKey>, Instant)> {
         let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         let slot = slots.get(topic)?.get(&(partition, version))?;
-        let expires = slot.created + self.config.ttl;
-        if Instant::now() >= expires {
+        if slot.created.elapsed() >= self.config.ttl {
             return None;
         }
-        let key = slot.cell.get()?.as_ref().ok().map(Arc::clone)?;
-        Some((key, expires))
+        slot.cell.get()?.as_ref().ok().map(Arc::clone)
     }
 
     /// Unwraps `record`'s DEK in the background so that the first record sealed under a new
