@@ -9,10 +9,7 @@
 //! Per-partition sealers are cached and rebuilt only when the key directory changes (an atomic
 //! compare per record), so KMS calls and allocations scale with key versions, not records.
 
-use std::future::{Future, Ready};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminOptions, ResourceSpecifier};
@@ -164,58 +161,19 @@ impl Delivery {
         self.partition
     }
 
-    /// The broker's acknowledgement (a `Delivery` is itself that future; this names it).
-    pub fn wait(self) -> Self {
-        self
-    }
-}
-
-impl Future for Delivery {
-    type Output = Result<Delivered, ProduceError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let result = match Pin::new(&mut self.inner).poll(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(result) => result,
-        };
+    pub async fn wait(self) -> Result<Delivered, ProduceError> {
         let failed = |source| ProduceError::Kafka {
             topic: self.topic.to_string(),
             partition: self.partition,
             source,
         };
-        Poll::Ready(match result {
+        match self.inner.await {
             Ok(Ok(d)) => Ok(Delivered {
                 partition: d.partition,
                 offset: d.offset,
             }),
             Ok(Err((source, _))) => Err(failed(source)),
             Err(_) => Err(failed(KafkaError::Canceled)),
-        })
-    }
-}
-
-/// The future [`EncryptingProducer::send`] returns: already complete in the steady state.
-#[must_use = "a record is only queued once this future has completed"]
-pub struct SendFuture<'a>(SendState<'a>);
-
-enum SendState<'a> {
-    Ready(Ready<Result<Delivery, ProduceError>>),
-    Waiting(Pin<Box<dyn Future<Output = Result<Delivery, ProduceError>> + Send + 'a>>),
-}
-
-impl SendFuture<'_> {
-    fn ready(result: Result<Delivery, ProduceError>) -> Self {
-        Self(SendState::Ready(std::future::ready(result)))
-    }
-}
-
-impl Future for SendFuture<'_> {
-    type Output = Result<Delivery, ProduceError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.0 {
-            SendState::Ready(ready) => Pin::new(ready).poll(cx),
-            SendState::Waiting(waiting) => waiting.as_mut().poll(cx),
         }
     }
 }
@@ -287,49 +245,32 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
         })
     }
 
-    /// Encrypts `record` and enqueues it. Resolves once it is queued; the returned
+    /// Encrypts `record` and enqueues it. Returns once it is queued; the returned
     /// [`Delivery`] resolves when the broker acknowledges it.
     ///
     /// In the steady state (topic state current, the partition's sealer built, room in the
-    /// queue) the record is sealed and enqueued right here, synchronously, and the returned
-    /// future is already complete: no state machine per record. Everything that may wait (first
-    /// use of a topic, a new key version, a full queue) runs in a boxed future.
-    pub fn send<'a>(&'a self, record: OutgoingRecord<'a>) -> SendFuture<'a> {
-        match self.send_now(record) {
-            Ok(Some(delivery)) => SendFuture::ready(Ok(delivery)),
-            Ok(None) => SendFuture(SendState::Waiting(Box::pin(self.send_waiting(record)))),
-            Err(e) => SendFuture::ready(Err(e)),
-        }
-    }
-
-    /// The steady state of [`Self::send`]; `Ok(None)` when something must be waited for first
-    /// (nothing is enqueued then).
-    fn send_now(&self, record: OutgoingRecord<'_>) -> Result<Option<Delivery>, ProduceError> {
-        let Some(state) = self.current_state(record.topic) else {
-            return Ok(None);
-        };
-        let partition = self.choose_partition(&record, &state)?;
-        let Some(value) = record.value else {
-            return Ok(None);
-        };
-        let Some(sealer) = state.sealer(partition) else {
-            return Ok(None);
-        };
-        // A full queue is waited for by the slow path, which seals again (with a fresh nonce).
-        Ok(self
-            .seal_and_enqueue(record, value, partition, &state, sealer)?
-            .ok())
-    }
-
-    /// Everything [`Self::send`] may have to wait for: the topic's state, the partition's DEK,
-    /// room in a full queue.
-    async fn send_waiting(&self, record: OutgoingRecord<'_>) -> Result<Delivery, ProduceError> {
+    /// queue) nothing here waits: it seals and enqueues synchronously.
+    pub async fn send(&self, record: OutgoingRecord<'_>) -> Result<Delivery, ProduceError> {
         let topic = record.topic;
         let state = match self.current_state(topic) {
             Some(state) => state,
-            None => self.rebuild_topic_state(topic).await?,
+            // Slow paths are boxed so that the future of every `send` stays small: moving a
+            // large future costs a memmove per record (docs/performance.md).
+            None => Box::pin(self.rebuild_topic_state(topic)).await?,
         };
-        let partition = self.choose_partition(&record, &state)?;
+        let partition = match (record.partition, record.key) {
+            (Some(p), _) => p,
+            (None, Some(key)) => partition_for_key(key, state.partitions),
+            (None, None) => self.round_robin.next_partition(state.partitions),
+        };
+        if !(0..state.partitions as i32).contains(&partition) {
+            return Err(ProduceError::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+                partitions: state.partitions,
+            });
+        }
+
         let Some(value) = record.value else {
             if !record.headers.is_empty() {
                 return Err(ProduceError::TombstoneWithHeaders {
@@ -341,68 +282,20 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
         };
         let sealer = match state.sealer(partition) {
             Some(sealer) => Arc::clone(sealer),
-            None => self.build_sealer(&state, topic, partition).await?,
+            None => Box::pin(self.build_sealer(&state, topic, partition)).await?,
         };
-        match self.seal_and_enqueue(record, value, partition, &state, &sealer)? {
-            Ok(delivery) => Ok(delivery),
-            Err(sealed) => {
-                let out = outgoing(
-                    record,
-                    partition,
-                    Some(&sealed),
-                    Some(sealer.key_header()),
-                    &state,
-                )?;
-                self.enqueue(out, partition, &state).await
-            }
-        }
-    }
-
-    /// Explicit, else murmur2 of the key like the Java client, else round robin; checked
-    /// against the topic's encrypted partitions.
-    fn choose_partition(
-        &self,
-        record: &OutgoingRecord<'_>,
-        state: &TopicState,
-    ) -> Result<i32, ProduceError> {
-        let partition = match (record.partition, record.key) {
-            (Some(p), _) => p,
-            (None, Some(key)) => partition_for_key(key, state.partitions),
-            (None, None) => self.round_robin.next_partition(state.partitions),
-        };
-        if !(0..state.partitions as i32).contains(&partition) {
-            return Err(ProduceError::UnknownPartition {
-                topic: record.topic.to_owned(),
-                partition,
-                partitions: state.partitions,
-            });
-        }
-        Ok(partition)
-    }
-
-    /// Seals `value` and hands the record to librdkafka without waiting. `Ok(Err(sealed))`:
-    /// the queue is full; the sealed bytes are returned for a waiting retry.
-    fn seal_and_enqueue(
-        &self,
-        record: OutgoingRecord<'_>,
-        value: &[u8],
-        partition: i32,
-        state: &TopicState,
-        sealer: &PartitionSealer,
-    ) -> Result<Result<Delivery, Vec<u8>>, ProduceError> {
-        let topic = record.topic;
         // Sealed into this thread's reusable buffer: librdkafka copies the bytes while
         // enqueueing, so no allocation per record is needed on our side.
-        SEAL_BUFFER.with_borrow_mut(|buf| {
+        let queued = SEAL_BUFFER.with_borrow_mut(|buf| {
             sealer
                 .seal_into(buf, record.key, record.headers, value)
-                .map_err(|source| seal_error(topic, partition, sealer, source))?;
+                .map_err(|source| seal_error(topic, partition, &sealer, source))?;
             let out = outgoing(
                 record,
                 partition,
                 Some(buf),
                 Some(sealer.key_header()),
-                state,
+                &state,
             )?;
             let queued = match self.producer.send_result(out) {
                 Ok(inner) => Ok(Delivery {
@@ -410,6 +303,7 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
                     partition,
                     inner,
                 }),
+                // Keep the sealed bytes and wait for room below, off this buffer.
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     Err(buf.clone())
                 }
@@ -425,7 +319,20 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
                 *buf = Vec::new();
             }
             Ok(queued)
-        })
+        })?;
+        match queued {
+            Ok(delivery) => Ok(delivery),
+            Err(sealed) => {
+                let out = outgoing(
+                    record,
+                    partition,
+                    Some(&sealed),
+                    Some(sealer.key_header()),
+                    &state,
+                )?;
+                Box::pin(self.enqueue(out, partition, &state)).await
+            }
+        }
     }
 
     /// Encrypts, sends and waits for the broker's acknowledgement.
