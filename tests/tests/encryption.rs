@@ -49,6 +49,10 @@ struct Pipeline {
 
 /// Producer and consumer sharing one key directory and one counting DEK cache.
 async fn pipeline(fx: &Fixture, key_wait: Duration) -> Pipeline {
+    pipeline_with(fx, key_wait, DekCacheConfig::default()).await
+}
+
+async fn pipeline_with(fx: &Fixture, key_wait: Duration, cache: DekCacheConfig) -> Pipeline {
     let keys = Arc::new(
         KeyDirectory::start(&fx.connection, &fx.key_topic)
             .await
@@ -61,11 +65,7 @@ async fn pipeline(fx: &Fixture, key_wait: Duration) -> Pipeline {
         LocalKeystore::from_file(&fx.keystore_path).unwrap(),
         Arc::clone(&unwraps),
     );
-    let deks = Arc::new(DekCache::new(
-        provider,
-        Box::new(Aes256Gcm),
-        DekCacheConfig::default(),
-    ));
+    let deks = Arc::new(DekCache::new(provider, Box::new(Aes256Gcm), cache));
     let producer = EncryptingProducer::new(
         &fx.connection,
         Arc::clone(&keys),
@@ -705,6 +705,47 @@ async fn a_late_edek_is_waited_for_and_a_replaced_one_is_refused() {
             } | DekCacheError::CommitmentMismatch { .. }
         ),
         "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_consumer_asks_the_kms_again_when_its_cached_key_expires() {
+    let mut fx = Fixture::new("key-ttl").await.unwrap();
+    let topic = fx.reject_topic("key-ttl", 1).await;
+    let ttl = Duration::from_secs(2);
+    let pipe = pipeline_with(
+        &fx,
+        WAIT,
+        DekCacheConfig {
+            ttl,
+            ..DekCacheConfig::default()
+        },
+    )
+    .await;
+    assign_all(pipe.consumer.inner(), &topic, 1);
+    let round_trip = async |value: &[u8]| {
+        pipe.producer
+            .send_and_wait(OutgoingRecord::new(&topic, value))
+            .await
+            .unwrap();
+        let r = tokio::time::timeout(WAIT, pipe.consumer.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.value.as_deref(), Some(value));
+    };
+    for i in 0..5u8 {
+        round_trip(&[i; 10]).await;
+    }
+    assert_eq!(pipe.unwraps.load(Ordering::SeqCst), 1, "one unwrap, shared");
+    // The producer keeps its sealer; the consumer's memo of its last key must not outlive the
+    // cache entry: after the ttl the KMS is asked again (so a revoked TEK takes effect).
+    tokio::time::sleep(ttl + Duration::from_millis(300)).await;
+    round_trip(b"after the ttl").await;
+    assert_eq!(
+        pipe.unwraps.load(Ordering::SeqCst),
+        2,
+        "refetched after the ttl"
     );
 }
 
