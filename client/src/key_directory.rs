@@ -255,8 +255,7 @@ impl KeyDirectory {
         // Metadata calls block; keep them off the async workers.
         let marks = tokio::task::spawn_blocking(move || {
             let consumer = connection.metadata_consumer().ok()?;
-            kafka::partition_watermarks(&consumer, &topic, wait.max(Duration::from_millis(1)))
-                .ok()
+            kafka::partition_watermarks(&consumer, &topic, wait.max(Duration::from_millis(1))).ok()
         })
         .await
         .ok()??;
