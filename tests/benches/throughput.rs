@@ -473,33 +473,23 @@ async fn fresh_topic(fx: &mut Fixture, side: Side, size: usize) -> String {
 }
 
 async fn round(fx: &Fixture, c: &Clients, side: Side, topic: &str, n: usize, size: usize) -> Round {
-    match side {
-        Side::Plaintext => {
-            plaintext_round(
-                fx,
-                &c.plain_producer,
-                &c.plain_consumer,
-                topic,
-                n,
-                size,
-                Shape::Plain,
-            )
-            .await
+    let shape = match side {
+        Side::Plaintext => Shape::Plain,
+        Side::Padded => Shape::Padded,
+        Side::Encrypted => {
+            return encrypted_round(fx, &c.producer, &c.consumer, topic, n, size).await;
         }
-        Side::Padded => {
-            plaintext_round(
-                fx,
-                &c.plain_producer,
-                &c.plain_consumer,
-                topic,
-                n,
-                size,
-                Shape::Padded,
-            )
-            .await
-        }
-        Side::Encrypted => encrypted_round(fx, &c.producer, &c.consumer, topic, n, size).await,
-    }
+    };
+    plaintext_round(
+        fx,
+        &c.plain_producer,
+        &c.plain_consumer,
+        topic,
+        n,
+        size,
+        shape,
+    )
+    .await
 }
 
 /// One round on a fresh topic. Topics are not deleted afterwards: librdkafka 2.12 crashes
@@ -526,14 +516,14 @@ async fn wire_bytes(fx: &mut Fixture, c: &Clients, size: usize) -> [f64; 3] {
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::var("KE_BENCH_RECORDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    let groups: usize = std::env::var("KE_BENCH_GROUPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(GROUPS);
+    let env_count = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let n = env_count("KE_BENCH_RECORDS", 100_000);
+    let groups = env_count("KE_BENCH_GROUPS", GROUPS);
     let mut fx = Fixture::new("bench").await.unwrap();
 
     // One rdkafka configuration for both sides.

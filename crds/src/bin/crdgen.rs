@@ -6,15 +6,34 @@
 
 use std::path::PathBuf;
 
-/// Files that hold the generated CRDs, relative to the workspace root.
+/// Files that hold the generated CRDs, relative to the workspace root (see `workspace_root`).
 const OUTPUTS: &[&str] = &[
     "crds/yaml/kafka-e2ee.crds.yaml",
     "charts/kafka-e2ee/crds/kafka-e2ee.crds.yaml",
 ];
 
+/// The workspace this is run in: the current folder or the nearest one above it that holds
+/// `crds/Cargo.toml`. Found at run time, not from `CARGO_MANIFEST_DIR` baked in at build time:
+/// clones sharing one target folder overwrite each other's `target/debug/crdgen`, and a binary
+/// built in another clone would check (or write) that clone's files.
+fn workspace_root() -> std::io::Result<PathBuf> {
+    let mut dir = std::env::current_dir()?;
+    loop {
+        if dir.join("crds").join("Cargo.toml").is_file() {
+            return Ok(dir);
+        }
+        if !dir.pop() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "run crdgen inside the kafka-e2ee workspace (no crds/Cargo.toml here or above)",
+            ));
+        }
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let check = std::env::args().any(|a| a == "--check");
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = workspace_root()?;
     let yaml = kafka_e2ee_crds::crds_yaml()?;
     let mut drift = false;
     for rel in OUTPUTS {
