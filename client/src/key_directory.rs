@@ -250,15 +250,10 @@ impl KeyDirectory {
     /// The offset of the last record in each non-empty key-topic partition, as the broker
     /// reports it now; `None` if it cannot be asked within `wait`.
     async fn current_ends(&self, wait: Duration) -> Option<BTreeMap<i32, i64>> {
-        let connection = self.connection.clone();
-        let topic = self.key_topic.clone();
-        // Metadata calls block; keep them off the async workers.
-        let marks = tokio::task::spawn_blocking(move || {
-            let consumer = connection.metadata_consumer().ok()?;
-            kafka::partition_watermarks(&consumer, &topic, wait.max(Duration::from_millis(1))).ok()
-        })
-        .await
-        .ok()??;
+        let timeout = wait.max(Duration::from_millis(1));
+        let marks = key_topic_watermarks(&self.connection, &self.key_topic, timeout)
+            .await
+            .ok()?;
         Some(
             marks
                 .into_iter()
@@ -396,13 +391,22 @@ async fn key_topic_partitions(
     connection: &KafkaConnection,
     key_topic: &str,
 ) -> Result<Vec<i32>, KeyDirectoryError> {
+    let marks = key_topic_watermarks(connection, key_topic, Duration::from_secs(10)).await?;
+    Ok(marks.into_keys().collect())
+}
+
+/// (low, high) watermarks of every key-topic partition, as the broker reports them now.
+async fn key_topic_watermarks(
+    connection: &KafkaConnection,
+    key_topic: &str,
+    timeout: Duration,
+) -> Result<BTreeMap<i32, (i64, i64)>, KeyDirectoryError> {
     let connection = connection.clone();
     let topic = key_topic.to_owned();
     // Metadata calls block; keep them off the async workers.
     tokio::task::spawn_blocking(move || {
         let consumer = connection.metadata_consumer()?;
-        let marks = kafka::partition_watermarks(&consumer, &topic, Duration::from_secs(10))?;
-        Ok::<_, kafka::Error>(marks.into_keys().collect())
+        kafka::partition_watermarks(&consumer, &topic, timeout)
     })
     .await
     .map_err(|_| KeyDirectoryError::MetadataTask {

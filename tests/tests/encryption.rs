@@ -738,8 +738,8 @@ async fn the_consumer_asks_the_kms_again_when_its_cached_key_expires() {
         round_trip(&[i; 10]).await;
     }
     assert_eq!(pipe.unwraps.load(Ordering::SeqCst), 1, "one unwrap, shared");
-    // The producer keeps its sealer; the consumer's memo of its last key must not outlive the
-    // cache entry: after the ttl the KMS is asked again (so a revoked TEK takes effect).
+    // The producer keeps its sealer; the consumer's key must not outlive the cache entry:
+    // after the ttl the KMS is asked again (so a revoked TEK takes effect).
     tokio::time::sleep(ttl + Duration::from_millis(300)).await;
     round_trip(b"after the ttl").await;
     assert_eq!(
