@@ -4,7 +4,9 @@
 //! interleaved, repeated PAIRS times; the median ratio is reported.
 //! 1. envelope seal (PartitionSealer::seal: nonce, frame, AAD, AEAD) / bare aws-lc-rs AES-256-GCM seal of
 //!    the same bytes into a fresh buffer, at 100 B and 1 KiB;
-//! 2. ring / aws-lc-rs for the bare AES-256-GCM seal (the engine choice).
+//! 2. ring / aws-lc-rs for the bare AES-256-GCM seal (the engine choice);
+//! 3. envelope open (open_with_scratch: AAD, AEAD, frame parse, the value returned in its own
+//!    buffer) / bare aws-lc-rs AES-256-GCM open of the same payload copied into a fresh buffer.
 
 #![allow(
     clippy::unwrap_used,
@@ -18,7 +20,7 @@ use std::time::Instant;
 
 use kafka_e2ee_client::engine::{Aes256Gcm, EncryptionEngine};
 use kafka_e2ee_client::nonce::{MAX_RECORDS_PER_DEK, NonceSequence};
-use kafka_e2ee_client::record::{PartitionSealer, RecordLocation, aad};
+use kafka_e2ee_client::record::{PartitionSealer, RecordLocation, aad, open_with_scratch};
 use kafka_e2ee_client::secret::KeyMaterial;
 
 const PAIRS: usize = 21;
@@ -59,6 +61,22 @@ fn bare_seal(
         )
         .unwrap();
     buf.extend_from_slice(tag.as_ref());
+    buf
+}
+
+/// One bare aws-lc-rs AES-256-GCM open of `sealed` (ciphertext and tag), copied into a fresh
+/// buffer as the baseline consumer would: the plaintext is that buffer, truncated.
+fn bare_open(key: &aws_lc_rs::aead::LessSafeKey, sealed: &[u8]) -> Vec<u8> {
+    let mut buf = sealed.to_vec();
+    let len = key
+        .open_in_place(
+            aws_lc_rs::aead::Nonce::assume_unique_for_key([0u8; 12]),
+            aws_lc_rs::aead::Aad::empty(),
+            &mut buf,
+        )
+        .unwrap()
+        .len();
+    buf.truncate(len);
     buf
 }
 
@@ -116,9 +134,11 @@ fn main() {
         "| payload | envelope ns | bare aws-lc-rs ns | envelope / bare (median of {PAIRS}) | bare with the envelope's AAD / bare | ring ns | ring / aws-lc-rs (median of {PAIRS}) |"
     );
     println!("|---|---|---|---|---|---|---|");
+    let mut open_rows = Vec::new();
     for size in [100usize, 1024] {
         let payload = vec![0x5au8; size];
         let iters = if size < 512 { 200_000 } else { 100_000 };
+        open_rows.push(open_row(&sealer, &lc_key, &record_key, &payload, iters));
         let (mut env_ratio, mut ring_ratio, mut aad_ratio, mut env_ns, mut bare_ns, mut ring_ns) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);
         let mut counter: u32 = 0;
@@ -176,4 +196,56 @@ fn main() {
             median(ring_ratio)
         );
     }
+    println!();
+    println!(
+        "| payload | envelope open ns | bare aws-lc-rs open ns | envelope open / bare open (median of {PAIRS}) |"
+    );
+    println!("|---|---|---|---|");
+    for row in open_rows {
+        println!("{row}");
+    }
+}
+
+/// Envelope open vs bare open of one payload size, as a table row.
+fn open_row(
+    sealer: &PartitionSealer,
+    lc_key: &aws_lc_rs::aead::LessSafeKey,
+    record_key: &[u8],
+    payload: &[u8],
+    iters: u32,
+) -> String {
+    let dek = Aes256Gcm
+        .prepare(&KeyMaterial::from_vec(vec![7u8; 32]))
+        .unwrap();
+    let sealed = sealer.seal(Some(record_key), &[], payload).unwrap();
+    let bare_sealed = bare_seal(lc_key, 0, &[], payload);
+    let mut scratch = Vec::new();
+    let (mut ratio, mut env_ns, mut bare_ns) = (vec![], vec![], vec![]);
+    for _ in 0..PAIRS {
+        let e = time_per_op(iters, || {
+            let opened = open_with_scratch(
+                dek.as_ref(),
+                LOC,
+                1,
+                Some(record_key),
+                black_box(&sealed),
+                &mut scratch,
+            )
+            .unwrap();
+            black_box(opened);
+        });
+        let b = time_per_op(iters, || {
+            black_box(bare_open(lc_key, black_box(&bare_sealed)));
+        });
+        ratio.push(e / b);
+        env_ns.push(e);
+        bare_ns.push(b);
+    }
+    format!(
+        "| {} B | {:.0} | {:.0} | {:.3} |",
+        payload.len(),
+        median(env_ns),
+        median(bare_ns),
+        median(ratio)
+    )
 }

@@ -66,6 +66,17 @@ pub trait PreparedKey: Send + Sync {
         aad: &[u8],
         in_out: &'a mut [u8],
     ) -> Result<&'a mut [u8], EngineError>;
+    /// Decrypts `ciphertext` (tag excluded) into `plaintext` (the same length) and checks
+    /// `tag`, without copying the ciphertext first: consumers decrypt straight out of the
+    /// fetched record. On failure `plaintext` holds unspecified bytes that must not be used.
+    fn open_gather(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        ciphertext: &[u8],
+        tag: &[u8],
+        plaintext: &mut [u8],
+    ) -> Result<(), EngineError>;
 }
 
 /// AES-256-GCM with 96-bit nonces and 128-bit tags (aws-lc-rs).
@@ -127,6 +138,27 @@ impl PreparedKey for AesGcmKey {
                 engine: AES_256_GCM_NAME,
             })
     }
+
+    fn open_gather(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        ciphertext: &[u8],
+        tag: &[u8],
+        plaintext: &mut [u8],
+    ) -> Result<(), EngineError> {
+        self.0
+            .open_separate_gather(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                ciphertext,
+                tag,
+                plaintext,
+            )
+            .map_err(|_| EngineError::Authentication {
+                engine: AES_256_GCM_NAME,
+            })
+    }
 }
 
 #[cfg(test)]
@@ -155,23 +187,30 @@ mod tests {
                 expected.extend_from_slice(&t.tag);
                 let mut opened = expected.clone();
                 let result = key.open(nonce, &t.aad, &mut opened).map(|p| p.to_vec());
+                let mut gathered = vec![0; t.ct.len()];
+                let gather = key
+                    .open_gather(nonce, &t.aad, &t.ct, &t.tag, &mut gathered)
+                    .map(|()| gathered);
                 match t.result {
                     TestResult::Valid | TestResult::Acceptable => {
                         assert_eq!(result.as_deref(), Ok(t.pt.as_ref()), "tc {} open", t.tc_id);
+                        assert_eq!(
+                            gather.as_deref(),
+                            Ok(t.pt.as_ref()),
+                            "tc {} gather",
+                            t.tc_id
+                        );
                         let mut sealed = t.pt.to_vec();
                         let tag = key.seal(nonce, &t.aad, &mut sealed).unwrap();
                         sealed.extend_from_slice(&tag);
                         assert_eq!(sealed, expected, "tc {} seal", t.tc_id);
                     }
                     TestResult::Invalid => {
-                        assert_eq!(
-                            result,
-                            Err(EngineError::Authentication {
-                                engine: AES_256_GCM_NAME
-                            }),
-                            "tc {}",
-                            t.tc_id
-                        );
+                        let failed = Err(EngineError::Authentication {
+                            engine: AES_256_GCM_NAME,
+                        });
+                        assert_eq!(result, failed, "tc {}", t.tc_id);
+                        assert_eq!(gather, failed, "tc {} gather", t.tc_id);
                     }
                 }
                 checked += 1;
