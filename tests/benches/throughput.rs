@@ -94,15 +94,20 @@ fn this_thread_cpu() -> f64 {
         / 1e9
 }
 
-/// `KE_BENCH_VERBOSE=1`: a line per round on stderr (wall time, and the application thread's
-/// CPU per record while producing and while consuming), to see a run's spread.
-fn trace_round(side: &str, n: usize, seconds: f64, thread: [f64; 3]) {
+/// `KE_BENCH_VERBOSE=1`: a line per round on stderr (wall time; client CPU per record, split
+/// into the application thread's while producing and while consuming and librdkafka's threads'
+/// for the whole round), to see a run's spread and where a difference arises.
+fn trace_round(side: &str, n: usize, round: &Round, thread: [f64; 3]) {
     if std::env::var_os("KE_BENCH_VERBOSE").is_some() {
         let per_record = |a: f64, b: f64| (b - a) * 1e6 / n as f64;
+        let app = per_record(thread[0], thread[2]);
         eprintln!(
-            "{side:9} {seconds:.3} s; application thread µs per record: produce {:.2}, consume {:.2}",
+            "{side:9} {:.3} s; client CPU µs per record {:.2}: application thread produce {:.2}, consume {:.2}; other threads {:.2}",
+            round.seconds,
+            round.cpu * 1e6 / n as f64,
             per_record(thread[0], thread[1]),
             per_record(thread[1], thread[2]),
+            round.cpu * 1e6 / n as f64 - app,
         );
     }
 }
@@ -265,7 +270,7 @@ async fn plaintext_round(
         cpu: process_cpu() - cpu,
         broker_cpu: broker_cpu() - broker,
     };
-    trace_round(side, n, round.seconds, thread);
+    trace_round(side, n, &round, thread);
     round
 }
 
@@ -324,7 +329,7 @@ async fn encrypted_round(
         cpu: process_cpu() - cpu,
         broker_cpu: broker_cpu() - broker,
     };
-    trace_round("encrypted", n, round.seconds, thread);
+    trace_round("encrypted", n, &round, thread);
     round
 }
 
