@@ -7,20 +7,29 @@
     reason = "test code: a failed step fails the test"
 )]
 
+/// This crate's folder at run time (cargo sets `CARGO_MANIFEST_DIR` for the tests it runs, and
+/// runs them from there). Not `env!("CARGO_MANIFEST_DIR")`: that is baked in at build time, and
+/// clones of the workspace sharing one target folder reuse each other's test binaries, so a
+/// binary built in another clone would compare that clone's files (or fail once it is gone).
+fn crate_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::current_dir().unwrap())
+}
+
 #[test]
 fn committed_crd_yaml_matches_types() {
     let generated = kafka_e2ee_crds::crds_yaml().unwrap();
+    let dir = crate_dir();
     for path in [
-        concat!(env!("CARGO_MANIFEST_DIR"), "/yaml/kafka-e2ee.crds.yaml"),
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../charts/kafka-e2ee/crds/kafka-e2ee.crds.yaml"
-        ),
+        dir.join("yaml/kafka-e2ee.crds.yaml"),
+        dir.join("../charts/kafka-e2ee/crds/kafka-e2ee.crds.yaml"),
     ] {
-        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             committed == generated,
-            "{path} is out of date with the Rust types: run `cargo run -p kafka-e2ee-crds --bin crdgen`"
+            "{} is out of date with the Rust types: run `cargo run -p kafka-e2ee-crds --bin crdgen`",
+            path.display()
         );
     }
 }
