@@ -18,7 +18,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use kafka_e2ee_client::engine::{Aes256Gcm, EncryptionEngine};
+use kafka_e2ee_client::engine::{Aes256Gcm, EncryptionEngine, PreparedKey};
 use kafka_e2ee_client::nonce::{MAX_RECORDS_PER_DEK, NonceSequence};
 use kafka_e2ee_client::record::{PartitionSealer, RecordLocation, aad, open_with_scratch};
 use kafka_e2ee_client::secret::KeyMaterial;
@@ -107,10 +107,15 @@ fn profile(args: &[String], sealer: &PartitionSealer, lc_key: &aws_lc_rs::aead::
 
 fn main() {
     let key_bytes = [7u8; 32];
-    let sealer = PartitionSealer::new(
+    let prepare = || {
         Aes256Gcm
             .prepare(&KeyMaterial::from_vec(key_bytes.to_vec()))
-            .unwrap(),
+            .unwrap()
+    };
+    // The sealer's DEK, and the same key again for opening what it seals.
+    let dek = prepare();
+    let sealer = PartitionSealer::new(
+        prepare(),
         NonceSequence::new(MAX_RECORDS_PER_DEK).unwrap(),
         LOC,
         1,
@@ -138,7 +143,14 @@ fn main() {
     for size in [100usize, 1024] {
         let payload = vec![0x5au8; size];
         let iters = if size < 512 { 200_000 } else { 100_000 };
-        open_rows.push(open_row(&sealer, &lc_key, &record_key, &payload, iters));
+        open_rows.push(open_row(
+            &sealer,
+            dek.as_ref(),
+            &lc_key,
+            &record_key,
+            &payload,
+            iters,
+        ));
         let (mut env_ratio, mut ring_ratio, mut aad_ratio, mut env_ns, mut bare_ns, mut ring_ns) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);
         let mut counter: u32 = 0;
@@ -209,14 +221,12 @@ fn main() {
 /// Envelope open vs bare open of one payload size, as a table row.
 fn open_row(
     sealer: &PartitionSealer,
+    dek: &dyn PreparedKey,
     lc_key: &aws_lc_rs::aead::LessSafeKey,
     record_key: &[u8],
     payload: &[u8],
     iters: u32,
 ) -> String {
-    let dek = Aes256Gcm
-        .prepare(&KeyMaterial::from_vec(vec![7u8; 32]))
-        .unwrap();
     let sealed = sealer.seal(Some(record_key), &[], payload).unwrap();
     let bare_sealed = bare_seal(lc_key, 0, &[], payload);
     let mut scratch = Vec::new();
@@ -224,7 +234,7 @@ fn open_row(
     for _ in 0..PAIRS {
         let e = time_per_op(iters, || {
             let opened = open_with_scratch(
-                dek.as_ref(),
+                dek,
                 LOC,
                 1,
                 Some(record_key),

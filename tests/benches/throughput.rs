@@ -100,14 +100,13 @@ fn this_thread_cpu() -> f64 {
 fn trace_round(side: &str, n: usize, round: &Round, thread: [f64; 3]) {
     if std::env::var_os("KE_BENCH_VERBOSE").is_some() {
         let per_record = |a: f64, b: f64| (b - a) * 1e6 / n as f64;
-        let app = per_record(thread[0], thread[2]);
+        let total = per_record(0.0, round.cpu);
         eprintln!(
-            "{side:9} {:.3} s; client CPU µs per record {:.2}: application thread produce {:.2}, consume {:.2}; other threads {:.2}",
+            "{side:9} {:.3} s; client CPU µs per record {total:.2}: application thread produce {:.2}, consume {:.2}; other threads {:.2}",
             round.seconds,
-            round.cpu * 1e6 / n as f64,
             per_record(thread[0], thread[1]),
             per_record(thread[1], thread[2]),
-            round.cpu * 1e6 / n as f64 - app,
+            total - per_record(thread[0], thread[2]),
         );
     }
 }
