@@ -199,7 +199,14 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
     /// The next record, decrypted. On a per-record error the consumer stays at that record.
     pub async fn recv(&self) -> Result<ConsumedRecord, ConsumeError> {
         let message = self.consumer.recv().await.map_err(ConsumeError::Kafka)?;
-        match self.open(&message).await {
+        // The steady state (DEK cached) opens synchronously; only a record that needs a key
+        // fetched or the topic's policy read takes the (boxed, so that the future of every
+        // `recv` stays small) waiting path.
+        let opened = match self.open_with(&message, &Known::default()) {
+            Ok(opened) => opened,
+            Err(need) => Box::pin(self.open_waiting(&message, need)).await,
+        };
+        match opened {
             Ok(record) => {
                 if let Err(e) = self.consumer.store_offset_from_message(&message) {
                     // Revoked in a rebalance meanwhile: the new owner reads it again.
@@ -243,9 +250,13 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
         }
     }
 
-    /// Opens `message`. Synchronous in the steady state (DEK cached); waits only to fetch a
-    /// DEK or, for a plaintext record, to read the topic's policy.
-    async fn open(&self, message: &BorrowedMessage<'_>) -> Result<ConsumedRecord, ConsumeError> {
+    /// Opens `message` after fetching what [`Self::open_with`] said it needs: a DEK that is
+    /// not cached or, for a plaintext record, the topic's policy.
+    async fn open_waiting(
+        &self,
+        message: &BorrowedMessage<'_>,
+        mut need: Need,
+    ) -> Result<ConsumedRecord, ConsumeError> {
         let at = || RecordPosition {
             topic: message.topic().to_owned(),
             partition: message.partition(),
@@ -253,20 +264,21 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
         };
         let mut known = Known::default();
         loop {
-            match self.open_with(message, &known) {
-                Ok(result) => return result,
-                Err(Need::Key(version)) => {
+            match need {
+                Need::Key(version) => {
                     let location = RecordLocation {
                         topic: message.topic(),
                         partition: message.partition(),
                     };
-                    // Boxed: keeps the future of every `recv` small (docs/performance.md).
-                    known.key = Some(Box::pin(self.dek(location, version, at)).await?);
+                    known.key = Some(self.dek(location, version, at).await?);
                 }
-                Err(Need::Policy) => {
-                    known.plaintext_allowed =
-                        Some(Box::pin(self.plaintext_allowed(message.topic())).await);
+                Need::Policy => {
+                    known.plaintext_allowed = Some(self.plaintext_allowed(message.topic()).await);
                 }
+            }
+            match self.open_with(message, &known) {
+                Ok(result) => return result,
+                Err(next) => need = next,
             }
         }
     }
