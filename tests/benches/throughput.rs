@@ -3,9 +3,11 @@
 //! Run with the test bed's broker up: `scripts/bench` (or `cargo bench -p kafka-e2ee-tests
 //! --bench throughput` after `scripts/testbed up kafka` and `eval "$(scripts/testbed env)"`).
 //!
-//! Each round writes N records to a fresh topic and reads them back. Three sides: plaintext,
+//! Each round writes N records to a fresh topic and reads them back. Four sides: plaintext,
 //! padded plaintext (records of exactly the encrypted records' wire size and shape, no
-//! cryptography: what the extra bytes alone cost) and encrypted. A group is one round of each,
+//! cryptography: what the extra bytes alone cost), bare AEAD (padded plaintext whose sealed part
+//! is AES-256-GCM sealed and opened with aws-lc-rs directly, no envelope: the floor any KIP-317
+//! client pays on this machine) and encrypted. A group is one round of each,
 //! in an order that rotates from group to group; GROUPS groups per record size, and the medians
 //! of the per-group ratios are reported, so machine noise that hits a whole group cancels.
 //!
@@ -117,26 +119,35 @@ struct Sample {
     value: Vec<u8>,
 }
 
-/// The record the application sends, or (`Padded`) one of the same allocations and exactly the
-/// encrypted record's wire size: the `encryption_key` header instead of the application's (which
-/// travels inside the ciphertext), and the value as long as the sealed one.
+/// The record the application sends, or (`Padded`, `BareAead`) one of the same allocations and
+/// exactly the encrypted record's wire size: the `encryption_key` header instead of the
+/// application's (which travels inside the ciphertext), and the value as long as the sealed one.
+/// Every shape does the same application work (formatting the header's value included), so
+/// that only what differs on the wire or in the cryptography shows in the ratios.
 fn sample(i: usize, size: usize, shape: Shape) -> Sample {
     let mut value = format!("{i:012}").into_bytes();
+    let trace_id = format!("{i:016x}").into_bytes();
     let (header, len) = match shape {
         Shape::Plain => (
             Header {
                 key: "trace-id".into(),
-                value: Some(format!("{i:016x}").into_bytes()),
+                value: Some(trace_id),
             },
             size,
         ),
-        Shape::Padded => (
-            Header {
-                key: KEY_HEADER.into(),
-                value: Some(encode_key_header(1)),
-            },
-            size + SEALED_OVER_VALUE,
-        ),
+        Shape::Padded | Shape::BareAead => {
+            // The application's allocation, holding what the encrypted record carries instead.
+            let mut key_header = trace_id;
+            key_header.clear();
+            key_header.extend_from_slice(&KEY_HEADER_V1);
+            (
+                Header {
+                    key: KEY_HEADER.into(),
+                    value: Some(key_header),
+                },
+                size + SEALED_OVER_VALUE,
+            )
+        }
     };
     value.resize(len, b'v');
     Sample {
@@ -146,9 +157,72 @@ fn sample(i: usize, size: usize, shape: Shape) -> Sample {
     }
 }
 
+/// The `encryption_key` header of DEK version 1 (checked against `encode_key_header` in `main`).
+const KEY_HEADER_V1: [u8; 2] = [1, 1];
+
 /// Sealed value over the application's value: nonce 12, frame header count 1, the
 /// application's header in the frame (1 + 8 + 1 + 16), tag 16 (docs/wire-format.md).
 const SEALED_OVER_VALUE: usize = 12 + 1 + (1 + 8 + 1 + 16) + 16;
+/// The frame's bytes before the application's value: header count and the one header.
+const FRAME_BEFORE_VALUE: usize = 1 + (1 + 8 + 1 + 16);
+const NONCE: usize = 12;
+const TAG: usize = 16;
+
+/// The bare-AEAD side's cryptography: AES-256-GCM of the padded value's middle (where the
+/// envelope has its frame), no AAD, through aws-lc-rs with nothing of ours around it. A fresh
+/// random key per round, so the counter nonces never repeat under one key.
+struct BareAead {
+    key: aws_lc_rs::aead::LessSafeKey,
+    scratch: Vec<u8>,
+}
+
+impl BareAead {
+    fn new() -> Self {
+        use aws_lc_rs::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
+        let bytes: [u8; 32] = rand::random();
+        Self {
+            key: LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &bytes).unwrap()),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Seals `value[NONCE..len - TAG]` in place; record `i`'s nonce is its index.
+    fn seal(&self, i: usize, value: &mut [u8]) {
+        use aws_lc_rs::aead::{Aad, Nonce};
+        let mut nonce = [0u8; NONCE];
+        nonce[4..].copy_from_slice(&(i as u64).to_be_bytes());
+        value[..NONCE].copy_from_slice(&nonce);
+        let end = value.len() - TAG;
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::empty(),
+                &mut value[NONCE..end],
+            )
+            .unwrap();
+        value[end..].copy_from_slice(tag.as_ref());
+    }
+
+    /// Opens a sealed payload from the fetched bytes into the reused scratch buffer and returns
+    /// the application's value, copied out as the decrypting consumer returns it.
+    fn open(&mut self, payload: &[u8]) -> Vec<u8> {
+        use aws_lc_rs::aead::{Aad, Nonce};
+        let nonce: [u8; NONCE] = payload[..NONCE].try_into().unwrap();
+        let (ciphertext, tag) = payload[NONCE..].split_at(payload.len() - NONCE - TAG);
+        self.scratch.resize(ciphertext.len(), 0);
+        self.key
+            .open_separate_gather(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::empty(),
+                ciphertext,
+                tag,
+                &mut self.scratch,
+            )
+            .unwrap();
+        self.scratch[FRAME_BEFORE_VALUE..].to_vec()
+    }
+}
 
 struct Round {
     seconds: f64,
@@ -181,11 +255,14 @@ fn high_watermarks(fx: &Fixture, topic: &str) -> BTreeMap<i32, i64> {
 
 /// What the plaintext side sends: the application's record as is, or (`Padded`) a record of
 /// exactly the encrypted record's wire shape (the `encryption_key` header and a value as long as
-/// the sealed one) without any cryptography: the cost of the bytes alone.
+/// the sealed one) without any cryptography: the cost of the bytes alone; or (`BareAead`) that
+/// record with its middle sealed and opened by aws-lc-rs AES-256-GCM: bytes plus cryptography,
+/// without the envelope (key lookups, frame, AAD, wrappers).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Shape {
     Plain,
     Padded,
+    BareAead,
 }
 
 async fn plaintext_round(
@@ -215,11 +292,15 @@ async fn plaintext_round(
     }
     consumer.unassign().unwrap();
     let from = high_watermarks(fx, topic);
+    let mut bare = BareAead::new();
     let (start, cpu, broker) = (Instant::now(), process_cpu(), broker_cpu());
     let produce_start = this_thread_cpu();
     let mut pending = Vec::with_capacity(n);
     for i in 0..n {
-        let s = sample(i, size, shape);
+        let mut s = sample(i, size, shape);
+        if shape == Shape::BareAead {
+            bare.seal(i, &mut s.value);
+        }
         let headers = OwnedHeaders::new_with_capacity(1).insert(KafkaHeader {
             key: &s.header.key,
             value: s.header.value.as_deref(),
@@ -254,7 +335,10 @@ async fn plaintext_round(
                     .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
                     .collect::<Vec<_>>()
             }),
-            m.payload().map(<[u8]>::to_vec),
+            m.payload().map(|p| match shape {
+                Shape::BareAead => bare.open(p),
+                Shape::Plain | Shape::Padded => p.to_vec(),
+            }),
         );
         bytes += owned.2.map_or(0, |v| v.len());
     }
@@ -262,6 +346,7 @@ async fn plaintext_round(
     let side = match shape {
         Shape::Plain => "plaintext",
         Shape::Padded => "padded",
+        Shape::BareAead => "bare-aead",
     };
     let thread = [produce_start, consume_start, this_thread_cpu()];
     let round = Round {
@@ -339,28 +424,41 @@ struct Medians {
     enc_rate: Vec<f64>,
     enc_over_plain: Vec<f64>,
     padded_over_plain: Vec<f64>,
-    enc_over_padded: Vec<f64>,
+    bare_over_plain: Vec<f64>,
     plain_us: Vec<f64>,
     padded_us: Vec<f64>,
+    bare_us: Vec<f64>,
     enc_us: Vec<f64>,
     cpu_enc_over_plain: Vec<f64>,
-    cpu_enc_over_padded: Vec<f64>,
+    cpu_bare_over_plain: Vec<f64>,
+    cpu_enc_over_bare: Vec<f64>,
     broker_enc_over_plain: Vec<f64>,
 }
 
+/// One group's rounds.
+struct Group {
+    plain: Round,
+    padded: Round,
+    bare: Round,
+    enc: Round,
+}
+
 impl Medians {
-    fn push(&mut self, n: usize, p: &Round, d: &Round, e: &Round) {
+    fn push(&mut self, n: usize, g: &Group) {
         let n = n as f64;
+        let (p, d, b, e) = (&g.plain, &g.padded, &g.bare, &g.enc);
         self.plain_rate.push(n / p.seconds);
         self.enc_rate.push(n / e.seconds);
         self.enc_over_plain.push(p.seconds / e.seconds);
         self.padded_over_plain.push(p.seconds / d.seconds);
-        self.enc_over_padded.push(d.seconds / e.seconds);
+        self.bare_over_plain.push(p.seconds / b.seconds);
         self.plain_us.push(p.cpu * 1e6 / n);
         self.padded_us.push(d.cpu * 1e6 / n);
+        self.bare_us.push(b.cpu * 1e6 / n);
         self.enc_us.push(e.cpu * 1e6 / n);
         self.cpu_enc_over_plain.push(e.cpu / p.cpu.max(0.01));
-        self.cpu_enc_over_padded.push(e.cpu / d.cpu.max(0.01));
+        self.cpu_bare_over_plain.push(b.cpu / p.cpu.max(0.01));
+        self.cpu_enc_over_bare.push(e.cpu / b.cpu.max(0.01));
         self.broker_enc_over_plain
             .push(e.broker_cpu / p.broker_cpu.max(0.01));
     }
@@ -428,6 +526,7 @@ async fn mean_record_bytes(fx: &Fixture, topic: &str, n: usize) -> f64 {
 enum Side {
     Plaintext,
     Padded,
+    BareAead,
     Encrypted,
 }
 
@@ -445,6 +544,7 @@ async fn fresh_topic(fx: &mut Fixture, side: Side, size: usize) -> String {
     let prefix = match side {
         Side::Plaintext => format!("bench-plain-{size}"),
         Side::Padded => format!("bench-padded-{size}"),
+        Side::BareAead => format!("bench-bare-{size}"),
         Side::Encrypted => format!("bench-enc-{size}"),
     };
     if side == Side::Encrypted {
@@ -480,6 +580,7 @@ async fn round(fx: &Fixture, c: &Clients, side: Side, topic: &str, n: usize, siz
     let shape = match side {
         Side::Plaintext => Shape::Plain,
         Side::Padded => Shape::Padded,
+        Side::BareAead => Shape::BareAead,
         Side::Encrypted => {
             return encrypted_round(fx, &c.producer, &c.consumer, topic, n, size).await;
         }
@@ -528,6 +629,7 @@ async fn main() {
     };
     let n = env_count("KE_BENCH_RECORDS", 100_000);
     let groups = env_count("KE_BENCH_GROUPS", GROUPS);
+    assert_eq!(encode_key_header(1), KEY_HEADER_V1);
     let mut fx = Fixture::new("bench").await.unwrap();
 
     // One rdkafka configuration for both sides.
@@ -592,22 +694,23 @@ async fn main() {
         );
     }
     println!(
-        "{n} records per round, {PARTITIONS} partitions, key 15 B + one 24 B header, {groups} interleaved groups of plaintext, padded plaintext and encrypted, a fresh topic per round\n"
+        "{n} records per round, {PARTITIONS} partitions, key 15 B + one 24 B header, {groups} interleaved groups of plaintext, padded plaintext, bare AEAD and encrypted, a fresh topic per round\n"
     );
     println!(
-        "| value | plaintext rec/s | encrypted rec/s | encrypted / plaintext rec/s | padded / plaintext rec/s | encrypted / padded rec/s | client CPU µs per record, plaintext / padded / encrypted | client CPU, encrypted / plaintext | client CPU, encrypted / padded | broker CPU, encrypted / plaintext | wire bytes per record over plaintext, padded / encrypted |"
+        "| value | plaintext rec/s | encrypted rec/s | encrypted / plaintext rec/s | padded / plaintext rec/s | bare AEAD / plaintext rec/s | client CPU µs per record, plaintext / padded / bare AEAD / encrypted | client CPU, encrypted / plaintext | client CPU, bare AEAD / plaintext | client CPU, encrypted / bare AEAD | broker CPU, encrypted / plaintext | wire bytes per record over plaintext, padded / encrypted |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut encrypted_topics = 0;
     for size in [100usize, 1024] {
         if std::env::var("KE_BENCH_SIZE").is_ok_and(|v| v != size.to_string()) {
             continue;
         }
-        // `KE_BENCH_ONLY=plaintext|padded|encrypted`: one side only, for a profiler.
+        // `KE_BENCH_ONLY=plaintext|padded|bare-aead|encrypted`: one side only, for a profiler.
         if let Ok(only) = std::env::var("KE_BENCH_ONLY") {
             let side = match only.as_str() {
                 "plaintext" => Side::Plaintext,
                 "padded" => Side::Padded,
+                "bare-aead" => Side::BareAead,
                 _ => Side::Encrypted,
             };
             for _ in 0..groups {
@@ -618,8 +721,14 @@ async fn main() {
         let mut m = Medians::default();
         for group in 0..groups {
             // Rotate which side goes first, and reverse every other group.
-            let mut order = [Side::Plaintext, Side::Padded, Side::Encrypted];
-            order.rotate_left(group % 3);
+            let mut order = [
+                Side::Plaintext,
+                Side::Padded,
+                Side::BareAead,
+                Side::Encrypted,
+            ];
+            let sides = order.len();
+            order.rotate_left(group % sides);
             if group % 2 == 1 {
                 order.reverse();
             }
@@ -629,27 +738,31 @@ async fn main() {
                 rounds.insert(side as u8, r);
             }
             encrypted_topics += 1;
-            m.push(
-                n,
-                &rounds[&(Side::Plaintext as u8)],
-                &rounds[&(Side::Padded as u8)],
-                &rounds[&(Side::Encrypted as u8)],
-            );
+            let mut take = |side: Side| rounds.remove(&(side as u8)).unwrap();
+            let group = Group {
+                plain: take(Side::Plaintext),
+                padded: take(Side::Padded),
+                bare: take(Side::BareAead),
+                enc: take(Side::Encrypted),
+            };
+            m.push(n, &group);
         }
         let [plain_bytes, padded_bytes, enc_bytes] = wire_bytes(&mut fx, &clients, size).await;
         encrypted_topics += 1;
         println!(
-            "| {size} B | {:.0} | {:.0} | {:.3} | {:.3} | {:.3} | {:.2} / {:.2} / {:.2} | {:.3} | {:.3} | {:.3} | {:.1} / {:.1} |",
+            "| {size} B | {:.0} | {:.0} | {:.3} | {:.3} | {:.3} | {:.2} / {:.2} / {:.2} / {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} / {:.1} |",
             median(m.plain_rate),
             median(m.enc_rate),
             median(m.enc_over_plain),
             median(m.padded_over_plain),
-            median(m.enc_over_padded),
+            median(m.bare_over_plain),
             median(m.plain_us),
             median(m.padded_us),
+            median(m.bare_us),
             median(m.enc_us),
             median(m.cpu_enc_over_plain),
-            median(m.cpu_enc_over_padded),
+            median(m.cpu_bare_over_plain),
+            median(m.cpu_enc_over_bare),
             median(m.broker_enc_over_plain),
             padded_bytes - plain_bytes,
             enc_bytes - plain_bytes,
