@@ -322,12 +322,8 @@ fn seal_frame(
         .map(|h| 10 + h.key.len() + 10 + h.value.as_ref().map_or(0, Vec::len))
         .sum();
     let needed = NONCE_LEN + 10 + headers_len + value.len() + TAG_LEN;
-    if out.capacity() < needed {
-        // Not `reserve`: its amortised-growth path costs ~90 instructions per record here.
-        *out = Vec::with_capacity(needed);
-    } else {
-        out.clear();
-    }
+    ensure_capacity(out, needed);
+    out.clear();
     out.extend_from_slice(&nonce);
     put_varint(out, headers.len() as u64);
     for h in headers {
@@ -349,16 +345,22 @@ fn seal_frame(
     Ok(())
 }
 
+/// Gives a reused per-record buffer room for `len` bytes, replacing it with an exact-size one
+/// if it is smaller (its contents are about to be overwritten). Not `reserve`: its
+/// amortised-growth path costs ~90 instructions per record here.
+fn ensure_capacity(buf: &mut Vec<u8>, len: usize) {
+    if buf.capacity() < len {
+        *buf = Vec::with_capacity(len);
+    }
+}
+
 /// Makes `buf` exactly `len` bytes long for a caller that overwrites all of them. A reused
 /// buffer keeps its initialised bytes, so only growth is zero-filled, not every record.
 fn reuse_as(buf: &mut Vec<u8>, len: usize) {
     if buf.len() >= len {
         buf.truncate(len);
     } else {
-        if buf.capacity() < len {
-            // Not `reserve`: its amortised-growth path costs ~90 instructions per record here.
-            *buf = Vec::with_capacity(len);
-        }
+        ensure_capacity(buf, len);
         buf.resize(len, 0);
     }
 }
