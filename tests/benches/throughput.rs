@@ -30,12 +30,12 @@ use std::time::{Duration, Instant};
 
 use kafka_e2ee_client::consumer::{ConsumerSettings, DecryptingConsumer};
 use kafka_e2ee_client::dek_cache::{DekCache, DekCacheConfig};
-use kafka_e2ee_client::engine::Aes256Gcm;
+use kafka_e2ee_client::engine::{Aes256Gcm, TAG_LEN};
 use kafka_e2ee_client::kafka::{TopicSpec, ensure_topic};
 use kafka_e2ee_client::key_directory::KeyDirectory;
 use kafka_e2ee_client::key_records::PlaintextPolicy;
 use kafka_e2ee_client::keystore::LocalKeystore;
-use kafka_e2ee_client::nonce::MAX_RECORDS_PER_DEK;
+use kafka_e2ee_client::nonce::{MAX_RECORDS_PER_DEK, NONCE_LEN};
 use kafka_e2ee_client::producer::{EncryptingProducer, OutgoingRecord, ProducerSettings};
 use kafka_e2ee_client::record::{Header, KEY_HEADER, encode_key_header};
 use kafka_e2ee_tests::fixture::{Counting, Fixture};
@@ -160,13 +160,11 @@ fn sample(i: usize, size: usize, shape: Shape) -> Sample {
 /// The `encryption_key` header of DEK version 1 (checked against `encode_key_header` in `main`).
 const KEY_HEADER_V1: [u8; 2] = [1, 1];
 
-/// Sealed value over the application's value: nonce 12, frame header count 1, the
-/// application's header in the frame (1 + 8 + 1 + 16), tag 16 (docs/wire-format.md).
-const SEALED_OVER_VALUE: usize = 12 + 1 + (1 + 8 + 1 + 16) + 16;
-/// The frame's bytes before the application's value: header count and the one header.
+/// The frame's bytes before the application's value: header count 1, the application's
+/// header (1 + 8 + 1 + 16) (docs/wire-format.md).
 const FRAME_BEFORE_VALUE: usize = 1 + (1 + 8 + 1 + 16);
-const NONCE: usize = 12;
-const TAG: usize = 16;
+/// Sealed value over the application's value: nonce, the frame's header part, tag.
+const SEALED_OVER_VALUE: usize = NONCE_LEN + FRAME_BEFORE_VALUE + TAG_LEN;
 
 /// The bare-AEAD side's cryptography: AES-256-GCM of the padded value's middle (where the
 /// envelope has its frame), no AAD, through aws-lc-rs with nothing of ours around it. A fresh
@@ -186,19 +184,19 @@ impl BareAead {
         }
     }
 
-    /// Seals `value[NONCE..len - TAG]` in place; record `i`'s nonce is its index.
+    /// Seals `value[NONCE_LEN..len - TAG_LEN]` in place; record `i`'s nonce is its index.
     fn seal(&self, i: usize, value: &mut [u8]) {
         use aws_lc_rs::aead::{Aad, Nonce};
-        let mut nonce = [0u8; NONCE];
+        let mut nonce = [0u8; NONCE_LEN];
         nonce[4..].copy_from_slice(&(i as u64).to_be_bytes());
-        value[..NONCE].copy_from_slice(&nonce);
-        let end = value.len() - TAG;
+        value[..NONCE_LEN].copy_from_slice(&nonce);
+        let end = value.len() - TAG_LEN;
         let tag = self
             .key
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::empty(),
-                &mut value[NONCE..end],
+                &mut value[NONCE_LEN..end],
             )
             .unwrap();
         value[end..].copy_from_slice(tag.as_ref());
@@ -208,8 +206,8 @@ impl BareAead {
     /// the application's value, copied out as the decrypting consumer returns it.
     fn open(&mut self, payload: &[u8]) -> Vec<u8> {
         use aws_lc_rs::aead::{Aad, Nonce};
-        let nonce: [u8; NONCE] = payload[..NONCE].try_into().unwrap();
-        let (ciphertext, tag) = payload[NONCE..].split_at(payload.len() - NONCE - TAG);
+        let nonce: [u8; NONCE_LEN] = payload[..NONCE_LEN].try_into().unwrap();
+        let (ciphertext, tag) = payload[NONCE_LEN..].split_at(payload.len() - NONCE_LEN - TAG_LEN);
         self.scratch.resize(ciphertext.len(), 0);
         self.key
             .open_separate_gather(
