@@ -15,11 +15,19 @@
 //! properties: { security.protocol: SSL }   # librdkafka settings, verbatim
 //! keyTopic: __encryption_keys              # the default
 //! provider: { kind: keystore, path: /var/run/kafka-e2ee/keystore/keystore.json }
+//! trustedKeys: [ "ed25519:..." ]           # the operator's public signing keys (required)
+//! allowPlaintext: [ legacy-orders ]        # topics whose plaintext may pass (default none)
 //! keyWaitMs: 10000                         # bounded wait for the key topic; the default
 //! dekCache: { capacity: 4096, ttlSeconds: 3600 }
 //! ```
+//!
+//! `trustedKeys` and `allowPlaintext` are the trust the key topic cannot give: nothing read
+//! from Kafka is believed unless one of these keys signed it, and plaintext passes only for
+//! topics listed here whose verified policy also says `Allow`. An injected file is re-read
+//! every [`TRUST_RELOAD`] so that a signing-key rotation reaches running pods (the kubelet
+//! updates mounted ConfigMaps in place).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,10 +41,15 @@ use crate::consumer::{ConsumeError, ConsumerSettings, DecryptingConsumer};
 use crate::dek_cache::{DekCache, DekCacheConfig};
 use crate::engine::Aes256Gcm;
 use crate::kafka::KafkaConnection;
+use crate::key_directory::Trust;
 use crate::key_directory::{DEFAULT_KEY_WAIT, KeyDirectory, KeyDirectoryError};
 use crate::producer::{EncryptingProducer, ProduceError, ProducerSettings};
 use crate::provider::ProviderError;
 use crate::resilient::{KmsMetrics, ResiliencePolicy, Resilient};
+use crate::signing::{PublicKey, TrustedKeys};
+
+/// How often an injected configuration file is read again for its trust settings.
+pub const TRUST_RELOAD: Duration = Duration::from_secs(30);
 
 /// The environment variable holding the injected configuration file's path.
 pub const CONFIG_ENV: &str = "KAFKA_E2EE_CONFIG";
@@ -180,6 +193,13 @@ pub struct ClientConfig {
     #[serde(default = "default_key_topic")]
     pub key_topic: String,
     pub provider: ProviderConfig,
+    /// The operator's public signing keys: key records are believed only if one of these
+    /// signed them.
+    pub trusted_keys: Vec<PublicKey>,
+    /// Topics whose plaintext records may pass (migration), if their verified policy also
+    /// says `Allow`. Every other topic rejects plaintext.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub allow_plaintext: BTreeSet<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_wait_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -198,16 +218,33 @@ pub enum ConfigSource {
 }
 
 impl ClientConfig {
-    /// A locally built configuration with defaults for everything optional.
-    pub fn new(bootstrap_servers: impl Into<String>, provider: ProviderConfig) -> Self {
+    /// A locally built configuration with defaults for everything optional. `trusted_keys`
+    /// are the operator's public signing keys (`kubectl get configmap kafka-e2ee-trusted-keys
+    /// -n <operator namespace>`).
+    pub fn new(
+        bootstrap_servers: impl Into<String>,
+        provider: ProviderConfig,
+        trusted_keys: Vec<PublicKey>,
+    ) -> Self {
         Self {
             format: CONFIG_FORMAT,
             bootstrap_servers: bootstrap_servers.into(),
             properties: BTreeMap::new(),
             key_topic: default_key_topic(),
             provider,
+            trusted_keys,
+            allow_plaintext: BTreeSet::new(),
             key_wait_ms: None,
             dek_cache: None,
+        }
+    }
+
+    /// What this configuration lets the client believe.
+    pub fn trust(&self) -> Trust {
+        Trust {
+            keys: TrustedKeys::new(self.trusted_keys.iter().cloned()),
+            allow_plaintext: self.allow_plaintext.clone(),
+            retired: BTreeSet::new(),
         }
     }
 
@@ -246,6 +283,14 @@ impl ClientConfig {
         }
         if self.key_topic.is_empty() {
             return Err("keyTopic is empty".into());
+        }
+        if self.trusted_keys.is_empty() {
+            return Err(
+                "trustedKeys is empty: the client would believe nothing from the key \
+                        topic; list the operator's public signing keys (kubectl get configmap \
+                        kafka-e2ee-trusted-keys in the operator's namespace)"
+                    .into(),
+            );
         }
         if self.key_wait_ms == Some(0) {
             return Err("keyWaitMs must be positive".into());
@@ -343,10 +388,45 @@ pub type ClientProvider = Resilient<AnyProvider>;
 impl EncryptionClient {
     /// Resolves the configuration (injected or `local`), loads the provider and starts reading
     /// the key topic.
+    /// An injected configuration is re-read every [`TRUST_RELOAD`] for its trust settings.
     pub async fn start(local: Option<ClientConfig>) -> Result<Self, ClientError> {
         let (config, source) = resolve(local)?;
         tracing::info!(?source, key_topic = %config.key_topic, "kafka-e2ee client configured");
-        Self::with_config(config).await
+        let client = Self::with_config(config).await?;
+        if let ConfigSource::Injected(path) = source {
+            client.follow_trust(path, TRUST_RELOAD);
+        }
+        Ok(client)
+    }
+
+    /// A client configured from the file at `path`, which is re-read every `reload_every` for
+    /// its trust settings (`trustedKeys`, `allowPlaintext`), as [`Self::start`] does for an
+    /// injected file.
+    pub async fn from_file(path: &Path, reload_every: Duration) -> Result<Self, ClientError> {
+        let client = Self::with_config(ClientConfig::from_file(path)?).await?;
+        client.follow_trust(path.to_owned(), reload_every);
+        Ok(client)
+    }
+
+    /// Re-reads `path` every `every` and applies its trust settings; stops with the client.
+    /// A file that cannot be read or parsed keeps the trust in force (and is logged).
+    fn follow_trust(&self, path: PathBuf, every: Duration) {
+        let keys = Arc::downgrade(&self.keys);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(keys) = keys.upgrade() else { return };
+                match ClientConfig::from_file(&path) {
+                    Ok(config) => keys.set_trust(config.trust()),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot re-read the client configuration; the trust in force stays")
+                    }
+                }
+            }
+        });
     }
 
     pub async fn with_config(config: ClientConfig) -> Result<Self, ClientError> {
@@ -355,7 +435,9 @@ impl EncryptionClient {
             ResiliencePolicy::default(),
             KmsMetrics::default(),
         );
-        let keys = Arc::new(KeyDirectory::start(&config.connection(), &config.key_topic).await?);
+        let keys = Arc::new(
+            KeyDirectory::start(&config.connection(), &config.key_topic, config.trust()).await?,
+        );
         let deks = Arc::new(DekCache::new(
             provider,
             Box::new(Aes256Gcm),
@@ -408,12 +490,16 @@ impl EncryptionClient {
 mod tests {
     use super::*;
 
+    /// RFC 8032's first Ed25519 test public key, as configuration writes it.
+    const TRUSTED: &str = "ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+
     fn local() -> ClientConfig {
         ClientConfig::new(
             "127.0.0.1:9092",
             ProviderConfig::Keystore {
                 path: "/keys/keystore.json".into(),
             },
+            vec![TRUSTED.parse().unwrap()],
         )
     }
 
@@ -446,13 +532,26 @@ mod tests {
         let path = dir.join("client.yaml");
         std::fs::write(
             &path,
-            "format: 1\nbootstrapServers: kafka:9092\nprovider: {kind: keystore, path: /keys/ks.json}\n",
+            format!("format: 1\nbootstrapServers: kafka:9092\nprovider: {{kind: keystore, path: /keys/ks.json}}\ntrustedKeys: ['{TRUSTED}']\n"),
         )
         .unwrap();
         let (config, source) = resolve_from(Some(path.clone().into()), None).unwrap();
         assert_eq!(source, ConfigSource::Injected(path));
         assert_eq!(config.key_topic, "__encryption_keys");
         assert_eq!(config.key_wait(), Duration::from_secs(10));
+        let trust = config.trust();
+        assert_eq!(
+            trust
+                .keys
+                .keys()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            [TRUSTED]
+        );
+        assert!(
+            trust.allow_plaintext.is_empty(),
+            "no topic passes plaintext by default"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -464,7 +563,7 @@ mod tests {
         let write_and_load = |provider: &str| {
             std::fs::write(
                 &path,
-                format!("format: 1\nbootstrapServers: kafka:9092\nprovider: {provider}\n"),
+                format!("format: 1\nbootstrapServers: kafka:9092\nprovider: {provider}\ntrustedKeys: ['{TRUSTED}']\n"),
             )
             .unwrap();
             ClientConfig::from_file(&path).unwrap().provider
@@ -504,29 +603,43 @@ mod tests {
 
     #[test]
     fn bad_files_are_typed_errors_naming_the_problem() {
+        let trusted = format!("trustedKeys: ['{TRUSTED}']\n");
         let cases = [
             (
-                "format: 2\nbootstrapServers: k:1\nprovider: {kind: keystore, path: /k}\n",
+                format!("format: 2\nbootstrapServers: k:1\nprovider: {{kind: keystore, path: /k}}\n{trusted}"),
                 "format 2",
             ),
             (
-                "format: 1\nbootstrapServers: ''\nprovider: {kind: keystore, path: /k}\n",
+                format!("format: 1\nbootstrapServers: ''\nprovider: {{kind: keystore, path: /k}}\n{trusted}"),
                 "bootstrapServers",
             ),
             (
-                "format: 1\nbootstrapServers: k:1\nprovider: {kind: vaultish}\n",
+                format!("format: 1\nbootstrapServers: k:1\nprovider: {{kind: vaultish}}\n{trusted}"),
                 "vaultish",
             ),
             (
-                "format: 1\nbootstrapServers: k:1\nprovider: {kind: keystore, path: /k}\nkeyWaitMs: 0\n",
+                format!("format: 1\nbootstrapServers: k:1\nprovider: {{kind: keystore, path: /k}}\nkeyWaitMs: 0\n{trusted}"),
                 "keyWaitMs",
             ),
             (
-                "format: 1\nbootstrapServers: k:1\nprovider: {kind: keystore, path: /k}\nextra: 1\n",
+                format!("format: 1\nbootstrapServers: k:1\nprovider: {{kind: keystore, path: /k}}\nextra: 1\n{trusted}"),
                 "extra",
+            ),
+            (
+                "format: 1\nbootstrapServers: k:1\nprovider: {kind: keystore, path: /k}\n".to_owned(),
+                "trustedKeys",
+            ),
+            (
+                "format: 1\nbootstrapServers: k:1\nprovider: {kind: keystore, path: /k}\ntrustedKeys: []\n".to_owned(),
+                "trustedKeys is empty",
+            ),
+            (
+                "format: 1\nbootstrapServers: k:1\nprovider: {kind: keystore, path: /k}\ntrustedKeys: ['ed25519:AAAA']\n".to_owned(),
+                "ed25519:AAAA",
             ),
         ];
         for (text, needle) in cases {
+            let text = text.as_str();
             match ClientConfig::parse(text, "test.yaml") {
                 Err(ConfigError::Invalid { origin, reason }) => {
                     assert_eq!(origin, "test.yaml");

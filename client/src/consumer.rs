@@ -24,9 +24,9 @@ use crate::dek_cache::{DekCache, DekCacheError};
 use crate::engine::PreparedKey;
 use crate::kafka::{self, KafkaConnection};
 use crate::key_directory::{DEFAULT_KEY_WAIT, KeyDirectory, KeyLookupError};
-use crate::key_records::PlaintextPolicy;
+use crate::nonce::{NONCE_LEN, SealId};
 use crate::provider::KeyProvider;
-use crate::record::{self, Header, KEY_HEADER, RecordError, RecordLocation};
+use crate::record::{self, Header, KEY_HEADER, RecordError, RecordLocation, ReusedBuffer};
 
 /// Where a record is: what every per-record error names (never key bytes or plaintext).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +79,10 @@ pub enum ConsumeError {
     /// A plaintext record on a topic whose policy rejects plaintext (or that has no policy).
     #[error("record {at} is plaintext, which the topic's policy rejects")]
     PlaintextRejected { at: RecordPosition },
+    /// A tombstone without the producer's authenticator on a topic that rejects plaintext:
+    /// anyone who can write to the topic could have made it.
+    #[error("record {at} is a tombstone nobody authenticated, which the topic's policy rejects")]
+    UnauthenticatedTombstone { at: RecordPosition },
     #[error("the Kafka consumer failed")]
     Kafka(#[source] KafkaError),
     #[error(transparent)]
@@ -94,7 +98,8 @@ impl ConsumeError {
             | Self::UnauthenticatedHeaders { at, .. }
             | Self::UnknownKey { at, .. }
             | Self::KeyUnavailable { at, .. }
-            | Self::PlaintextRejected { at } => Some(at),
+            | Self::PlaintextRejected { at }
+            | Self::UnauthenticatedTombstone { at } => Some(at),
             Self::Kafka(_) | Self::Connection(_) => None,
         }
     }
@@ -111,8 +116,13 @@ pub struct ConsumedRecord {
     pub headers: Vec<Header>,
     /// `None` for a tombstone.
     pub value: Option<Vec<u8>>,
-    /// False for tombstones and for plaintext passed through on an `Allow` topic.
+    /// True when the producer sealed the record (or, for a tombstone, authenticated it);
+    /// false for plaintext passed through on a topic that allows it.
     pub was_encrypted: bool,
+    /// Which sealing made the record (its authenticated nonce), for applications that flag
+    /// duplicates: a sealed record copied to a new offset opens again, with the same id
+    /// (docs/security.md, "Replays").
+    pub seal_id: Option<SealId>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -130,12 +140,18 @@ impl Default for ConsumerSettings {
 }
 
 thread_local! {
-    /// Per-thread buffer records are decrypted in; only the value is copied out.
-    static OPEN_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Per-thread buffer records are decrypted in; only the value is copied out. It holds
+    /// plaintext between records, so it is wiped when dropped or replaced.
+    static OPEN_BUFFER: std::cell::RefCell<ReusedBuffer> = const { std::cell::RefCell::new(ReusedBuffer::new()) };
 }
 
-/// A reused buffer that grew beyond this (a huge record) is dropped rather than kept.
-const MAX_REUSED_BUFFER: usize = 1 << 20;
+/// The seal id of an opened record or tombstone (its first bytes are the nonce).
+fn seal_id_of(sealed: &[u8]) -> Option<SealId> {
+    sealed
+        .get(..NONCE_LEN)
+        .and_then(|n| <&[u8; NONCE_LEN]>::try_from(n).ok())
+        .map(SealId::of_nonce)
+}
 
 /// What `open_with` must be given before it can finish a record.
 enum Need {
@@ -312,7 +328,7 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
                 }
             }
         }
-        let record = |headers, value, was_encrypted| ConsumedRecord {
+        let record = |headers, value, seal_id: Option<SealId>| ConsumedRecord {
             topic: topic.to_owned(),
             partition: message.partition(),
             offset: message.offset(),
@@ -320,17 +336,23 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
             key: message.key().map(<[u8]>::to_vec),
             headers,
             value,
-            was_encrypted,
+            was_encrypted: seal_id.is_some(),
+            seal_id,
         };
         let malformed = |source| ConsumeError::Malformed { at: at(), source };
         match (key_headers, message.payload()) {
-            (0, None) if others.is_empty() => Ok(Ok(record(others, None, false))),
+            // Unsealed: plaintext, or a tombstone nobody authenticated. Either passes only
+            // where the trusted configuration and the verified policy both allow plaintext
+            // (on a compacted topic, an unauthenticated tombstone would delete state).
             (0, value) => match known.plaintext_allowed {
                 None => Err(Need::Policy),
-                Some(true) => Ok(Ok(record(others, value.map(<[u8]>::to_vec), false))),
+                Some(true) => Ok(Ok(record(others, value.map(<[u8]>::to_vec), None))),
+                Some(false) if value.is_none() && others.is_empty() => {
+                    Ok(Err(ConsumeError::UnauthenticatedTombstone { at: at() }))
+                }
                 Some(false) => Ok(Err(ConsumeError::PlaintextRejected { at: at() })),
             },
-            (1, Some(sealed)) => {
+            (1, payload) => {
                 if !others.is_empty() {
                     return Ok(Err(ConsumeError::UnauthenticatedHeaders {
                         at: at(),
@@ -340,8 +362,12 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
                 let Some(header) = key_header else {
                     return Ok(Err(malformed(RecordError::MalformedKeyHeader)));
                 };
-                let version = match record::decode_key_header(header) {
-                    Ok(version) => version,
+                let parsed = match payload {
+                    Some(_) => record::decode_key_header(header).map(|v| (v, None)),
+                    None => record::decode_tombstone_header(header).map(|(v, a)| (v, Some(a))),
+                };
+                let (version, tombstone) = match parsed {
+                    Ok(parsed) => parsed,
                     Err(e) => return Ok(Err(malformed(e))),
                 };
                 let location = RecordLocation {
@@ -355,45 +381,51 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
                         .get_cached(topic, location.partition, version)
                         .ok_or(Need::Key(version))?,
                 };
-                let opened = OPEN_BUFFER.with_borrow_mut(|scratch| {
+                let tampered = |source| match source {
+                    RecordError::Authentication
+                    | RecordError::TooShort { .. }
+                    | RecordError::MalformedFrame(_) => ConsumeError::Tampered { at: at(), source },
+                    source => malformed(source),
+                };
+                let (Some(sealed), None) = (payload, tombstone) else {
+                    let authenticator = tombstone.unwrap_or_default();
+                    return Ok(record::open_tombstone(
+                        key.as_ref(),
+                        location,
+                        version,
+                        message.key(),
+                        authenticator,
+                    )
+                    .map(|()| record(others, None, seal_id_of(authenticator)))
+                    .map_err(tampered));
+                };
+                let opened = OPEN_BUFFER.with_borrow_mut(|reused| {
                     let opened = record::open_with_scratch(
                         key.as_ref(),
                         location,
                         version,
                         message.key(),
                         sealed,
-                        scratch,
+                        reused.get(),
                     );
-                    if scratch.capacity() > MAX_REUSED_BUFFER {
-                        *scratch = Vec::new();
-                    }
+                    reused.shrink();
                     opened
                 });
                 Ok(opened
-                    .map(|opened| record(opened.headers, Some(opened.value), true))
-                    .map_err(|source| match source {
-                        RecordError::Authentication
-                        | RecordError::TooShort { .. }
-                        | RecordError::MalformedFrame(_) => {
-                            ConsumeError::Tampered { at: at(), source }
-                        }
-                        source => malformed(source),
-                    }))
+                    .map(|opened| record(opened.headers, Some(opened.value), seal_id_of(sealed)))
+                    .map_err(tampered))
             }
-            (1, None) => Ok(Err(malformed(RecordError::MalformedFrame(
-                "a key header on a record without a value",
-            )))),
             (n, _) => Ok(Err(malformed(RecordError::DuplicateKeyHeader(n)))),
         }
     }
 
-    /// Plaintext passes only where the topic's policy says `Allow`; a topic without a policy
-    /// (or whose policy cannot be read) is treated as `Reject`.
+    /// Plaintext passes only where the trusted configuration lists the topic and its verified
+    /// policy says `Allow`; a topic without a policy (or whose policy cannot be read) is
+    /// treated as `Reject`.
     async fn plaintext_allowed(&self, topic: &str) -> bool {
-        matches!(
-            self.keys.policy(topic, self.settings.key_wait).await,
-            Ok(policy) if policy.plaintext == PlaintextPolicy::Allow
-        )
+        self.keys
+            .plaintext_allowed(topic, self.settings.key_wait)
+            .await
     }
 
     async fn dek(

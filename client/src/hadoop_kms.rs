@@ -106,7 +106,9 @@ impl HadoopKmsTls {
 
 pub struct HadoopKms {
     http: reqwest::Client,
-    base: String,
+    /// `<url>/v1`; every path below it is built from percent-encoded segments (TEK and
+    /// version names come from key records).
+    base: reqwest::Url,
     user: String,
 }
 
@@ -145,17 +147,31 @@ impl HadoopKms {
         let http = builder
             .build()
             .map_err(|e| misconfigured(format!("HTTP client: {e}")))?;
+        let base = reqwest::Url::parse(&format!("{}/v1", settings.url.trim_end_matches('/')))
+            .ok()
+            .filter(|u| !u.cannot_be_a_base())
+            .ok_or_else(|| misconfigured(format!("'{}' is not an http(s) URL", settings.url)))?;
         Ok(Self {
             http,
-            base: format!("{}/v1", settings.url.trim_end_matches('/')),
+            base,
             user: settings.user.clone(),
         })
+    }
+
+    /// `<base>/<segments...>`, each segment percent-encoded (a `/` or `?` in a name stays
+    /// inside its segment).
+    fn url(&self, segments: &[&str]) -> reqwest::Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
     }
 
     async fn call(
         &self,
         method: Method,
-        path: &str,
+        path: &[&str],
         query: &[(&str, &str)],
         body: Option<Value>,
         tek: &str,
@@ -163,7 +179,7 @@ impl HadoopKms {
     ) -> Result<Value, ProviderError> {
         let mut request = self
             .http
-            .request(method, format!("{}/{path}", self.base))
+            .request(method, self.url(path))
             .query(&[("user.name", self.user.as_str())])
             .query(query);
         if let Some(body) = body {
@@ -199,7 +215,7 @@ impl HadoopKms {
         let meta = self
             .call(
                 Method::GET,
-                &format!("key/{tek}/_metadata"),
+                &["key", tek, "_metadata"],
                 &[],
                 None,
                 tek,
@@ -367,7 +383,7 @@ impl KeyProvider for HadoopKms {
         let eeks = self
             .call(
                 Method::GET,
-                &format!("key/{tek}/_eek"),
+                &["key", tek, "_eek"],
                 &[("eek_op", "generate"), ("num_keys", "1")],
                 None,
                 tek,
@@ -390,7 +406,7 @@ impl KeyProvider for HadoopKms {
         let out = self
             .call(
                 Method::POST,
-                &format!("keyversion/{version}/_eek"),
+                &["keyversion", &version, "_eek"],
                 &[("eek_op", "decrypt")],
                 Some(body),
                 tek,
@@ -420,7 +436,7 @@ impl TekManager for HadoopKms {
         let created = self
             .call(
                 Method::POST,
-                "keys",
+                &["keys"],
                 &[],
                 Some(json!({"name": tek, "cipher": CIPHER, "length": KEY_BITS})),
                 tek,
@@ -443,21 +459,14 @@ impl TekManager for HadoopKms {
 
     async fn rotate_tek(&self, tek: &str) -> Result<TekInfo, ProviderError> {
         self.info(tek).await?;
-        self.call(
-            Method::POST,
-            &format!("key/{tek}"),
-            &[],
-            Some(json!({})),
-            tek,
-            None,
-        )
-        .await?;
+        self.call(Method::POST, &["key", tek], &[], Some(json!({})), tek, None)
+            .await?;
         self.info(tek).await
     }
 
     async fn delete_tek(&self, tek: &str) -> Result<(), ProviderError> {
         match self
-            .call(Method::DELETE, &format!("key/{tek}"), &[], None, tek, None)
+            .call(Method::DELETE, &["key", tek], &[], None, tek, None)
             .await
         {
             Ok(_) | Err(ProviderError::NotFound { .. }) => Ok(()),
@@ -475,7 +484,7 @@ impl TekManager for HadoopKms {
         let out = self
             .call(
                 Method::POST,
-                &format!("keyversion/{version}/_eek"),
+                &["keyversion", &version, "_eek"],
                 &[("eek_op", "reencrypt")],
                 Some(body),
                 tek,
@@ -503,7 +512,7 @@ impl TekManager for HadoopKms {
         let out = self
             .call(
                 Method::POST,
-                &format!("key/{tek}/_reencryptbatch"),
+                &["key", tek, "_reencryptbatch"],
                 &[],
                 Some(Value::Array(batch)),
                 tek,
@@ -535,6 +544,34 @@ impl TekManager for HadoopKms {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_from_key_records_stay_inside_their_path_segment() {
+        let kms = HadoopKms::new(&HadoopKmsSettings {
+            url: "https://kms.example:9600/kms/".into(),
+            user: "kafka".into(),
+            tls: None,
+            timeout: Duration::from_secs(1),
+        })
+        .unwrap();
+        assert_eq!(
+            kms.url(&["key", "../keys?x=1#y", "_metadata"]).as_str(),
+            "https://kms.example:9600/kms/v1/key/..%2Fkeys%3Fx=1%23y/_metadata"
+        );
+        assert_eq!(
+            kms.url(&["keyversion", "tek@0", "_eek"]).as_str(),
+            "https://kms.example:9600/kms/v1/keyversion/tek@0/_eek"
+        );
+        assert!(
+            HadoopKms::new(&HadoopKmsSettings {
+                url: "not a url".into(),
+                user: "kafka".into(),
+                tls: None,
+                timeout: Duration::from_secs(1),
+            })
+            .is_err()
+        );
+    }
 
     #[test]
     fn debug_output_never_contains_the_client_key() {

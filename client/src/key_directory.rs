@@ -1,12 +1,17 @@
 //! The client's view of the key topic (`__encryption_keys`): every topic's policy and EDEK
 //! records, read from the beginning and then followed live.
 //!
+//! The key topic is on the broker, which is not trusted. A record is believed only if a key of
+//! the reader's [`Trust`] (which comes through the Kubernetes API, never through Kafka) signed
+//! it, and only if its generation is newer than what its slot held (`key_state`); everything
+//! else is counted, logged by record key, and ignored.
+//!
 //! Producers ask it for a topic's policy and a partition's current EDEK; consumers ask for the
 //! EDEK a record header names. The operator publishes an EDEK before the policy or records that
 //! use it, but a consumer may read a data record before its own view of the key topic has caught
 //! up; so lookups wait a bounded time for an entry to arrive, then fail with a typed error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -14,16 +19,18 @@ use std::time::Duration;
 use rdkafka::ClientContext;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers as _, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use thiserror::Error;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::FastMap;
 use crate::kafka::{self, KafkaConnection};
-use crate::key_records::{self, EdekRecord, KeyRecord, PolicyRecord};
+use crate::key_records::{self, EdekRecord, KeyRecord, PlaintextPolicy, PolicyRecord};
+pub use crate::key_state::{MAX_PENDING_REJECTIONS, RejectedKeyRecords};
+use crate::key_state::{Outcome, Position, State};
+use crate::signing::{KeyId, SIGNATURE_HEADER, SignatureError, TrustedKeys};
 
 /// How long producers and consumers wait for the key topic by default: its first read, or an
 /// EDEK a record names that has not arrived yet.
@@ -71,18 +78,16 @@ pub enum KeyDirectoryError {
     MetadataTask { key_topic: String },
 }
 
-#[derive(Default)]
-struct TopicKeys {
-    policy: Option<Arc<PolicyRecord>>,
-    edeks: FastMap<(i32, u32), Arc<EdekRecord>>,
-}
-
-#[derive(Default)]
-struct State {
-    topics: FastMap<String, TopicKeys>,
-    caught_up: bool,
-    /// Offset of the last record applied, per key-topic partition.
-    applied_through: FastMap<i32, i64>,
+/// What a reader believes without asking Kafka: the operator's public signing keys, and the
+/// topics whose plaintext records it accepts (only if their verified policy also says
+/// `Allow`). Both come from the client configuration, which the Kubernetes API delivers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trust {
+    pub keys: TrustedKeys,
+    pub allow_plaintext: BTreeSet<String>,
+    /// Signing keys this reader retired itself (the operator's own, after a rotation): their
+    /// records are history, refused without being reported as forgeries.
+    pub retired: BTreeSet<KeyId>,
 }
 
 /// Everything the key topic holds for one topic right now.
@@ -91,6 +96,9 @@ pub struct TopicKeysSnapshot {
     pub policy: Option<Arc<PolicyRecord>>,
     /// Every EDEK record, ordered by (partition, version).
     pub edeks: Vec<Arc<EdekRecord>>,
+    /// (partition, version) of EDEK record keys the key topic holds only in refused records:
+    /// a version the operator must never issue (it would overwrite them).
+    pub occupied: std::collections::BTreeSet<(i32, u32)>,
 }
 
 /// Counters a caller can export as metrics.
@@ -98,9 +106,93 @@ pub struct TopicKeysSnapshot {
 pub struct KeyDirectoryStats {
     /// Key-topic records applied.
     pub applied: AtomicU64,
-    /// Key-topic records that could not be decoded (and were logged, then ignored: a lookup of
-    /// what they would have held fails with a typed error).
+    /// Signed records that could not be decoded, and records without a key.
     pub malformed: AtomicU64,
+    /// Records without a signature.
+    pub unsigned: AtomicU64,
+    /// Records with a signature header that does not parse.
+    pub malformed_signature: AtomicU64,
+    /// Records signed by a key not trusted (forged, or signed by a retired key).
+    pub unknown_signer: AtomicU64,
+    /// Records signed by a key this reader retired.
+    pub retired_signer: AtomicU64,
+    /// Records whose signature does not verify (altered).
+    pub bad_signature: AtomicU64,
+    /// Validly signed records older than what their slot holds (a rollback).
+    pub stale_generation: AtomicU64,
+}
+
+/// The directory's counters as Prometheus metrics, read at each scrape:
+/// `kafka_e2ee_key_records_applied_total` and `kafka_e2ee_key_records_rejected_total{reason}`.
+#[derive(Debug, Clone)]
+pub struct KeyDirectoryMetrics(Arc<KeyDirectoryStats>);
+
+impl KeyDirectoryMetrics {
+    pub fn register(self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register_collector(Box::new(self));
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+impl prometheus_client::collector::Collector for KeyDirectoryMetrics {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric as _;
+        use prometheus_client::metrics::TypedMetric as _;
+        use prometheus_client::metrics::counter::ConstCounter;
+        let applied = ConstCounter::new(self.0.applied.load(Ordering::Relaxed));
+        applied.encode(encoder.encode_descriptor(
+            "kafka_e2ee_key_records_applied",
+            "Verified key-topic records applied to the key directory",
+            None,
+            ConstCounter::<u64>::TYPE,
+        )?)?;
+        let mut family = encoder.encode_descriptor(
+            "kafka_e2ee_key_records_rejected",
+            "Key-topic records refused (unsigned, unknown or retired signer, bad signature, stale generation, malformed), by reason",
+            None,
+            ConstCounter::<u64>::TYPE,
+        )?;
+        for (reason, count) in self.0.rejected() {
+            ConstCounter::new(count).encode(family.encode_family(&ReasonLabel { reason })?)?;
+        }
+        Ok(())
+    }
+}
+
+impl KeyDirectoryStats {
+    /// Refused records by reason (bounded labels, for a metric).
+    pub fn rejected(&self) -> [(&'static str, u64); 7] {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("malformed", get(&self.malformed)),
+            ("unsigned", get(&self.unsigned)),
+            ("malformed_signature", get(&self.malformed_signature)),
+            ("unknown_signer", get(&self.unknown_signer)),
+            ("retired_signer", get(&self.retired_signer)),
+            ("bad_signature", get(&self.bad_signature)),
+            ("stale_generation", get(&self.stale_generation)),
+        ]
+    }
+
+    fn count(&self, reason: &str) {
+        let counter = match reason {
+            "unsigned" => &self.unsigned,
+            "malformed_signature" => &self.malformed_signature,
+            "unknown_signer" => &self.unknown_signer,
+            "retired_signer" => &self.retired_signer,
+            "bad_signature" => &self.bad_signature,
+            "stale_generation" => &self.stale_generation,
+            _ => &self.malformed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// A live, in-memory index of the key topic. Reading stops when it is dropped.
@@ -114,6 +206,10 @@ pub struct KeyDirectory {
     /// The same count as a plain atomic: producers compare it on every record.
     generation: Arc<AtomicU64>,
     stats: Arc<KeyDirectoryStats>,
+    trust: Arc<RwLock<Arc<Trust>>>,
+    /// Tells the reader to read the key topic again from its beginning (the trust changed).
+    reread: Arc<Notify>,
+    bump: Arc<Bump>,
     reader: JoinHandle<()>,
 }
 
@@ -124,11 +220,12 @@ impl Drop for KeyDirectory {
 }
 
 impl KeyDirectory {
-    /// Starts reading `key_topic` from the beginning. Returns at once; lookups wait (bounded)
-    /// for the first read to reach the end.
+    /// Starts reading `key_topic` from the beginning, believing what `trust` verifies. Returns
+    /// at once; lookups wait (bounded) for the first read to reach the end.
     pub async fn start(
         connection: &KafkaConnection,
         key_topic: &str,
+        trust: Trust,
     ) -> Result<Self, KeyDirectoryError> {
         let partitions = key_topic_partitions(connection, key_topic).await?;
         let mut config = connection.client_config();
@@ -149,37 +246,36 @@ impl KeyDirectory {
                     source,
                 }
             })?;
-        let mut assignment = TopicPartitionList::new();
-        for &p in &partitions {
-            assignment
-                .add_partition_offset(key_topic, p, Offset::Beginning)
-                .map_err(|source| KeyDirectoryError::Assign {
-                    key_topic: key_topic.to_owned(),
-                    source,
-                })?;
-        }
-        consumer
-            .assign(&assignment)
-            .map_err(|source| KeyDirectoryError::Assign {
+        assign_from_beginning(&consumer, key_topic, &partitions).map_err(|source| {
+            KeyDirectoryError::Assign {
                 key_topic: key_topic.to_owned(),
                 source,
-            })?;
+            }
+        })?;
 
         let state = Arc::new(RwLock::new(State::default()));
         let stats = Arc::new(KeyDirectoryStats::default());
+        let trust = Arc::new(RwLock::new(Arc::new(trust)));
+        let reread = Arc::new(Notify::new());
         let (tx, rx) = watch::channel(0u64);
         let generation = Arc::new(AtomicU64::new(0));
-        let reader = tokio::spawn(read_key_topic(
-            consumer,
-            key_topic.to_owned(),
-            partitions.len(),
-            Arc::clone(&state),
-            Arc::clone(&stats),
-            Bump {
-                changes: tx,
-                generation: Arc::clone(&generation),
-            },
-        ));
+        let bump = Arc::new(Bump {
+            changes: tx,
+            generation: Arc::clone(&generation),
+        });
+        let reader = tokio::spawn(
+            Reader {
+                consumer,
+                key_topic: key_topic.to_owned(),
+                partitions,
+                state: Arc::clone(&state),
+                stats: Arc::clone(&stats),
+                trust: Arc::clone(&trust),
+                reread: Arc::clone(&reread),
+                bump: Arc::clone(&bump),
+            }
+            .run(),
+        );
         Ok(Self {
             key_topic: key_topic.to_owned(),
             connection: connection.clone(),
@@ -187,8 +283,93 @@ impl KeyDirectory {
             changes: rx,
             generation,
             stats,
+            trust,
+            reread,
+            bump,
             reader,
         })
+    }
+
+    /// The trust in force.
+    pub fn trust(&self) -> Arc<Trust> {
+        Arc::clone(&self.trust.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Replaces the trust (a reloaded configuration, a signing-key rotation). Records signed
+    /// by keys no longer trusted are forgotten at once, and the key topic is read again from
+    /// its beginning, so records of newly trusted keys that were refused before apply now.
+    pub fn set_trust(&self, trust: Trust) {
+        let mut current = self.trust.write().unwrap_or_else(PoisonError::into_inner);
+        if **current == trust {
+            return;
+        }
+        let keys_changed = current.keys != trust.keys;
+        let trusted: BTreeSet<KeyId> = trust.keys.ids().collect();
+        *current = Arc::new(trust);
+        drop(current);
+        if keys_changed {
+            self.state
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .forget_signers(|k| trusted.contains(&k));
+            self.reread.notify_one();
+        }
+        // Producers rebuild what they derived from the state; waiters look again.
+        self.bump.bump();
+    }
+
+    /// Whether plaintext records of `topic` pass: only if the trusted configuration names the
+    /// topic *and* its verified policy says `Allow`. A key-topic record alone never relaxes
+    /// `Reject`, and a topic without a verified policy rejects plaintext.
+    pub async fn plaintext_allowed(&self, topic: &str, wait: Duration) -> bool {
+        if !self.trust().allow_plaintext.contains(topic) {
+            return false;
+        }
+        matches!(
+            self.policy(topic, wait).await,
+            Ok(policy) if policy.plaintext == PlaintextPolicy::Allow
+        )
+    }
+
+    /// The highest generation of any record applied (a restarted operator signs above it).
+    pub fn max_generation(&self) -> u64 {
+        self.state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .max_generation
+    }
+
+    /// Refused key records of `topic` (counted only once the topic has verified records).
+    pub fn rejected(&self, topic: &str) -> RejectedKeyRecords {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        state
+            .topics
+            .get(topic)
+            .map(|t| t.rejected.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every live record not signed by `key`: what must be signed again before another key
+    /// can be retired.
+    pub fn signed_by_others(&self, key: KeyId) -> Vec<KeyRecord> {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        let mut out = Vec::new();
+        for keys in state.topics.values() {
+            if let Some(policy) = &keys.policy
+                && keys.signer_of_policy().is_some_and(|s| s.signer != key)
+            {
+                out.push(KeyRecord::Policy((**policy).clone()));
+            }
+            for edek in keys.edeks.values() {
+                if keys
+                    .signer_of_edek(edek.partition, edek.version)
+                    .is_some_and(|s| s.signer != key)
+                {
+                    out.push(KeyRecord::Edek((**edek).clone()));
+                }
+            }
+        }
+        out
     }
 
     pub fn key_topic(&self) -> &str {
@@ -197,6 +378,11 @@ impl KeyDirectory {
 
     pub fn stats(&self) -> &KeyDirectoryStats {
         &self.stats
+    }
+
+    /// The directory's counters as Prometheus metrics (register once).
+    pub fn metrics(&self) -> KeyDirectoryMetrics {
+        KeyDirectoryMetrics(Arc::clone(&self.stats))
     }
 
     /// A number that changes whenever the directory changes: cheap to compare on a hot path.
@@ -224,27 +410,34 @@ impl KeyDirectory {
         topic: &str,
         wait: Duration,
     ) -> Result<Arc<PolicyRecord>, KeyLookupError> {
-        let deadline = Instant::now() + wait;
         self.wait_caught_up(wait).await?;
         if let Some(policy) = self.policy_now(topic) {
             return Ok(policy);
         }
+        self.sync(wait).await?;
+        self.policy_now(topic)
+            .ok_or_else(|| KeyLookupError::NoPolicy {
+                topic: topic.to_owned(),
+                key_topic: self.key_topic.clone(),
+            })
+    }
+
+    /// Waits (up to `wait`) until every record the key topic holds now, as the broker reports
+    /// its end, has been read: one metadata round trip.
+    pub async fn sync(&self, wait: Duration) -> Result<(), KeyLookupError> {
+        let deadline = Instant::now() + wait;
         let not_caught_up = || KeyLookupError::NotCaughtUp {
             key_topic: self.key_topic.clone(),
             waited: wait,
         };
+        self.wait_caught_up(wait).await?;
         let ends = self
             .current_ends(deadline.saturating_duration_since(Instant::now()))
             .await
             .ok_or_else(not_caught_up)?;
         self.wait_read_through(&ends, deadline.saturating_duration_since(Instant::now()))
             .await
-            .map_err(|_| not_caught_up())?;
-        self.policy_now(topic)
-            .ok_or_else(|| KeyLookupError::NoPolicy {
-                topic: topic.to_owned(),
-                key_topic: self.key_topic.clone(),
-            })
+            .map_err(|_| not_caught_up())
     }
 
     /// The offset of the last record in each non-empty key-topic partition, as the broker
@@ -320,14 +513,19 @@ impl KeyDirectory {
     /// Everything known about `topic` right now.
     pub fn topic_keys(&self, topic: &str) -> TopicKeysSnapshot {
         let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        let occupied = state.occupied.get(topic).cloned().unwrap_or_default();
         let Some(keys) = state.topics.get(topic) else {
-            return TopicKeysSnapshot::default();
+            return TopicKeysSnapshot {
+                occupied,
+                ..TopicKeysSnapshot::default()
+            };
         };
         let mut edeks: Vec<Arc<EdekRecord>> = keys.edeks.values().cloned().collect();
         edeks.sort_by_key(|e| (e.partition, e.version));
         TopicKeysSnapshot {
             policy: keys.policy.clone(),
             edeks,
+            occupied,
         }
     }
 
@@ -415,73 +613,141 @@ async fn key_topic_watermarks(
     .map_err(KeyDirectoryError::from)
 }
 
-async fn read_key_topic(
+fn assign_from_beginning(
+    consumer: &StreamConsumer<QuietEof>,
+    key_topic: &str,
+    partitions: &[i32],
+) -> Result<(), KafkaError> {
+    let mut assignment = TopicPartitionList::new();
+    for &p in partitions {
+        assignment.add_partition_offset(key_topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)
+}
+
+/// The task that reads the key topic into the state.
+struct Reader {
     consumer: StreamConsumer<QuietEof>,
     key_topic: String,
-    partitions: usize,
+    partitions: Vec<i32>,
     state: Arc<RwLock<State>>,
     stats: Arc<KeyDirectoryStats>,
-    generation: Bump,
-) {
-    let mut at_end = vec![false; partitions];
-    loop {
-        match consumer.recv().await {
-            Ok(message) => {
-                let Some(key) = message.key() else {
-                    mark_read(&state, &message, &generation);
-                    stats.malformed.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%key_topic, offset = message.offset(), "key-topic record without a key ignored");
+    trust: Arc<RwLock<Arc<Trust>>>,
+    reread: Arc<Notify>,
+    bump: Arc<Bump>,
+}
+
+impl Reader {
+    async fn run(self) {
+        let mut at_end = vec![false; self.partitions.len()];
+        loop {
+            let received = tokio::select! {
+                biased;
+                () = self.reread.notified() => {
+                    if let Err(e) = assign_from_beginning(&self.consumer, &self.key_topic, &self.partitions) {
+                        tracing::warn!(key_topic = %self.key_topic, error = %e, "cannot read the key topic again; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        self.reread.notify_one();
+                    }
                     continue;
-                };
-                match key_records::decode(key, message.payload()) {
-                    Ok(record) => {
-                        let mut s = state.write().unwrap_or_else(PoisonError::into_inner);
-                        apply(&mut s, record);
-                        s.applied_through
-                            .insert(message.partition(), message.offset());
-                        drop(s);
-                        stats.applied.fetch_add(1, Ordering::Relaxed);
-                        generation.bump();
-                    }
-                    Err(e) => {
-                        mark_read(&state, &message, &generation);
-                        stats.malformed.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(%key_topic, partition = message.partition(), offset = message.offset(), error = %e, "malformed key-topic record ignored");
-                    }
                 }
-            }
-            Err(KafkaError::PartitionEOF(p)) => {
-                if let Some(flag) = usize::try_from(p).ok().and_then(|p| at_end.get_mut(p)) {
-                    *flag = true;
-                }
-                if at_end.iter().all(|&f| f) {
-                    let mut s = state.write().unwrap_or_else(PoisonError::into_inner);
-                    if !s.caught_up {
-                        s.caught_up = true;
-                        drop(s);
-                        tracing::debug!(%key_topic, "key topic read to its end");
-                        generation.bump();
+                received = self.consumer.recv() => received,
+            };
+            match received {
+                Ok(message) => self.read(&message),
+                Err(KafkaError::PartitionEOF(p)) => {
+                    if let Some(flag) = usize::try_from(p).ok().and_then(|p| at_end.get_mut(p)) {
+                        *flag = true;
+                    }
+                    if at_end.iter().all(|&f| f) {
+                        let mut s = self.state.write().unwrap_or_else(PoisonError::into_inner);
+                        if !s.caught_up {
+                            s.caught_up = true;
+                            drop(s);
+                            tracing::debug!(key_topic = %self.key_topic, "key topic read to its end");
+                            self.bump.bump();
+                        }
                     }
                 }
-            }
-            Err(e) => {
-                // librdkafka reconnects by itself; lookups meanwhile time out with typed errors.
-                tracing::warn!(%key_topic, error = %e, "reading the key topic failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                Err(e) => {
+                    // librdkafka reconnects by itself; lookups meanwhile time out with typed
+                    // errors.
+                    tracing::warn!(key_topic = %self.key_topic, error = %e, "reading the key topic failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
             }
         }
     }
+
+    /// Verifies, decodes and applies one record; anything refused is counted and logged by
+    /// its record key (never its value).
+    fn read(&self, message: &impl Message) {
+        let at = Position {
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+        let key = message.key().unwrap_or_default();
+        let trust = Arc::clone(&self.trust.read().unwrap_or_else(PoisonError::into_inner));
+        // Verified before anything else is looked at: an unsigned record costs no parsing.
+        let verified = signature_header(message)
+            .and_then(|header| trust.keys.verify(key, message.payload(), header))
+            .map_err(|e| match e {
+                SignatureError::UnknownSigner(k) if trust.retired.contains(&k) => "retired_signer",
+                e => e.reason(),
+            })
+            .and_then(|signed| {
+                key_records::decode(key, message.payload())
+                    .map(|record| (record, signed))
+                    .map_err(|e| {
+                        tracing::warn!(key_topic = %self.key_topic, partition = at.partition, offset = at.offset, error = %e, "a signed key-topic record does not decode; ignored");
+                        "malformed"
+                    })
+            });
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        let refused = match verified {
+            Ok((record, signed)) => match state.ingest(record, signed, at) {
+                Outcome::Applied => {
+                    self.stats.applied.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+                Outcome::Repeated => None,
+                Outcome::Stale => Some("stale_generation"),
+            },
+            Err(reason) => Some(reason),
+        };
+        if let Some(reason) = refused {
+            self.stats.count(reason);
+            // A retired key's records are this reader's own history, not an attack.
+            if reason != "retired_signer" {
+                let record_key = String::from_utf8_lossy(key);
+                state.reject(&record_key, reason);
+                tracing::warn!(key_topic = %self.key_topic, partition = at.partition, offset = at.offset, record_key = %truncated(&record_key), reason, "key-topic record refused");
+            }
+        }
+        state.mark_read(at);
+        drop(state);
+        self.bump.bump();
+    }
 }
 
-/// Records that a message was read even though nothing was applied (read-through waiters
-/// must not wait for a malformed record forever).
-fn mark_read(state: &RwLock<State>, message: &impl Message, generation: &Bump) {
-    state
-        .write()
-        .unwrap_or_else(PoisonError::into_inner)
-        .applied_through
-        .insert(message.partition(), message.offset());
-    generation.bump();
+/// The signature header of a record, if it has exactly one.
+fn signature_header(message: &impl Message) -> Result<Option<&[u8]>, SignatureError> {
+    let mut found = None;
+    if let Some(headers) = message.headers() {
+        for h in headers.iter().filter(|h| h.key == SIGNATURE_HEADER) {
+            if found.is_some() {
+                return Err(SignatureError::DuplicateHeader);
+            }
+            found = Some(h.value.unwrap_or_default());
+        }
+    }
+    Ok(found)
+}
+
+/// A record key for a log line: attackers choose it, so it is cut short.
+fn truncated(text: &str) -> &str {
+    let end = text.char_indices().nth(120).map_or(text.len(), |(i, _)| i);
+    &text[..end]
 }
 
 /// Announces a change to waiters and to [`KeyDirectory::generation`] readers.
@@ -495,37 +761,5 @@ impl Bump {
         // The atomic first: whoever a waiter wakes sees the new generation too.
         let next = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         self.changes.send_replace(next);
-    }
-}
-
-fn apply(state: &mut State, record: KeyRecord) {
-    match record {
-        KeyRecord::Policy(policy) => {
-            let topic = policy.topic.clone();
-            state.topics.entry(topic).or_default().policy = Some(Arc::new(policy));
-        }
-        KeyRecord::PolicyDeleted { topic } => {
-            if let Some(t) = state.topics.get_mut(&topic) {
-                t.policy = None;
-            }
-        }
-        KeyRecord::Edek(edek) => {
-            let topic = edek.topic.clone();
-            state
-                .topics
-                .entry(topic)
-                .or_default()
-                .edeks
-                .insert((edek.partition, edek.version), Arc::new(edek));
-        }
-        KeyRecord::EdekDeleted {
-            topic,
-            partition,
-            version,
-        } => {
-            if let Some(t) = state.topics.get_mut(&topic) {
-                t.edeks.remove(&(partition, version));
-            }
-        }
     }
 }

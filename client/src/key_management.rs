@@ -5,10 +5,11 @@
 //! unused EDEKs, never a policy pointing at nothing.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use thiserror::Error;
 use tokio::time::Instant;
@@ -16,6 +17,7 @@ use tokio::time::Instant;
 use crate::kafka::{self, EnsureOutcome, KafkaConnection, TopicSpec};
 use crate::key_records::{EdekRecord, KeyRecordError, PolicyRecord};
 use crate::provider::{DekCommitment, DekContext, KeyProvider, ProviderError};
+use crate::signing::{SIGNATURE_HEADER, Signer};
 
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -112,10 +114,13 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Writes key records with `acks=all` and idempotence, each confirmed before the call returns.
+/// Writes key records with `acks=all` and idempotence, each confirmed before the call returns,
+/// and each signed ([`Signer`]): readers believe nothing from the key topic that the
+/// operator did not sign.
 pub struct KeyTopicWriter {
     producer: FutureProducer,
     key_topic: String,
+    signer: Arc<Signer>,
     /// Highest acknowledged offset per key-topic partition: a reader that has applied up to
     /// here has seen everything this writer wrote ([`KeyDirectory::wait_read_through`]).
     ///
@@ -124,7 +129,11 @@ pub struct KeyTopicWriter {
 }
 
 impl KeyTopicWriter {
-    pub fn new(connection: &KafkaConnection, key_topic: &str) -> Result<Self, kafka::Error> {
+    pub fn new(
+        connection: &KafkaConnection,
+        key_topic: &str,
+        signer: Arc<Signer>,
+    ) -> Result<Self, kafka::Error> {
         let producer = connection
             .client_config()
             .set("acks", "all")
@@ -139,12 +148,17 @@ impl KeyTopicWriter {
         Ok(Self {
             producer,
             key_topic: key_topic.to_owned(),
+            signer,
             written: Mutex::new(BTreeMap::new()),
         })
     }
 
     pub fn key_topic(&self) -> &str {
         &self.key_topic
+    }
+
+    pub fn signer(&self) -> &Arc<Signer> {
+        &self.signer
     }
 
     /// Highest acknowledged offset of each key-topic partition this writer wrote to.
@@ -188,7 +202,13 @@ impl KeyTopicWriter {
         key: &str,
         value: Option<&Vec<u8>>,
     ) -> Result<DeliveryFuture, KeyManagementError> {
-        let mut record: FutureRecord<'_, str, Vec<u8>> = FutureRecord::to(&self.key_topic).key(key);
+        let signature = self.signer.sign(key.as_bytes(), value.map(Vec::as_slice));
+        let mut record: FutureRecord<'_, str, Vec<u8>> = FutureRecord::to(&self.key_topic)
+            .key(key)
+            .headers(OwnedHeaders::new_with_capacity(1).insert(Header {
+                key: SIGNATURE_HEADER,
+                value: Some(&signature),
+            }));
         if let Some(v) = value {
             record = record.payload(v);
         }

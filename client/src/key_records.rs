@@ -157,6 +157,34 @@ pub fn edek_key(topic: &str, partition: i32, version: u32) -> String {
     format!("edek/{topic}/{partition}/{version}")
 }
 
+/// The topic a key-topic record key names (`policy/<topic>`, `edek/<topic>/...`), if any.
+pub(crate) fn topic_of_key(key: &str) -> Option<&str> {
+    let mut parts = key.split('/');
+    match parts.next()? {
+        "policy" | "edek" => parts.next().filter(|t| !t.is_empty()),
+        _ => None,
+    }
+}
+
+/// The (topic, partition, version) an EDEK record key names, if it is one.
+pub(crate) fn edek_slot_of_key(key: &str) -> Option<(&str, i32, u32)> {
+    let mut parts = key.split('/');
+    match (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next(),
+    ) {
+        ("edek", topic, partition, version, None) if !topic.is_empty() => Some((
+            topic,
+            partition.parse().ok().filter(|p: &i32| *p >= 0)?,
+            version.parse().ok()?,
+        )),
+        _ => None,
+    }
+}
+
 fn parse_key(key: &str) -> Result<ParsedKey, KeyRecordError> {
     let unknown = || KeyRecordError::UnknownKey(key.to_owned());
     let parts: Vec<&str> = key.split('/').collect();

@@ -18,6 +18,7 @@
 //! - `aws_kms` (feature `aws-kms`): the AWS KMS KeyProvider.
 //! - `hadoop_kms` (feature `hadoop-kms`): the Hadoop KMS KeyProvider.
 //! - [`key_records`]: policy and EDEK records of the key topic.
+//! - [`signing`]: the operator's signatures on key records, and the keys readers trust.
 //! - [`dek_cache`]: unwrapped DEKs, single-flight, checked against their commitment, prefetched.
 //! - [`secret`]: zeroized key material.
 //! - [`kafka`]: connection settings and idempotent topic administration.
@@ -44,6 +45,7 @@ pub mod hadoop_kms;
 pub mod key_directory;
 pub mod key_management;
 pub mod key_records;
+mod key_state;
 pub mod keystore;
 pub mod nonce;
 pub mod partitioner;
@@ -52,5 +54,6 @@ pub mod provider;
 pub mod record;
 pub mod resilient;
 pub mod secret;
+pub mod signing;
 #[cfg(feature = "vault")]
 pub mod vault;

@@ -28,6 +28,29 @@ pub enum NonceError {
     InvalidCap(u64),
 }
 
+/// Which sealing produced a record: its nonce read as (sequence instance id, counter). Unique
+/// per sealing (under one DEK, and across DEKs but for a 2^-64 chance), and authenticated: a
+/// record whose nonce was changed does not open. Two records with the same `SealId` are one
+/// sealing delivered twice: a replay, or a retry of a non-idempotent producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SealId {
+    pub sequence: u64,
+    pub counter: u32,
+}
+
+impl SealId {
+    pub fn of_nonce(nonce: &[u8; NONCE_LEN]) -> Self {
+        let mut sequence = [0u8; 8];
+        let mut counter = [0u8; 4];
+        sequence.copy_from_slice(&nonce[..8]);
+        counter.copy_from_slice(&nonce[8..]);
+        Self {
+            sequence: u64::from_be_bytes(sequence),
+            counter: u32::from_be_bytes(counter),
+        }
+    }
+}
+
 /// Hands out unique nonces for one DEK. Thread-safe; share it behind an `Arc`.
 pub struct NonceSequence {
     instance: [u8; 8],

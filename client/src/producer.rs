@@ -3,8 +3,9 @@
 //! Per record: choose the partition (explicit, Java-compatible murmur2 of the key, or round
 //! robin), seal headers and value under that partition's current DEK, check the sealed size
 //! against the topic's `max.message.bytes`, and enqueue. A topic without a policy record gets
-//! an error, never plaintext. Tombstones (null values) pass unencrypted; a tombstone with headers
-//! is refused, because its headers would be sent in the clear.
+//! an error, never plaintext. Tombstones (null values) stay null but carry an authenticator in
+//! their `encryption_key` header (docs/wire-format.md); a tombstone with headers is refused,
+//! because its headers would be sent in the clear.
 //!
 //! Per-partition sealers are cached and rebuilt only when the key directory changes (an atomic
 //! compare per record), so KMS calls and allocations scale with key versions, not records.
@@ -27,15 +28,14 @@ use crate::key_records::PolicyRecord;
 use crate::nonce::{MAX_RECORDS_PER_DEK, NonceError, NonceSequence};
 use crate::partitioner::{RoundRobin, partition_for_key};
 use crate::provider::KeyProvider;
-use crate::record::{Header, KEY_HEADER, PartitionSealer, RecordError, RecordLocation};
+use crate::record::{
+    Header, KEY_HEADER, PartitionSealer, RecordError, RecordLocation, ReusedBuffer,
+};
 
 thread_local! {
     /// Per-thread buffer records are sealed into before librdkafka copies them.
-    static SEAL_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SEAL_BUFFER: std::cell::RefCell<ReusedBuffer> = const { std::cell::RefCell::new(ReusedBuffer::new()) };
 }
-
-/// A reused buffer that grew beyond this (a huge record) is dropped rather than kept.
-const MAX_REUSED_BUFFER: usize = 1 << 20;
 
 /// Kafka's default `max.message.bytes` (1 MiB + batch overhead), used when the broker does not
 /// report the topic's value.
@@ -273,15 +273,11 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
             });
         }
 
-        let Some(value) = record.value else {
-            if !record.headers.is_empty() {
-                return Err(ProduceError::TombstoneWithHeaders {
-                    topic: topic.to_owned(),
-                });
-            }
-            let out = outgoing(record, partition, None, None, &state)?;
-            return Box::pin(self.enqueue(out, partition, state)).await;
-        };
+        if record.value.is_none() && !record.headers.is_empty() {
+            return Err(ProduceError::TombstoneWithHeaders {
+                topic: topic.to_owned(),
+            });
+        }
         let built;
         let sealer: &PartitionSealer = match state.sealer(partition) {
             Some(sealer) => sealer,
@@ -290,9 +286,19 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
                 &built
             }
         };
+        let Some(value) = record.value else {
+            // Still null (compaction deletes the key), but authenticated, so that nobody else
+            // can delete the application's state on a compacted topic.
+            let header = sealer
+                .seal_tombstone(record.key)
+                .map_err(|source| seal_error(topic, partition, sealer, source))?;
+            let out = outgoing(record, partition, None, Some(&header), &state)?;
+            return Box::pin(self.enqueue(out, partition, state)).await;
+        };
         // Sealed into this thread's reusable buffer: librdkafka copies the bytes while
         // enqueueing, so no allocation per record is needed on our side.
-        let queued = SEAL_BUFFER.with_borrow_mut(|buf| {
+        let queued = SEAL_BUFFER.with_borrow_mut(|reused| {
+            let buf = reused.get();
             sealer
                 .seal_into(buf, record.key, record.headers, value)
                 .map_err(|source| seal_error(topic, partition, sealer, source))?;
@@ -317,9 +323,7 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
                     });
                 }
             };
-            if buf.capacity() > MAX_REUSED_BUFFER {
-                *buf = Vec::new();
-            }
+            reused.shrink();
             Ok(queued)
         })?;
         match queued {

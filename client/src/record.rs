@@ -5,10 +5,16 @@
 //! value of `nonce (12) || AEAD(frame) || tag (16)`, where the frame holds the original headers
 //! and value. Topic, partition, DEK version and record key are not stored in the payload but
 //! bound through the AAD, so a record moved or spliced anywhere else fails to open.
+//!
+//! A tombstone (null value) stays null, so compaction still deletes its key, but it is
+//! authenticated: its `encryption_key` header carries the key reference followed by
+//! `nonce || tag`, the AEAD tag of an empty plaintext under the same AAD. A record's frame is
+//! never empty, so a tombstone's authenticator can never pass for a record, nor the reverse.
 
 use std::sync::Arc;
 
 use thiserror::Error;
+use zeroize::Zeroize;
 
 use crate::engine::{EngineError, PreparedKey, TAG_LEN};
 use crate::nonce::{NONCE_LEN, NonceError, NonceSequence};
@@ -73,26 +79,46 @@ pub struct OpenedRecord {
     pub value: Vec<u8>,
 }
 
+/// Bytes a tombstone's `encryption_key` header carries after the key reference.
+pub const TOMBSTONE_AUTH_LEN: usize = NONCE_LEN + TAG_LEN;
+
 /// `[FORMAT_V1][LEB128 dek_version]`.
 pub fn encode_key_header(dek_version: u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(6);
+    let mut out = Vec::with_capacity(6 + TOMBSTONE_AUTH_LEN);
     out.push(FORMAT_V1);
     put_varint(&mut out, u64::from(dek_version));
     out
 }
 
-/// The DEK version named by an `encryption_key` header value.
+/// The DEK version named by a record's `encryption_key` header value.
 pub fn decode_key_header(bytes: &[u8]) -> Result<u32, RecordError> {
+    let (version, rest) = key_reference(bytes)?;
+    if !rest.is_empty() {
+        return Err(RecordError::MalformedKeyHeader);
+    }
+    Ok(version)
+}
+
+/// The DEK version and the authenticator (`nonce || tag`) of a tombstone's `encryption_key`
+/// header value.
+pub fn decode_tombstone_header(bytes: &[u8]) -> Result<(u32, &[u8]), RecordError> {
+    let (version, rest) = key_reference(bytes)?;
+    if rest.len() != TOMBSTONE_AUTH_LEN {
+        return Err(RecordError::MalformedKeyHeader);
+    }
+    Ok((version, rest))
+}
+
+/// `[format][minimal LEB128 version]` and what follows it.
+fn key_reference(bytes: &[u8]) -> Result<(u32, &[u8]), RecordError> {
     let (&format, rest) = bytes.split_first().ok_or(RecordError::MalformedKeyHeader)?;
     if format != FORMAT_V1 {
         return Err(RecordError::UnsupportedFormat(format));
     }
     let mut cursor = rest;
     let version = take_varint(&mut cursor).ok_or(RecordError::MalformedKeyHeader)?;
-    if !cursor.is_empty() {
-        return Err(RecordError::MalformedKeyHeader);
-    }
-    u32::try_from(version).map_err(|_| RecordError::MalformedKeyHeader)
+    let version = u32::try_from(version).map_err(|_| RecordError::MalformedKeyHeader)?;
+    Ok((version, cursor))
 }
 
 /// The associated data of a v1 record. Every field is length-prefixed, so no two different
@@ -245,6 +271,20 @@ impl PartitionSealer {
         self.nonces.used()
     }
 
+    /// The `encryption_key` header value of a tombstone with `record_key`: the key reference,
+    /// then `nonce || tag` over an empty plaintext under the record's AAD. Uses one nonce.
+    pub fn seal_tombstone(&self, record_key: Option<&[u8]>) -> Result<Vec<u8>, RecordError> {
+        let nonce = self.nonces.next_nonce()?;
+        let tag = with_aad(AadPrefix::Encoded(&self.aad_prefix), record_key, |aad| {
+            self.key.seal(nonce, aad, &mut [])
+        })
+        .map_err(RecordError::Seal)?;
+        let mut header = self.key_header.clone();
+        header.extend_from_slice(&nonce);
+        header.extend_from_slice(&tag);
+        Ok(header)
+    }
+
     /// `nonce || ciphertext || tag` of the record's headers and (non-null) value.
     pub fn seal(
         &self,
@@ -338,11 +378,49 @@ fn seal_frame(
         }
     }
     out.extend_from_slice(value);
-    let tag = key
-        .seal(nonce, aad, &mut out[NONCE_LEN..])
-        .map_err(RecordError::Seal)?;
-    out.extend_from_slice(&tag);
-    Ok(())
+    match key.seal(nonce, aad, &mut out[NONCE_LEN..]) {
+        Ok(tag) => {
+            out.extend_from_slice(&tag);
+            Ok(())
+        }
+        Err(e) => {
+            // The buffer may still hold the plaintext: wiped, not left for reuse.
+            out.zeroize();
+            Err(RecordError::Seal(e))
+        }
+    }
+}
+
+/// A reused buffer that grew beyond this (a huge record) is dropped rather than kept.
+pub(crate) const MAX_REUSED_BUFFER: usize = 1 << 20;
+
+/// A per-thread buffer records are sealed or opened in, reused across records. It holds
+/// plaintext between uses, so it is wiped when it is dropped (thread exit) or replaced.
+#[derive(Default)]
+pub(crate) struct ReusedBuffer(Vec<u8>);
+
+impl ReusedBuffer {
+    pub(crate) const fn new() -> Self {
+        Self(Vec::new())
+    }
+
+    pub(crate) fn get(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+
+    /// Drops a buffer that grew beyond [`MAX_REUSED_BUFFER`] (one huge record), wiping it.
+    pub(crate) fn shrink(&mut self) {
+        if self.0.capacity() > MAX_REUSED_BUFFER {
+            self.0.zeroize();
+            self.0 = Vec::new();
+        }
+    }
+}
+
+impl Drop for ReusedBuffer {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
 }
 
 /// Gives a reused per-record buffer room for `len` bytes, replacing it with an exact-size one
@@ -350,6 +428,8 @@ fn seal_frame(
 /// amortised-growth path costs ~90 instructions per record here.
 fn ensure_capacity(buf: &mut Vec<u8>, len: usize) {
     if buf.capacity() < len {
+        // The old buffer may hold a previous record's plaintext.
+        buf.zeroize();
         *buf = Vec::with_capacity(len);
     }
 }
@@ -382,6 +462,28 @@ pub fn open(
         sealed_value,
         &mut Vec::new(),
     )
+}
+
+/// Checks a tombstone's authenticator (from [`decode_tombstone_header`]): it was made for
+/// this location, DEK version and record key, under `key`.
+pub fn open_tombstone(
+    key: &dyn PreparedKey,
+    location: RecordLocation<'_>,
+    dek_version: u32,
+    record_key: Option<&[u8]>,
+    authenticator: &[u8],
+) -> Result<(), RecordError> {
+    let (nonce, tag) = authenticator.split_at(NONCE_LEN.min(authenticator.len()));
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| RecordError::Authentication)?;
+    if tag.len() != TAG_LEN {
+        return Err(RecordError::Authentication);
+    }
+    with_aad(
+        AadPrefix::Fields(location, dek_version),
+        record_key,
+        |aad| key.open_gather(nonce, aad, &[], tag, &mut []),
+    )
+    .map_err(|_| RecordError::Authentication)
 }
 
 /// [`open`], decrypting in `scratch` (a buffer the caller reuses across records): the result
@@ -465,7 +567,8 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-/// LEB128, at most 10 bytes, no overflow, minimal encoding not required.
+/// LEB128, at most 10 bytes, no overflow, minimal: a multi-byte encoding may not end in a
+/// zero byte, so every value has exactly one encoding (`01 87 00` is not version 7).
 fn take_varint(cur: &mut &[u8]) -> Option<u64> {
     let mut v: u64 = 0;
     for i in 0..10 {
@@ -477,7 +580,7 @@ fn take_varint(cur: &mut &[u8]) -> Option<u64> {
         }
         v |= bits << (7 * i);
         if b & 0x80 == 0 {
-            return Some(v);
+            return (i == 0 || b != 0).then_some(v);
         }
     }
     None

@@ -1,12 +1,17 @@
 //! The Vault (and OpenBao) transit KeyProvider, behind the `vault` cargo feature.
 //!
-//! The TEK is a transit key of type `aes256-gcm96`, not exportable: it never leaves Vault. DEKs
-//! come from `datakey/plaintext` (the plaintext DEK and its wrapping in one call), unwrap with
-//! `decrypt`, and are re-wrapped by Vault itself (`rewrap`) after a rotation. An EDEK is the
-//! transit ciphertext string (`vault:v<N>:<base64>`), whose `N` is the TEK version.
+//! The TEK is a transit key of type `aes256-gcm96`, not exportable, with key derivation
+//! (`derived: true`): it never leaves Vault. DEKs come from `datakey/plaintext` (the plaintext
+//! DEK and its wrapping in one call), unwrap with `decrypt`, and are re-wrapped by Vault itself
+//! (`rewrap`) after a rotation. An EDEK is the transit ciphertext string
+//! (`vault:v<N>:<base64>`), whose `N` is the TEK version.
 //!
-//! Transit binds no per-call context for non-derived keys, so the DEK's topic, partition and
-//! version are bound by the commitment in the EDEK record instead (checked after every unwrap).
+//! Every call passes the DEK's slot (topic, partition, version) as the derivation `context`, so
+//! Vault wraps each DEK under a key derived for its slot: an EDEK presented for another slot
+//! fails in Vault itself (`message authentication failed`), before the commitment in the EDEK
+//! record is even checked. Transit's `associated_data` would bind the slot too, but `datakey`
+//! and `rewrap` do not take it (checked on OpenBao 2.7), so derivation is the binding that
+//! covers every call. A TEK created without derivation is refused as misconfigured.
 //! Auth: a token, or Kubernetes auth with the pod's projected service-account token (logged in
 //! again after two thirds of each lease, re-reading the token file).
 //! Keys are never created implicitly: `create_tek` reads first and creates only what is absent,
@@ -19,7 +24,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 use vaultrs::api::transit::KeyType;
 use vaultrs::api::transit::requests::{
-    CreateKeyRequestBuilder, DataKeyType, UpdateKeyConfigurationRequestBuilder,
+    CreateKeyRequestBuilder, DataKeyType, DecryptDataRequestBuilder, GenerateDataKeyRequestBuilder,
+    RewrapDataRequestBuilder, UpdateKeyConfigurationRequestBuilder,
 };
 use vaultrs::api::transit::responses::ReadKeyData;
 
@@ -178,11 +184,12 @@ impl VaultTransit {
         let key = transit::key::read(&*self.client(tek).await?, &self.mount, tek)
             .await
             .map_err(|e| classify(e, tek, None))?;
-        if !matches!(key.key_type, KeyType::Aes256Gcm96) || key.exportable {
+        if !matches!(key.key_type, KeyType::Aes256Gcm96) || key.exportable || !key.derived {
             return Err(ProviderError::Misconfigured {
                 backend: BACKEND,
                 reason: format!(
-                    "transit key '{tek}' exists but is not a non-exportable aes256-gcm96 key"
+                    "transit key '{tek}' exists but is not a non-exportable aes256-gcm96 key \
+                     with derivation (derived=true), which binds each DEK to its slot"
                 ),
             });
         }
@@ -200,6 +207,14 @@ impl VaultTransit {
             min_decryption_version: Some(key.min_decryption_version.to_string()),
         })
     }
+}
+
+/// The derivation context of a DEK's slot: a label, then the length-prefixed topic,
+/// partition and version (the one encoding every binding of a slot uses), base64.
+fn derivation_context(context: DekContext<'_>) -> String {
+    let mut bytes = b"kafka-e2ee dek v1\0".to_vec();
+    context.write_to(&mut bytes);
+    STANDARD.encode(bytes)
 }
 
 fn context_label(context: DekContext<'_>) -> String {
@@ -309,7 +324,7 @@ impl KeyProvider for VaultTransit {
             &self.mount,
             tek,
             DataKeyType::Plaintext,
-            None,
+            Some(GenerateDataKeyRequestBuilder::default().context(derivation_context(context))),
         )
         .await
         .map_err(|e| classify(e, tek, None))?;
@@ -339,7 +354,7 @@ impl KeyProvider for VaultTransit {
             &self.mount,
             tek,
             ciphertext,
-            None,
+            Some(DecryptDataRequestBuilder::default().context(derivation_context(context))),
         )
         .await
         .map_err(|e| classify(e, tek, Some(context)))?;
@@ -360,6 +375,7 @@ impl TekManager for VaultTransit {
             Some(
                 CreateKeyRequestBuilder::default()
                     .key_type(KeyType::Aes256Gcm96)
+                    .derived(true)
                     .exportable(false),
             ),
         )
@@ -393,7 +409,7 @@ impl TekManager for VaultTransit {
             &self.mount,
             tek,
             ciphertext,
-            None,
+            Some(RewrapDataRequestBuilder::default().context(derivation_context(context))),
         )
         .await
         .map_err(|e| classify(e, tek, Some(context)))?;

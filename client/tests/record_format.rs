@@ -10,8 +10,8 @@
 use kafka_e2ee_client::engine::{Aes256Gcm, EncryptionEngine, PreparedKey};
 use kafka_e2ee_client::nonce::{MAX_RECORDS_PER_DEK, NonceError, NonceSequence};
 use kafka_e2ee_client::record::{
-    FORMAT_V1, Header, RecordError, RecordLocation, decode_key_header, encode_key_header, open,
-    seal,
+    FORMAT_V1, Header, PartitionSealer, RecordError, RecordLocation, TOMBSTONE_AUTH_LEN,
+    decode_key_header, decode_tombstone_header, encode_key_header, open, open_tombstone, seal,
 };
 use kafka_e2ee_client::secret::KeyMaterial;
 use proptest::prelude::*;
@@ -240,6 +240,115 @@ fn key_header_is_versioned_and_strict() {
         Err(RecordError::MalformedKeyHeader),
         "beyond u32"
     );
+    // One encoding per version: padded varints would let the same record carry two headers.
+    for padded in [
+        &[FORMAT_V1, 0x87, 0x00][..],
+        &[FORMAT_V1, 0x80, 0x00],
+        &[FORMAT_V1, 0xac, 0x82, 0x00],
+    ] {
+        assert_eq!(
+            decode_key_header(padded),
+            Err(RecordError::MalformedKeyHeader),
+            "{padded:02x?} is not minimal"
+        );
+    }
+}
+
+/// A tombstone stays null but is authenticated: its key header carries `nonce || tag` over an
+/// empty plaintext under the record's AAD. Moved, re-keyed, under another key or version, or
+/// with any bit flipped, it fails; a record's value can never pass for it.
+#[test]
+fn tombstones_are_authenticated_for_their_location_key_and_version() {
+    let sealer = PartitionSealer::new(dek(1), nonces(), ORDERS_0, 9);
+    let header = sealer.seal_tombstone(Some(b"customer-7")).unwrap();
+    assert_eq!(
+        header.len(),
+        2 + TOMBSTONE_AUTH_LEN,
+        "46 bytes with the 2-byte reference"
+    );
+    assert_eq!(
+        decode_key_header(&header),
+        Err(RecordError::MalformedKeyHeader),
+        "not a record's"
+    );
+    let (version, auth) = decode_tombstone_header(&header).unwrap();
+    assert_eq!(version, 9);
+    let check =
+        |key: &dyn PreparedKey, location, version, record_key: Option<&[u8]>, auth: &[u8]| {
+            open_tombstone(key, location, version, record_key, auth)
+        };
+    assert_eq!(
+        check(dek(1).as_ref(), ORDERS_0, 9, Some(b"customer-7"), auth),
+        Ok(())
+    );
+    let orders_1 = RecordLocation {
+        topic: "orders",
+        partition: 1,
+    };
+    let payments_0 = RecordLocation {
+        topic: "payments",
+        partition: 0,
+    };
+    for (what, result) in [
+        (
+            "another key",
+            check(dek(2).as_ref(), ORDERS_0, 9, Some(b"customer-7"), auth),
+        ),
+        (
+            "another partition",
+            check(dek(1).as_ref(), orders_1, 9, Some(b"customer-7"), auth),
+        ),
+        (
+            "another topic",
+            check(dek(1).as_ref(), payments_0, 9, Some(b"customer-7"), auth),
+        ),
+        (
+            "another version",
+            check(dek(1).as_ref(), ORDERS_0, 8, Some(b"customer-7"), auth),
+        ),
+        (
+            "another record key",
+            check(dek(1).as_ref(), ORDERS_0, 9, Some(b"customer-8"), auth),
+        ),
+        (
+            "no record key",
+            check(dek(1).as_ref(), ORDERS_0, 9, None, auth),
+        ),
+        (
+            "too short",
+            check(
+                dek(1).as_ref(),
+                ORDERS_0,
+                9,
+                Some(b"customer-7"),
+                &auth[..20],
+            ),
+        ),
+    ] {
+        assert_eq!(result, Err(RecordError::Authentication), "{what}");
+    }
+    for byte in 0..auth.len() {
+        let mut flipped = auth.to_vec();
+        flipped[byte] ^= 0x04;
+        assert_eq!(
+            check(dek(1).as_ref(), ORDERS_0, 9, Some(b"customer-7"), &flipped),
+            Err(RecordError::Authentication),
+            "byte {byte}"
+        );
+    }
+    // A sealed record's value is never a tombstone authenticator (its frame is not empty).
+    let value = sealer.seal(Some(b"customer-7"), &[], b"").unwrap();
+    assert_eq!(value.len(), TOMBSTONE_AUTH_LEN + 1);
+    assert_eq!(
+        check(dek(1).as_ref(), ORDERS_0, 9, Some(b"customer-7"), &value),
+        Err(RecordError::Authentication)
+    );
+    assert_eq!(
+        decode_tombstone_header(&encode_key_header(9)),
+        Err(RecordError::MalformedKeyHeader),
+        "a record's header is not a tombstone's"
+    );
+    assert_eq!(sealer.sealed(), 2, "each seal uses a nonce");
 }
 
 #[test]
@@ -290,7 +399,6 @@ fn payload_overhead_is_29_bytes_plus_a_two_byte_key_header() {
 /// for record keys that fit the stack AAD buffer and ones that do not.
 #[test]
 fn partition_sealer_output_opens_and_binds_the_same_fields() {
-    use kafka_e2ee_client::record::PartitionSealer;
     let sealer = PartitionSealer::new(dek(1), nonces(), ORDERS_0, 9);
     assert_eq!(sealer.key_header(), encode_key_header(9).as_slice());
     for record_key in [

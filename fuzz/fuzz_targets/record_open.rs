@@ -1,9 +1,12 @@
-//! A record as it arrives from the broker: `encryption_key` header bytes and a sealed value,
-//! from anyone. Must return a record or a typed error, never panic or over-allocate.
+//! A record as it arrives from the broker: `encryption_key` header bytes and a sealed value
+//! (or a tombstone's header), from anyone. Must return a record or a typed error, never panic
+//! or over-allocate.
 #![no_main]
 
 use kafka_e2ee_client::engine::{Aes256Gcm, EncryptionEngine};
-use kafka_e2ee_client::record::{RecordLocation, decode_key_header, open};
+use kafka_e2ee_client::record::{
+    RecordLocation, decode_key_header, decode_tombstone_header, open, open_tombstone,
+};
 use kafka_e2ee_client::secret::KeyMaterial;
 use libfuzzer_sys::fuzz_target;
 
@@ -21,4 +24,8 @@ fuzz_target!(|data: &[u8]| {
         partition: 0,
     };
     let _ = open(key.as_ref(), location, version, None, value);
+    // The same bytes as a tombstone's key header (reference + authenticator).
+    if let Ok((version, authenticator)) = decode_tombstone_header(rest) {
+        let _ = open_tombstone(key.as_ref(), location, version, None, authenticator);
+    }
 });

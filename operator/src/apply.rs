@@ -61,6 +61,9 @@ pub async fn apply<P: TekManager>(
     now: SystemTime,
 ) -> Result<Applied, ApplyError> {
     let tek_name = &desired.provider.tek;
+    // Shared with other reconciles; exclusive only while a signing-key rotation signs the
+    // directory's records again.
+    let _writing = kafka.writes.read().await;
     let mut applied = Applied {
         policy: observed.keys.policy.as_deref().cloned(),
         ..Applied::default()

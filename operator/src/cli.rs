@@ -1,4 +1,5 @@
 //! Command-line arguments (each run flag also reads an environment variable, for the chart).
+//! Flag groups the commands share (Kafka, the operator's home) are flattened into each.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -26,18 +27,16 @@ pub enum Command {
     Crds,
     /// Run the controller (uses KUBECONFIG or the in-cluster service account).
     Run(Box<RunArgs>),
+    /// Sign the key records a version without signatures wrote, once, when upgrading to this
+    /// one: until then its clients refuse them, and data sealed under them cannot be read.
+    /// Trust on first use: whatever the key topic holds now is signed, so run it right after
+    /// the upgrade (docs/operations.md, "Upgrades"). Records already signed are left alone.
+    AdoptKeyRecords(Box<AdoptArgs>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SecurityProtocol {
-    Plaintext,
-    Ssl,
-    SaslPlaintext,
-    SaslSsl,
-}
-
+/// How the operator reaches Kafka and its key topic.
 #[derive(Debug, ClapArgs)]
-pub struct RunArgs {
+pub struct KafkaArgs {
     /// Kafka bootstrap servers (host:port,...).
     #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
     pub bootstrap_servers: String,
@@ -72,13 +71,26 @@ pub struct RunArgs {
     /// The key topic.
     #[arg(long, env = "KAFKA_E2EE_KEY_TOPIC", default_value = kafka_e2ee_client::DEFAULT_KEY_TOPIC)]
     pub key_topic: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub home: HomeArgs,
     /// Replication factor of the key topic when the operator creates it (broker default
     /// when unset).
     #[arg(long, env = "KAFKA_E2EE_KEY_TOPIC_REPLICATION")]
     pub key_topic_replication: Option<i32>,
-    /// The operator's namespace: its leader Lease, and the Secrets of ClusterKmsConnections.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "kafka-e2ee")]
-    pub namespace: String,
     /// Elect a leader through a Lease (run 2 replicas safely). Disable only for one replica.
     #[arg(long, env = "KAFKA_E2EE_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_election: bool,
@@ -128,6 +140,43 @@ pub struct RunArgs {
     /// EncryptedTopics reconciled at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
+    /// How long a signing key signs before a new one replaces it.
+    #[arg(long, env = "KAFKA_E2EE_SIGNING_KEY_ROTATION", default_value = "90d", value_parser = parse_duration)]
+    pub signing_key_rotation: Duration,
+    /// How long a new signing key is published before it signs, and an old one stays
+    /// published after: longer than mounted ConfigMaps take to reach pods plus the clients'
+    /// 30 s re-read.
+    #[arg(long, env = "KAFKA_E2EE_SIGNING_KEY_OVERLAP", default_value = "10m", value_parser = parse_duration)]
+    pub signing_key_overlap: Duration,
+}
+
+/// Where the operator keeps its own state.
+#[derive(Debug, ClapArgs)]
+pub struct HomeArgs {
+    /// The operator's namespace: its leader Lease, its signing keys, and the Secrets of
+    /// ClusterKmsConnections.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "kafka-e2ee")]
+    pub namespace: String,
+    /// The Secret (in --namespace) holding the operator's signing keys; created on first
+    /// start. Every key record is signed; clients trust only the public keys the operator
+    /// publishes through the Kubernetes API.
+    #[arg(
+        long,
+        env = "KAFKA_E2EE_SIGNING_SECRET",
+        default_value = "kafka-e2ee-signing-keys"
+    )]
+    pub signing_secret: String,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct AdoptArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub home: HomeArgs,
+    /// List what would be signed; sign nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 fn parse_property(s: &str) -> Result<(String, String), String> {
@@ -159,15 +208,17 @@ impl RunArgs {
             bootstrap_servers: self
                 .client_bootstrap_servers
                 .clone()
-                .unwrap_or_else(|| self.bootstrap_servers.clone()),
+                .unwrap_or_else(|| self.kafka.bootstrap_servers.clone()),
             properties: self.client_properties.iter().cloned().collect(),
-            key_topic: self.key_topic.clone(),
-            cluster_namespace: self.namespace.clone(),
+            key_topic: self.kafka.key_topic.clone(),
+            cluster_namespace: self.home.namespace.clone(),
         }
     }
+}
 
+impl KafkaArgs {
     /// The Kafka connection these flags describe, as librdkafka properties.
-    pub fn kafka_connection(&self) -> Result<KafkaConnection, KafkaSettingsError> {
+    pub fn connection(&self) -> Result<KafkaConnection, KafkaSettingsError> {
         let mut props = BTreeMap::new();
         let protocol = match self.kafka_security_protocol {
             SecurityProtocol::Plaintext => "plaintext",
@@ -241,7 +292,7 @@ mod tests {
         let Command::Run(run) = args.command else {
             panic!("run")
         };
-        let conn = run.kafka_connection().unwrap();
+        let conn = run.kafka.connection().unwrap();
         assert_eq!(conn.bootstrap_servers, "b:9093");
         let get = |k: &str| conn.properties.get(k).map(String::as_str);
         assert_eq!(get("security.protocol"), Some("sasl_ssl"));
@@ -266,7 +317,7 @@ mod tests {
         let Command::Run(run) = args.command else {
             panic!("run")
         };
-        let err = run.kafka_connection().unwrap_err().to_string();
+        let err = run.kafka.connection().unwrap_err().to_string();
         assert!(err.contains("/nonexistent/password"), "{err}");
     }
 }

@@ -6,6 +6,10 @@
 //! and an index of topic -> profile with what each profile needs projected beside it. Only
 //! addresses and references: pods get a KMS's CA, never the operator's KMS credentials.
 //!
+//! Each file also carries the trust the key topic cannot give: the operator's public signing
+//! keys (`trustedKeys`), and the topics of that profile whose spec allows plaintext
+//! (`allowPlaintext`). Both come from here, through the Kubernetes API, never from Kafka.
+//!
 //! Built by a pure function over the controller's cache and two connection reflectors, and
 //! published when a reconcile signals a change and on a resync interval (which also catches
 //! deleted topics and connections); a ConfigMap is written only when its data changes.
@@ -17,13 +21,14 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kafka_e2ee_client::config::{ClientConfig, ProviderConfig, VaultKubernetesAuth};
+use kafka_e2ee_client::signing::PublicKey;
 use kafka_e2ee_crds::injection::{
     self, CLIENT_CONFIGMAP, CLIENT_CONFIGMAP_LABEL, ClientIndex, INDEX_FORMAT, INDEX_KEY,
     IndexedTopic, Profile, ProjectedSource,
 };
 use kafka_e2ee_crds::validation::{validate_backend, validate_encrypted_topic};
 use kafka_e2ee_crds::{
-    ClusterKmsConnection, EncryptedTopic, KmsBackend, KmsConnection, KmsRefKind,
+    ClusterKmsConnection, EncryptedTopic, KmsBackend, KmsConnection, KmsRefKind, PlaintextPolicy,
 };
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
@@ -54,8 +59,18 @@ pub struct ConnectionView<'a> {
     pub secret_namespace: &'a str,
 }
 
+/// What a profile's file trusts: the operator's keys, and its topics that allow plaintext.
+struct ProfileTrust<'a> {
+    keys: &'a [PublicKey],
+    allow_plaintext: BTreeSet<String>,
+}
+
 /// A profile and, when pods can use it, its client configuration file.
-fn profile(conn: ConnectionView<'_>, settings: &ClientSettings) -> (Profile, Option<String>) {
+fn profile(
+    conn: ConnectionView<'_>,
+    settings: &ClientSettings,
+    trust: ProfileTrust<'_>,
+) -> (Profile, Option<String>) {
     let kind = match conn.kind {
         KmsRefKind::KmsConnection => "KmsConnection",
         KmsRefKind::ClusterKmsConnection => "ClusterKmsConnection",
@@ -126,7 +141,12 @@ fn profile(conn: ConnectionView<'_>, settings: &ClientSettings) -> (Profile, Opt
     };
     let (file, unavailable) = match provider {
         Ok(provider) => {
-            let mut config = ClientConfig::new(settings.bootstrap_servers.clone(), provider);
+            let mut config = ClientConfig::new(
+                settings.bootstrap_servers.clone(),
+                provider,
+                trust.keys.to_vec(),
+            );
+            config.allow_plaintext = trust.allow_plaintext;
             config.properties = settings.properties.clone();
             config.key_topic = settings.key_topic.clone();
             match serde_yaml::to_string(&config) {
@@ -147,17 +167,20 @@ fn profile(conn: ConnectionView<'_>, settings: &ClientSettings) -> (Profile, Opt
 
 /// The ConfigMap data for one namespace: the index and one file per usable profile. Topics
 /// that are being deleted, do not validate, or whose connection is missing or invalid are
-/// left out (the webhook then names them as unknown).
+/// left out (the webhook then names them as unknown). `trusted` are the operator's public
+/// signing keys.
 pub fn namespace_data<'a>(
     topics: impl IntoIterator<Item = &'a EncryptedTopic>,
     connection: impl Fn(KmsRefKind, &str) -> Option<ConnectionView<'a>>,
     settings: &ClientSettings,
+    trusted: &[PublicKey],
 ) -> BTreeMap<String, String> {
     let mut index = ClientIndex {
         format: INDEX_FORMAT,
         ..ClientIndex::default()
     };
-    let mut files = BTreeMap::new();
+    // Profile name -> its connection and the topics of it that allow plaintext.
+    let mut profiles: BTreeMap<String, (ConnectionView<'a>, BTreeSet<String>)> = BTreeMap::new();
     for topic in topics {
         if topic.metadata.deletion_timestamp.is_some() {
             continue;
@@ -174,12 +197,11 @@ pub fn namespace_data<'a>(
             KmsRefKind::ClusterKmsConnection => "clusterkmsconnection",
         };
         let name = injection::profile_name(kind, conn.name);
-        if !index.profiles.contains_key(&name) {
-            let (profile, file) = profile(conn, settings);
-            if let Some(file) = file {
-                files.insert(name.clone(), file);
-            }
-            index.profiles.insert(name.clone(), profile);
+        let (_, allow) = profiles
+            .entry(name.clone())
+            .or_insert_with(|| (conn, BTreeSet::new()));
+        if topic.spec.plaintext_policy == PlaintextPolicy::Allow {
+            allow.insert(valid.topic.clone());
         }
         index.topics.insert(
             valid.topic,
@@ -191,6 +213,18 @@ pub fn namespace_data<'a>(
     }
     if index.topics.is_empty() {
         return BTreeMap::new();
+    }
+    let mut files = BTreeMap::new();
+    for (name, (conn, allow_plaintext)) in profiles {
+        let trust = ProfileTrust {
+            keys: trusted,
+            allow_plaintext,
+        };
+        let (profile, file) = profile(conn, settings, trust);
+        if let Some(file) = file {
+            files.insert(name.clone(), file);
+        }
+        index.profiles.insert(name, profile);
     }
     match serde_yaml::to_string(&index) {
         Ok(yaml) => {
@@ -214,6 +248,8 @@ pub struct Publisher {
     pub resync: Duration,
     /// Restrict to one namespace (the operator's --watch-namespace).
     pub watch_namespace: Option<String>,
+    /// The operator's public signing keys, as a rotation changes them.
+    pub trusted: tokio::sync::watch::Receiver<Arc<Vec<PublicKey>>>,
 }
 
 impl Publisher {
@@ -249,10 +285,13 @@ impl Publisher {
             let mut resync = tokio::time::interval(self.resync);
             resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             resync.tick().await;
+            let mut trusted = self.trusted.clone();
             loop {
                 self.publish_all(&connections, &cluster_connections, &mut published)
                     .await;
                 tokio::select! {
+                    // A signing-key rotation changed what every file trusts.
+                    Ok(()) = trusted.changed() => {}
                     () = self.changed.notified() => {
                         // Let a burst of reconciles settle into one pass.
                         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -294,6 +333,7 @@ impl Publisher {
         }
         let namespaced = connections.state();
         let cluster = cluster_connections.state();
+        let trusted = Arc::clone(&self.trusted.borrow());
         for namespace in namespaces {
             let lookup = |kind: KmsRefKind, name: &str| -> Option<ConnectionView<'_>> {
                 let (name, backend, secret_namespace) = match kind {
@@ -327,7 +367,7 @@ impl Publisher {
                 .get(&namespace)
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
-            let data = namespace_data(topics.iter().copied(), lookup, &self.settings);
+            let data = namespace_data(topics.iter().copied(), lookup, &self.settings, &trusted);
             if published.get(&namespace) == Some(&data) {
                 continue;
             }
@@ -417,6 +457,14 @@ mod tests {
 
     use super::*;
 
+    fn trusted() -> Vec<PublicKey> {
+        vec![
+            "ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+                .parse()
+                .unwrap(),
+        ]
+    }
+
     fn settings() -> ClientSettings {
         ClientSettings {
             bootstrap_servers: "kafka:9092".into(),
@@ -499,6 +547,7 @@ mod tests {
                 _ => None,
             },
             &settings(),
+            &trusted(),
         );
         let index: ClientIndex = serde_yaml::from_str(&data[INDEX_KEY]).unwrap();
         assert_eq!(
@@ -518,6 +567,15 @@ mod tests {
         );
         let config = ClientConfig::parse(&data["kmsconnection.vault.yaml"], "test").unwrap();
         assert_eq!(config.bootstrap_servers, "kafka:9092");
+        assert_eq!(
+            config.trusted_keys,
+            trusted(),
+            "the operator's keys travel with every file"
+        );
+        assert!(
+            config.allow_plaintext.is_empty(),
+            "Reject topics pin nothing"
+        );
         assert_eq!(config.properties["security.protocol"], "ssl");
         let ProviderConfig::Vault {
             kubernetes_auth: Some(auth),
@@ -572,6 +630,7 @@ mod tests {
                 })
             },
             &settings(),
+            &trusted(),
         );
         let index: ClientIndex = serde_yaml::from_str(&data[INDEX_KEY]).unwrap();
         let vault = &index.profiles["kmsconnection.vault.yaml"];
@@ -603,6 +662,44 @@ mod tests {
     }
 
     #[test]
+    fn plaintext_is_pinned_per_profile_from_the_spec() {
+        let v = vault(true);
+        let mut migrating = topic("legacy", KmsRefKind::KmsConnection, "vault");
+        migrating.spec.plaintext_policy = PlaintextPolicy::Allow;
+        let strict = topic("orders", KmsRefKind::KmsConnection, "vault");
+        let mut elsewhere = topic("audit", KmsRefKind::KmsConnection, "other");
+        elsewhere.spec.plaintext_policy = PlaintextPolicy::Allow;
+        let data = namespace_data(
+            [&migrating, &strict, &elsewhere],
+            |kind, name| {
+                Some(ConnectionView {
+                    kind,
+                    name: if name == "vault" { "vault" } else { "other" },
+                    backend: KmsBackend::Vault(&v),
+                    secret_namespace: "shop",
+                })
+            },
+            &settings(),
+            &trusted(),
+        );
+        let vault = ClientConfig::parse(&data["kmsconnection.vault.yaml"], "test").unwrap();
+        assert_eq!(
+            vault.allow_plaintext.iter().collect::<Vec<_>>(),
+            [&topic_name_of(&migrating)],
+            "only the Allow topic of this profile"
+        );
+        let other = ClientConfig::parse(&data["kmsconnection.other.yaml"], "test").unwrap();
+        assert_eq!(
+            other.allow_plaintext.iter().collect::<Vec<_>>(),
+            [&topic_name_of(&elsewhere)]
+        );
+    }
+
+    fn topic_name_of(t: &EncryptedTopic) -> String {
+        validate_encrypted_topic(t).unwrap().topic
+    }
+
+    #[test]
     fn deleting_invalid_and_absent_topics_publish_nothing() {
         let mut deleting = topic("orders", KmsRefKind::KmsConnection, "vault");
         deleting.metadata.deletion_timestamp =
@@ -623,6 +720,7 @@ mod tests {
                 })
             },
             &settings(),
+            &trusted(),
         );
         assert!(data.is_empty(), "{data:?}");
     }

@@ -7,13 +7,21 @@ use std::sync::OnceLock;
 /// The environment variable naming the point to crash at.
 pub const CRASH_AT_ENV: &str = "KAFKA_E2EE_CRASH_AT";
 
-/// Every crash point, in the order a reconciliation passes them.
+/// Every crash point of a reconciliation, in the order it passes them.
 pub const POINTS: &[&str] = &[
     "after-tek",
     "after-topic",
     "after-rewrap",
     "after-edeks",
     "after-policy",
+];
+
+/// Every crash point of a signing-key rotation, in the order it passes them.
+pub const ROTATION_POINTS: &[&str] = &[
+    "after-signing-key-prepared",
+    "after-signing-key-activated",
+    "after-resign",
+    "after-signing-key-retired",
 ];
 
 fn configured() -> Option<&'static str> {

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_e2ee_client::kafka::{self, EnsureOutcome, KafkaConnection, TopicSpec};
-use kafka_e2ee_client::key_directory::{KeyDirectory, KeyDirectoryError, KeyLookupError};
+use kafka_e2ee_client::key_directory::{KeyDirectory, KeyDirectoryError, KeyLookupError, Trust};
 use kafka_e2ee_client::key_management::{KeyManagementError, KeyTopicWriter, ensure_key_topic};
+use kafka_e2ee_client::signing::Signer;
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::BaseConsumer;
@@ -59,25 +60,34 @@ pub struct KafkaOps {
     metadata: Arc<BaseConsumer>,
     pub writer: KeyTopicWriter,
     pub directory: KeyDirectory,
+    /// Reconciles write key records under the shared half; signing records again after a
+    /// signing-key rotation takes the exclusive half (it rewrites what the directory holds,
+    /// which must not race a newer record of the same key).
+    pub writes: tokio::sync::RwLock<()>,
 }
 
 impl KafkaOps {
-    /// Connects, creates the key topic if needed and reads it to its end.
+    /// Connects, creates the key topic if needed and reads it to its end, believing what
+    /// `trust` verifies; `signer` signs what it writes, with generations above any read.
     pub async fn connect(
         connection: &KafkaConnection,
         key_topic: &str,
         key_topic_replication: Option<i32>,
+        signer: Arc<Signer>,
+        trust: Trust,
     ) -> Result<Self, KafkaOpsError> {
         ensure_key_topic(connection, key_topic, key_topic_replication)
             .await
             .map_err(Box::new)?;
-        let directory = KeyDirectory::start(connection, key_topic).await?;
+        let directory = KeyDirectory::start(connection, key_topic, trust).await?;
         directory.wait_caught_up(DIRECTORY_WAIT).await?;
+        signer.observe_generation(directory.max_generation());
         Ok(Self {
             admin: connection.admin()?,
             metadata: Arc::new(connection.metadata_consumer()?),
-            writer: KeyTopicWriter::new(connection, key_topic)?,
+            writer: KeyTopicWriter::new(connection, key_topic, signer)?,
             directory,
+            writes: tokio::sync::RwLock::new(()),
         })
     }
 

@@ -5,6 +5,7 @@
 //! `reconcile` is a pipeline: fetch -> validate (pure, `kafka_e2ee_crds::validation`) ->
 //! plan (pure, [`plan`]) -> apply (ordered, idempotent, [`apply`]) -> status.
 
+pub mod adopt;
 pub mod apply;
 pub mod cli;
 pub mod client_config;
@@ -16,6 +17,8 @@ pub mod metrics;
 pub mod plan;
 pub mod reconcile;
 mod run;
+pub mod signing_keys;
+pub mod signing_rotation;
 
-pub use cli::{Args, Command, RunArgs};
+pub use cli::{AdoptArgs, Args, Command, HomeArgs, KafkaArgs, RunArgs};
 pub use run::{Error, run};

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub tek_rotations: Counter,
     pub edeks_rewrapped: Counter,
     pub key_topic_writes: Counter,
+    pub key_records_resigned: Counter,
+    pub signing_key_steps: Counter,
     pub leader: Gauge,
 }
 
@@ -41,6 +43,8 @@ impl Default for Metrics {
             tek_rotations: Counter::default(),
             edeks_rewrapped: Counter::default(),
             key_topic_writes: Counter::default(),
+            key_records_resigned: Counter::default(),
+            signing_key_steps: Counter::default(),
             leader: Gauge::default(),
         }
     }
@@ -82,6 +86,16 @@ impl Metrics {
             "kafka_e2ee_key_topic_writes",
             "Records written to the key topic (EDEKs, policies, tombstones)",
             self.key_topic_writes.clone(),
+        );
+        registry.register(
+            "kafka_e2ee_key_records_resigned",
+            "Key records written again, signed by the new key, during a signing-key rotation",
+            self.key_records_resigned.clone(),
+        );
+        registry.register(
+            "kafka_e2ee_signing_key_rotation_steps",
+            "Signing-key rotation steps stored (prepare, activate, retire)",
+            self.signing_key_steps.clone(),
         );
         registry.register(
             "kafka_e2ee_leader",

@@ -112,6 +112,20 @@ impl Plan {
     }
 }
 
+/// Why no plan can be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Conflict(#[from] PolicyConflict),
+    /// A partition's key versions reached the largest version number: refusing is the only
+    /// safe answer (a wrapped counter would reuse version numbers).
+    #[error(
+        "partition {partition} of topic {topic} has used every DEK version number (up to {max}); it cannot roll over again",
+        max = u32::MAX
+    )]
+    VersionsExhausted { topic: String, partition: i32 },
+}
+
 /// The topic is already encrypted by someone else: we must not touch it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -150,11 +164,10 @@ pub fn stale_edeks<'a>(
 }
 
 /// Decides what is due. `now` is passed in so tests control time.
-pub fn plan(
-    desired: &Desired,
-    observed: &Observed,
-    now: SystemTime,
-) -> Result<Plan, PolicyConflict> {
+///
+/// `observed.keys` holds only records the operator's signature verified: nothing another
+/// party wrote to the key topic can become a version, be re-wrapped or be pointed at.
+pub fn plan(desired: &Desired, observed: &Observed, now: SystemTime) -> Result<Plan, PlanError> {
     if let Some(existing) = &observed.keys.policy
         && (existing.provider.tek != desired.provider.tek
             || existing.provider.kind != desired.provider.kind)
@@ -165,7 +178,8 @@ pub fn plan(
             found_tek: existing.provider.tek.clone(),
             wanted_kind: desired.provider.kind.clone(),
             wanted_tek: desired.provider.tek.clone(),
-        });
+        }
+        .into());
     }
     let mut plan = Plan {
         create_tek: observed.tek.is_none(),
@@ -255,13 +269,33 @@ pub fn plan(
             }
         };
         let Some(trigger) = trigger else { continue };
-        let highest = stored.and_then(|s| s.keys().next_back().copied());
+        let highest = stored.and_then(|s| s.iter().next_back());
+        let exhausted = || PlanError::VersionsExhausted {
+            topic: desired.topic.clone(),
+            partition,
+        };
+        // An EDEK above the current version was written before a crash and never pointed at:
+        // reuse it, but only if it is under this object's TEK (else go above it). A fresh
+        // version never lands on a record key the key topic already holds in a refused record
+        // (compaction would drop what is there).
+        let fresh_above = |v: u32| {
+            let mut next = v.checked_add(1);
+            while let Some(n) = next
+                && observed.keys.occupied.contains(&(partition, n))
+            {
+                next = n.checked_add(1);
+            }
+            next.ok_or_else(exhausted)
+        };
         let (version, reuse_existing) = match (highest, cur) {
-            (Some(h), Some(c)) if h > c => (h, true),
-            (Some(h), None) => (h, true),
-            (Some(h), Some(_)) => (h + 1, false),
-            (None, Some(c)) => (c + 1, false),
-            (None, None) => (1, false),
+            (Some((&h, edek)), c)
+                if c.is_none_or(|c| h > c) && edek.tek == desired.provider.tek =>
+            {
+                (h, true)
+            }
+            (Some((&h, _)), c) => (fresh_above(h.max(c.unwrap_or(0)))?, false),
+            (None, Some(c)) => (fresh_above(c)?, false),
+            (None, None) => (fresh_above(0)?, false),
         };
         versions.insert(partition, version);
         plan.keys.push(KeyStep {
@@ -377,6 +411,7 @@ mod tests {
                     current_versions: versions,
                 })),
                 edeks: vec![edek(0, 1, HOUR, 0), edek(1, 1, HOUR, 0)],
+                occupied: BTreeSet::new(),
             },
         }
     }
@@ -498,6 +533,57 @@ mod tests {
     }
 
     #[test]
+    fn version_numbers_never_wrap_and_foreign_teks_are_never_reused() {
+        // The current version is the last number there is: refuse, do not wrap to 0.
+        let mut o = settled();
+        o.keys.edeks = vec![edek(0, u32::MAX, 25 * HOUR, 0), edek(1, 1, HOUR, 0)];
+        if let Some(policy) = &mut o.keys.policy {
+            Arc::make_mut(policy).current_versions.insert(0, u32::MAX);
+        }
+        assert_eq!(
+            plan(&desired(), &o, now()).unwrap_err(),
+            PlanError::VersionsExhausted {
+                topic: "orders".into(),
+                partition: 0
+            }
+        );
+        // An unreferenced higher version under another TEK (an earlier life of the topic) is
+        // not adopted: the next version goes above it.
+        let mut o = settled();
+        let mut foreign = (*edek(0, 5, Duration::from_secs(1), 0)).clone();
+        foreign.tek = "another-tek".into();
+        o.keys.edeks = vec![
+            edek(0, 1, 25 * HOUR, 0),
+            Arc::new(foreign),
+            edek(1, 1, HOUR, 0),
+        ];
+        let p = plan(&desired(), &o, now()).unwrap();
+        assert_eq!(p.keys, vec![step(0, 6, Trigger::Age, false)]);
+        // Record keys the key topic holds in refused records (unsigned, or from before
+        // signing) are never written over: the next versions skip them.
+        let mut o = settled();
+        o.keys.edeks = vec![edek(0, 1, 25 * HOUR, 0), edek(1, 1, HOUR, 0)];
+        o.keys.occupied = BTreeSet::from([(0, 2), (0, 3), (1, 7)]);
+        let p = plan(&desired(), &o, now()).unwrap();
+        assert_eq!(p.keys, vec![step(0, 4, Trigger::Age, false)]);
+        let o = Observed {
+            keys: TopicKeysSnapshot {
+                occupied: BTreeSet::from([(0, 1)]),
+                ..TopicKeysSnapshot::default()
+            },
+            ..Observed::default()
+        };
+        let p = plan(&desired(), &o, now()).unwrap();
+        assert_eq!(
+            p.keys,
+            vec![
+                step(0, 2, Trigger::Initial, false),
+                step(1, 1, Trigger::Initial, false)
+            ]
+        );
+    }
+
+    #[test]
     fn tek_rotation_is_scheduled_and_stale_edeks_rewrapped() {
         let mut d = desired();
         d.tek_rotation = Some(2 * HOUR);
@@ -536,7 +622,9 @@ mod tests {
     fn a_topic_encrypted_under_another_tek_is_a_conflict() {
         let mut d = desired();
         d.provider.tek = "someone-elses".into();
-        let err = plan(&d, &settled(), now()).unwrap_err();
+        let PlanError::Conflict(err) = plan(&d, &settled(), now()).unwrap_err() else {
+            panic!("not a conflict")
+        };
         assert_eq!(err.found_tek, "tek");
         assert_eq!(err.wanted_tek, "someone-elses");
     }

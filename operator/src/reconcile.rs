@@ -53,7 +53,17 @@ pub mod reason {
     pub const KUBERNETES_API_ERROR: &str = "KubernetesApiError";
     pub const PAUSED: &str = "Paused";
     pub const UNMANAGED: &str = "Unmanaged";
+    pub const KEY_VERSIONS_EXHAUSTED: &str = "KeyVersionsExhausted";
+    /// KeyRecordsVerified condition reasons.
+    pub const VERIFIED: &str = "Verified";
+    pub const UNVERIFIED_KEY_RECORDS: &str = "UnverifiedKeyRecords";
 }
+
+/// The condition that reports key records refused for this topic (unsigned, forged,
+/// replayed): the topic keeps working on its verified records, but someone with write access
+/// to the key topic tried something.
+pub const KEY_RECORDS_VERIFIED: &str = "KeyRecordsVerified";
+const READY: &str = "Ready";
 
 pub struct Context {
     pub client: kube::Client,
@@ -220,8 +230,15 @@ async fn converge(
     let t_observe = std::time::Instant::now();
     let observed = observe(&*provider, &ctx.kafka, obj, &desired).await?;
     let observe_took = t_observe.elapsed();
-    let conflict = |c: crate::plan::PolicyConflict| {
-        Failure::new(reason::TOPIC_CONFLICT, c.to_string(), Some(RETRY * 6))
+    let conflict = |e: crate::plan::PlanError| match e {
+        crate::plan::PlanError::Conflict(c) => {
+            Failure::new(reason::TOPIC_CONFLICT, c.to_string(), Some(RETRY * 6))
+        }
+        e @ crate::plan::PlanError::VersionsExhausted { .. } => Failure::new(
+            reason::KEY_VERSIONS_EXHAUSTED,
+            e.to_string(),
+            Some(RETRY * 6),
+        ),
     };
     let mut observed = observed;
     let mut the_plan = plan(&desired, &observed, now).map_err(conflict)?;
@@ -254,9 +271,34 @@ async fn converge(
     })?;
     let apply_took = t_observe.elapsed() - observe_took;
     publish_events(obj, ctx, &applied).await;
+    let rejected = ctx.kafka.directory.rejected(&desired.topic);
     tracing::debug!(topic = %desired.topic, ?observe_took, ?apply_took, events_took = ?(t_observe.elapsed() - observe_took - apply_took), "reconciled");
 
-    let status = ready_status(obj, ctx, &desired, &observed, &applied, now, extra);
+    let mut status = ready_status(obj, ctx, &desired, &observed, &applied, now, extra);
+    let verified = verified_condition(
+        obj,
+        &desired.topic,
+        ctx.kafka.writer.key_topic(),
+        &rejected,
+        now,
+    );
+    let previous = obj.status.as_ref().and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == KEY_RECORDS_VERIFIED)
+    });
+    if verified.status == "False" && previous.is_none_or(|p| p.message != verified.message) {
+        publish(
+            obj,
+            ctx,
+            EventType::Warning,
+            reason::UNVERIFIED_KEY_RECORDS,
+            "VerifyKeyRecords",
+            verified.message.clone(),
+        )
+        .await;
+    }
+    status.conditions.push(verified);
     let until_due = next_due
         .and_then(|due| due.duration_since(now).ok())
         .unwrap_or(Duration::ZERO)
@@ -527,6 +569,7 @@ fn ready_status(
         observed_generation: obj.metadata.generation,
         conditions: vec![condition(
             &previous,
+            READY,
             status_,
             reason_,
             &message,
@@ -553,7 +596,7 @@ fn ready_status(
 }
 
 /// The previous status with only the Ready condition replaced (for failures and pauses: the
-/// last known keys stay visible).
+/// last known keys, and the other conditions, stay visible).
 fn condition_status(
     obj: &EncryptedTopic,
     status: &str,
@@ -562,35 +605,95 @@ fn condition_status(
     now: SystemTime,
 ) -> EncryptedTopicStatus {
     let previous = obj.status.clone().unwrap_or_default();
+    let ready = condition(
+        &previous,
+        READY,
+        status,
+        reason_,
+        message,
+        obj.metadata.generation,
+        now,
+    );
+    let mut conditions = vec![ready];
+    conditions.extend(
+        previous
+            .conditions
+            .iter()
+            .filter(|c| c.type_ != READY)
+            .cloned(),
+    );
     EncryptedTopicStatus {
         observed_generation: obj.metadata.generation,
-        conditions: vec![condition(
-            &previous,
-            status,
-            reason_,
-            message,
-            obj.metadata.generation,
-            now,
-        )],
+        conditions,
         ..previous
     }
 }
 
+/// `KeyRecordsVerified`: True while no refused key record of the topic is pending; False
+/// naming up to five of them (record key and reason) otherwise.
+fn verified_condition(
+    obj: &EncryptedTopic,
+    topic: &str,
+    key_topic: &str,
+    rejected: &kafka_e2ee_client::key_directory::RejectedKeyRecords,
+    now: SystemTime,
+) -> Condition {
+    let previous = obj.status.clone().unwrap_or_default();
+    let (status, reason_, message) = if rejected.pending.is_empty() {
+        (
+            "True",
+            reason::VERIFIED,
+            format!("every key record of {topic} in {key_topic} in use is signed by the operator"),
+        )
+    } else {
+        let named: Vec<String> = rejected
+            .pending
+            .iter()
+            .take(5)
+            .map(|(key, why)| format!("{key} ({why})"))
+            .collect();
+        (
+            "False",
+            reason::UNVERIFIED_KEY_RECORDS,
+            format!(
+                "{} record(s) for {topic} in {key_topic} were refused and ignored: {}{}; someone with write access to the key topic wrote them (docs/security.md)",
+                rejected.pending.len(),
+                named.join(", "),
+                if rejected.pending.len() > named.len() {
+                    ", ..."
+                } else {
+                    ""
+                },
+            ),
+        )
+    };
+    condition(
+        &previous,
+        KEY_RECORDS_VERIFIED,
+        status,
+        reason_,
+        &message,
+        obj.metadata.generation,
+        now,
+    )
+}
+
 fn condition(
     previous: &EncryptedTopicStatus,
+    type_: &str,
     status: &str,
     reason_: &str,
     message: &str,
     generation: Option<i64>,
     now: SystemTime,
 ) -> Condition {
-    let before = previous.conditions.iter().find(|c| c.type_ == "Ready");
+    let before = previous.conditions.iter().find(|c| c.type_ == type_);
     let last_transition_time = match before {
         Some(b) if b.status == status => b.last_transition_time.clone(),
         _ => time(now).unwrap_or(Time(Timestamp::UNIX_EPOCH)),
     };
     Condition {
-        type_: "Ready".into(),
+        type_: type_.into(),
         status: status.into(),
         reason: reason_.into(),
         message: message.into(),
@@ -703,6 +806,7 @@ async fn finalize(obj: &EncryptedTopic, ctx: &Context) -> Result<Action, Reconci
 /// Policy tombstone first (producers stop), then the TEK is deleted in the KMS (no EDEK can be
 /// unwrapped again), then the EDEK tombstones, then the topic.
 async fn crypto_shred(obj: &EncryptedTopic, ctx: &Context, topic: &str) -> Result<(), Failure> {
+    let _writing = ctx.kafka.writes.read().await;
     let keys = ctx.kafka.directory.topic_keys(topic);
     let writer = &ctx.kafka.writer;
     let tek = keys.policy.as_ref().map(|p| p.provider.tek.clone());

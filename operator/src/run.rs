@@ -16,12 +16,14 @@ use kube::{Api, ResourceExt};
 use prometheus_client::registry::Registry;
 use thiserror::Error;
 
-use crate::cli::{Args, Command, KafkaSettingsError, RunArgs};
+use crate::cli::{AdoptArgs, Args, Command, KafkaSettingsError, RunArgs};
 use crate::kafka_ops::{KafkaOps, KafkaOpsError};
 use crate::kms::ProviderCache;
 use crate::leader::{LeaderElector, LeaderError, LeaseSettings};
 use crate::metrics::Metrics;
 use crate::reconcile::{Context, MANAGER, error_policy, reconcile};
+use crate::signing_keys::{KeyStore, RotationSettings};
+use crate::signing_rotation::{RotationError, SigningRotation};
 
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -38,6 +40,10 @@ pub enum Error {
     Kafka(#[source] KafkaOpsError),
     #[error(transparent)]
     Leader(#[from] LeaderError),
+    #[error("cannot load or create the signing keys")]
+    SigningKeys(#[source] RotationError),
+    #[error("adopting the key records failed")]
+    Adopt(#[source] crate::adopt::AdoptError),
     #[error("the health/metrics server failed")]
     Http(#[source] std::io::Error),
 }
@@ -50,12 +56,25 @@ pub async fn run(args: Args, out: &mut (impl Write + Send)) -> Result<(), Error>
             out.write_all(yaml.as_bytes()).map_err(Error::Stdout)
         }
         Command::Run(run_args) => run_controller(*run_args).await,
+        Command::AdoptKeyRecords(adopt_args) => {
+            let report = adopt_key_records(*adopt_args).await?;
+            report.write(out).map_err(Error::Stdout)
+        }
     }
+}
+
+async fn adopt_key_records(args: AdoptArgs) -> Result<crate::adopt::Adopted, Error> {
+    let client = kube::Client::try_default().await.map_err(Error::Kube)?;
+    let connection = args.kafka.connection()?;
+    let store = KeyStore::new(client, &args.home.namespace, &args.home.signing_secret);
+    crate::adopt::adopt(&connection, &args.kafka.key_topic, &store, args.dry_run)
+        .await
+        .map_err(Error::Adopt)
 }
 
 async fn run_controller(args: RunArgs) -> Result<(), Error> {
     let client = kube::Client::try_default().await.map_err(Error::Kube)?;
-    let connection = args.kafka_connection()?;
+    let connection = args.kafka.connection()?;
     let identity = args.identity.clone().unwrap_or_else(|| {
         format!(
             "{}-{}",
@@ -69,6 +88,10 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
     let mut registry = Registry::default();
     metrics.register(&mut registry);
     kms_metrics.register(&mut registry);
+    // Filled once the key topic is connected (after the leader lease): the registry is shared
+    // with the HTTP server from the start.
+    let directory_metrics = Arc::new(std::sync::OnceLock::new());
+    registry.register_collector(Box::new(LateCollector(Arc::clone(&directory_metrics))));
     let ready = Arc::new(AtomicBool::new(false));
     let http = tokio::spawn(kafka_e2ee_telemetry::serve(
         args.http_addr,
@@ -80,7 +103,7 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
         LeaderElector::new(
             client.clone(),
             LeaseSettings {
-                namespace: args.namespace.clone(),
+                namespace: args.home.namespace.clone(),
                 name: args.lease_name.clone(),
                 identity: identity.clone(),
                 duration: std::time::Duration::from_secs(15),
@@ -100,10 +123,30 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
     }
     metrics.leader.set(1);
 
-    let kafka = KafkaOps::connect(&connection, &args.key_topic, args.key_topic_replication)
-        .await
-        .map_err(Error::Kafka)?;
-    tracing::info!(key_topic = %args.key_topic, "key topic read to its end");
+    // The signing keys come first: the key topic is read believing only what they signed.
+    let rotation = SigningRotation::start(
+        KeyStore::new(
+            client.clone(),
+            &args.home.namespace,
+            &args.home.signing_secret,
+        ),
+        RotationSettings {
+            period: args.signing_key_rotation,
+            overlap: args.signing_key_overlap,
+        },
+    )
+    .await
+    .map_err(Error::SigningKeys)?;
+    let kafka = KafkaOps::connect(
+        &connection,
+        &args.kafka.key_topic,
+        args.key_topic_replication,
+        rotation.signer(),
+        rotation.trust(),
+    )
+    .await
+    .map_err(Error::Kafka)?;
+    tracing::info!(key_topic = %args.kafka.key_topic, "key topic read to its end");
 
     let topics: Api<EncryptedTopic> = match &args.watch_namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -144,6 +187,8 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
             )
         }
     };
+    let _ = directory_metrics.set(kafka.directory.metrics());
+    let trusted = rotation.published();
     let client_config_changed = Arc::new(tokio::sync::Notify::new());
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -167,7 +212,7 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
                 instance: Some(identity.clone()),
             },
         ),
-        cluster_namespace: args.namespace.clone(),
+        cluster_namespace: args.home.namespace.clone(),
         count_check_interval: args.count_check_interval,
         topics: store.clone(),
         client_config_changed: Arc::clone(&client_config_changed),
@@ -179,8 +224,13 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
         changed: client_config_changed,
         resync: args.client_config_resync,
         watch_namespace: args.watch_namespace.clone(),
+        trusted,
     }
     .run();
+    let rotating = {
+        let ctx = Arc::clone(&ctx);
+        async move { rotation.run(&ctx.kafka, &ctx.metrics).await }
+    };
     ready.store(true, Ordering::Release);
 
     let controller = controller
@@ -208,6 +258,7 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
     let outcome = tokio::select! {
         () = controller => Ok(()),
         () = publisher => Ok(()),
+        () = rotating => Ok(()),
         lost = lease_lost => Err(Error::Leader(lost)),
         served = http => Err(Error::Http(match served {
             Ok(Err(e)) => e,
@@ -220,6 +271,25 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
     }
     tracing::info!("stopped");
     outcome
+}
+
+/// A collector registered before what it collects exists (the key directory is created after
+/// the leader lease is won, the registry before).
+#[derive(Debug)]
+struct LateCollector(
+    Arc<std::sync::OnceLock<kafka_e2ee_client::key_directory::KeyDirectoryMetrics>>,
+);
+
+impl prometheus_client::collector::Collector for LateCollector {
+    fn encode(
+        &self,
+        encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        match self.0.get() {
+            Some(metrics) => prometheus_client::collector::Collector::encode(metrics, encoder),
+            None => Ok(()),
+        }
+    }
 }
 
 /// EncryptedTopics that use a given connection (to re-reconcile them when it changes).

@@ -121,7 +121,8 @@ async fn an_existing_topic_is_adopted_and_its_partitions_never_shrink() {
     s.plaintext_policy = kafka_e2ee_crds::PlaintextPolicy::Allow;
     env.apply("legacy", s.clone()).await;
     env.wait_ready("legacy").await;
-    let client = env.client(provider).await;
+    // The injected configuration lists the topic (its spec allows plaintext).
+    let client = env.client_allowing_plaintext(provider, &[&topic]).await;
     produce(&client, &topic, "encrypted", 3, Some(1)).await;
     let consumer = client.consumer(&kafka_e2ee_tests::unique("adopt")).unwrap();
     consumer.subscribe(&[&topic]).unwrap();

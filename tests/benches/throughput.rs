@@ -641,7 +641,7 @@ async fn main() {
         .properties
         .insert("enable.auto.commit".into(), "false".into());
     let keys = Arc::new(
-        KeyDirectory::start(&fx.connection, &fx.key_topic)
+        KeyDirectory::start(&fx.connection, &fx.key_topic, fx.trust())
             .await
             .unwrap(),
     );

@@ -1,6 +1,7 @@
-//! An encrypted topic on the test bed's broker, set up the way the operator will do it: a key
+//! An encrypted topic on the test bed's broker, set up the way the operator does it: a key
 //! topic, a keystore TEK, one DEK per partition generated and published through the client
-//! crate's key-management functions, then the policy record.
+//! crate's key-management functions, then the policy record, all signed with the fixture's own
+//! signing key (which the fixture's clients trust, as clients trust the operator's).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,11 +14,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use kafka_e2ee_client::config::{ClientConfig, ProviderConfig};
 use kafka_e2ee_client::kafka::{KafkaConnection, TopicSpec, ensure_topic};
+use kafka_e2ee_client::key_directory::Trust;
 use kafka_e2ee_client::key_management::{KeyTopicWriter, ensure_key_topic, provision};
 use kafka_e2ee_client::key_records::{PlaintextPolicy, PolicyRecord, ProviderRef};
 use kafka_e2ee_client::keystore::LocalKeystore;
 use kafka_e2ee_client::provider::{DekContext, Edek, KeyProvider, ProviderError};
 use kafka_e2ee_client::secret::KeyMaterial;
+use kafka_e2ee_client::signing::{PublicKey, Signer, SigningKey, TrustedKeys};
 use rand::RngCore;
 
 use crate::{Server, require, unique};
@@ -78,6 +81,8 @@ pub struct Fixture {
     /// can be provisioned through it while the fixture itself is borrowed mutably).
     pub keystore: Arc<LocalKeystore>,
     pub writer: KeyTopicWriter,
+    /// The public half of the key the writer signs with: what the fixture's clients trust.
+    pub trusted_key: PublicKey,
     /// Current policy of every topic this fixture encrypted.
     pub policies: BTreeMap<String, PolicyRecord>,
     dir: PathBuf,
@@ -105,8 +110,15 @@ impl Fixture {
         );
         let keystore_path = dir.join("keystore.json");
         std::fs::write(&keystore_path, &json)?;
+        let (signing_key, _) = SigningKey::generate()?;
+        let trusted_key = signing_key.public_key().clone();
         Ok(Self {
-            writer: KeyTopicWriter::new(&connection, &key_topic)?,
+            writer: KeyTopicWriter::new(
+                &connection,
+                &key_topic,
+                Arc::new(Signer::new(signing_key)),
+            )?,
+            trusted_key,
             keystore: Arc::new(LocalKeystore::from_json(json.as_bytes())?),
             connection,
             key_topic,
@@ -215,14 +227,32 @@ impl Fixture {
         Ok(next)
     }
 
+    /// What a reader of this fixture's key topic trusts: the fixture's signing key, and
+    /// plaintext of the topics the fixture encrypted with `Allow`.
+    pub fn trust(&self) -> Trust {
+        Trust {
+            keys: TrustedKeys::new([self.trusted_key.clone()]),
+            allow_plaintext: self
+                .policies
+                .values()
+                .filter(|p| p.plaintext == PlaintextPolicy::Allow)
+                .map(|p| p.topic.clone())
+                .collect(),
+            retired: Default::default(),
+        }
+    }
+
     /// A client configuration as a local application would build it.
     pub fn client_config(&self, key_wait: Duration) -> ClientConfig {
+        let trust = self.trust();
         let mut config = ClientConfig::new(
             self.connection.bootstrap_servers.clone(),
             ProviderConfig::Keystore {
                 path: self.keystore_path.clone(),
             },
+            vec![self.trusted_key.clone()],
         );
+        config.allow_plaintext = trust.allow_plaintext;
         config.key_topic = self.key_topic.clone();
         config.key_wait_ms = Some(key_wait.as_millis() as u64);
         config

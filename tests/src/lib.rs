@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: where the test bed's servers are, and a clear
 //! failure (naming the command that starts it) when one is not up. Tests never skip silently.
 
+pub mod attacker;
 pub mod fixture;
 pub mod kube_env;
 

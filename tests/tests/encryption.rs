@@ -30,7 +30,9 @@ use kafka_e2ee_client::producer::{
     EncryptingProducer, OutgoingRecord, ProduceError, ProducerSettings,
 };
 use kafka_e2ee_client::provider::{DekContext, KeyProvider, ProviderError};
-use kafka_e2ee_client::record::{Header, KEY_HEADER, PartitionSealer, RecordError, RecordLocation};
+use kafka_e2ee_client::record::{
+    Header, KEY_HEADER, PartitionSealer, RecordError, RecordLocation, TOMBSTONE_AUTH_LEN,
+};
 use kafka_e2ee_tests::fixture::{Counting, Fixture, TEK};
 use kafka_e2ee_tests::unique;
 use rdkafka::Message;
@@ -54,7 +56,7 @@ async fn pipeline(fx: &Fixture, key_wait: Duration) -> Pipeline {
 
 async fn pipeline_with(fx: &Fixture, key_wait: Duration, cache: DekCacheConfig) -> Pipeline {
     let keys = Arc::new(
-        KeyDirectory::start(&fx.connection, &fx.key_topic)
+        KeyDirectory::start(&fx.connection, &fx.key_topic, fx.trust())
             .await
             .unwrap(),
     );
@@ -224,7 +226,7 @@ async fn records_round_trip_exactly_and_the_broker_holds_no_plaintext() {
             "record {i}"
         );
         assert_eq!(r.timestamp_ms, Some(1_795_000_000_000 + i as i64));
-        assert_eq!(r.was_encrypted, value.is_some());
+        assert!(r.was_encrypted, "sealed, or for a tombstone authenticated");
         received += 1;
     }
     assert_eq!(
@@ -252,10 +254,11 @@ async fn records_round_trip_exactly_and_the_broker_holds_no_plaintext() {
             "record key stays plaintext"
         );
         let Some(value) = m.payload() else {
-            assert!(
-                m.headers().is_none_or(|h| h.count() == 0),
-                "a tombstone carries nothing"
-            );
+            // A tombstone carries only its key reference and authenticator (nonce, tag).
+            let headers = m.headers().unwrap();
+            assert_eq!(headers.count(), 1);
+            assert_eq!(headers.get(0).key, KEY_HEADER);
+            assert_eq!(headers.get(0).value.unwrap().len(), 2 + TOMBSTONE_AUTH_LEN);
             continue;
         };
         let headers = m.headers().unwrap();
@@ -499,6 +502,54 @@ async fn tampered_moved_and_unknown_records_fail_typed_and_are_never_skipped() {
             expect: |e| matches!(e, ConsumeError::PlaintextRejected { .. }),
         },
         Case {
+            name: "key header with a padded varint",
+            partition: 0,
+            key: Some(b"order-1".to_vec()),
+            headers: kh(&[1, 0x81, 0x00]),
+            value: Some(value.clone()),
+            expect: |e| {
+                matches!(
+                    e,
+                    ConsumeError::Malformed {
+                        source: RecordError::MalformedKeyHeader,
+                        ..
+                    }
+                )
+            },
+        },
+        Case {
+            name: "tombstone without an authenticator",
+            partition: 0,
+            key: Some(b"order-1".to_vec()),
+            headers: vec![],
+            value: None,
+            expect: |e| matches!(e, ConsumeError::UnauthenticatedTombstone { .. }),
+        },
+        Case {
+            name: "tombstone with a forged authenticator",
+            partition: 0,
+            key: Some(b"order-1".to_vec()),
+            headers: kh(&[[1u8, 1].as_slice(), &[0x5a; TOMBSTONE_AUTH_LEN]].concat()),
+            value: None,
+            expect: tampered,
+        },
+        Case {
+            name: "tombstone with a record's key header",
+            partition: 0,
+            key: Some(b"order-1".to_vec()),
+            headers: kh(&key_header),
+            value: None,
+            expect: |e| {
+                matches!(
+                    e,
+                    ConsumeError::Malformed {
+                        source: RecordError::MalformedKeyHeader,
+                        ..
+                    }
+                )
+            },
+        },
+        Case {
             name: "tombstone with plaintext headers",
             partition: 0,
             key: Some(b"order-1".to_vec()),
@@ -637,9 +688,12 @@ async fn a_late_edek_is_waited_for_and_a_replaced_one_is_refused() {
         .unwrap();
     let late = tokio::spawn({
         let writer_edek = edek.clone();
-        let fx_writer =
-            kafka_e2ee_client::key_management::KeyTopicWriter::new(&fx.connection, &fx.key_topic)
-                .unwrap();
+        let fx_writer = kafka_e2ee_client::key_management::KeyTopicWriter::new(
+            &fx.connection,
+            &fx.key_topic,
+            Arc::clone(fx.writer.signer()),
+        )
+        .unwrap();
         async move {
             tokio::time::sleep(Duration::from_millis(1500)).await;
             fx_writer.publish_edeks(&[writer_edek]).await.unwrap();
@@ -661,7 +715,7 @@ async fn a_late_edek_is_waited_for_and_a_replaced_one_is_refused() {
     // An EDEK replaced in the key topic by one for another version fails the commitment or the
     // unwrap, typed; the record is not skipped.
     let fresh = Arc::new(
-        KeyDirectory::start(&fx.connection, &fx.key_topic)
+        KeyDirectory::start(&fx.connection, &fx.key_topic, fx.trust())
             .await
             .unwrap(),
     );

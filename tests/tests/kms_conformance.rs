@@ -135,6 +135,35 @@ async fn tampering_is_refused<P: TekManager>(provider: &P, tek: &str, state: &Be
     );
 }
 
+/// Where the KMS binds a wrapping to its slot (keystore AAD, Vault derivation context, AWS
+/// encryption context), an EDEK presented for any other slot is refused by the KMS itself,
+/// before the commitment (or the operator's signature) is even looked at.
+async fn kms_binds_the_slot<P: TekManager>(provider: &P, tek: &str) {
+    let (_, edek) = provider.generate_dek(tek, CTX).await.unwrap();
+    for elsewhere in [
+        DekContext {
+            partition: 4,
+            ..CTX
+        },
+        DekContext {
+            topic: "payments",
+            ..CTX
+        },
+        DekContext { version: 2, ..CTX },
+    ] {
+        let err = provider.unwrap_dek(tek, elsewhere, &edek).await.err();
+        assert!(
+            matches!(
+                err,
+                Some(ProviderError::InvalidCiphertext { .. } | ProviderError::AccessDenied { .. })
+            ),
+            "{} unwrapped an EDEK for {elsewhere:?}: {err:?}",
+            provider.backend()
+        );
+    }
+    assert!(provider.unwrap_dek(tek, CTX, &edek).await.is_ok());
+}
+
 /// After a rotation: old EDEKs still unwrap, re-wrapping moves them to the new version, new
 /// DEKs use it.
 async fn after_rotation<P: TekManager>(provider: &P, tek: &str, before: &BeforeRotation) {
@@ -233,6 +262,7 @@ async fn keystore_meets_the_contract() {
         Err(ProviderError::Misconfigured { .. })
     ));
     tampering_is_refused(&v1, "tek", &before).await;
+    kms_binds_the_slot(&v1, "tek").await;
     // Rotation: the Secret gains k2 and the alias moves to it.
     let v2 = LocalKeystore::from_json(keystore_json(&[("k1", k1), ("k2", k2)], "k2").as_bytes())
         .unwrap();
@@ -258,6 +288,16 @@ fn vault() -> VaultTransit {
 async fn vault_transit_meets_the_contract() {
     let (provider, tek) = (vault(), unique("conformance-tek"));
     let before = kms_contract(&provider, &tek, "1", "2").await;
+    kms_binds_the_slot(&provider, &tek).await;
+    // Re-wrapping for another slot fails in Vault too (derivation covers rewrap).
+    let elsewhere = DekContext {
+        partition: 4,
+        ..CTX
+    };
+    assert!(matches!(
+        provider.rewrap_dek(&tek, elsewhere, &before.edek).await,
+        Err(ProviderError::InvalidCiphertext { .. })
+    ));
     let info = provider.describe_tek(&tek).await.unwrap();
     assert_eq!(
         info.min_decryption_version.as_deref(),
@@ -298,6 +338,22 @@ async fn vault_refuses_an_existing_key_of_the_wrong_kind_and_bad_credentials() {
         vault().create_tek(&tek).await,
         Err(ProviderError::Misconfigured { .. })
     ));
+    // A key without derivation would bind no slot: refused, naming what it lacks.
+    let underived = unique("underived-tek");
+    vaultrs::transit::key::create(
+        &admin,
+        "transit",
+        &underived,
+        Some(CreateKeyRequestBuilder::default().key_type(KeyType::Aes256Gcm96)),
+    )
+    .await
+    .unwrap();
+    match vault().create_tek(&underived).await {
+        Err(ProviderError::Misconfigured { reason, .. }) => {
+            assert!(reason.contains("derived=true"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
 
     let wrong_token = VaultTransit::new(&VaultSettings {
         address: require(Server::Vault),
@@ -352,20 +408,7 @@ async fn aws_kms_binds_the_encryption_context_and_refuses_plain_key_ids_it_canno
     let provider = aws().await;
     let tek = format!("alias/{}", unique("context-tek"));
     provider.create_tek(&tek).await.unwrap();
-    let (_, edek) = provider.generate_dek(&tek, CTX).await.unwrap();
-    // KMS itself refuses the EDEK for another partition (before any commitment check).
-    let elsewhere = DekContext {
-        partition: 4,
-        ..CTX
-    };
-    let err = provider.unwrap_dek(&tek, elsewhere, &edek).await.err();
-    assert!(
-        matches!(
-            err,
-            Some(ProviderError::InvalidCiphertext { .. } | ProviderError::AccessDenied { .. })
-        ),
-        "{err:?}"
-    );
+    kms_binds_the_slot(&provider, &tek).await;
     let err = provider
         .create_tek("1234abcd-0000-0000-0000-000000000000")
         .await
@@ -460,6 +503,25 @@ async fn hadoop_kms_meets_the_contract() {
     after_rotation(&provider, &tek, &before).await;
     // EEKs are AES-CTR: here the commitment is what refuses a tampered wrapping.
     tampering_is_refused(&provider, &tek, &before).await;
+    // Hadoop KMS binds no slot: an EEK "unwraps" for any context. That is why its EDEK records
+    // are trusted only through the operator's signature and the signed commitment
+    // (docs/security.md).
+    let elsewhere = DekContext {
+        partition: 4,
+        ..CTX
+    };
+    let unbound = provider
+        .unwrap_dek(&tek, elsewhere, &before.edek)
+        .await
+        .unwrap();
+    assert!(
+        DekCommitment::compute(&before.dek, CTX).verify(&unbound, CTX),
+        "the same DEK, whatever slot was asked for"
+    );
+    assert!(
+        !DekCommitment::compute(&before.dek, CTX).verify(&unbound, elsewhere),
+        "but its (signed) commitment names its own slot only"
+    );
     deletion_shreds(&provider, &tek, &before).await;
 }
 

@@ -208,6 +208,7 @@ async fn producers_and_consumers_on_warm_caches_ride_out_a_kms_outage() {
             token_file: Some(token_file),
             kubernetes_auth: None,
         },
+        vec![fx.trusted_key.clone()],
     );
     config.key_topic = fx.key_topic.clone();
     config

@@ -293,6 +293,8 @@ def rbac(bin_dir):
             # Minimal: what they must not do.
             for sa, verb, resource, ns in [
                 (operator_sa, "delete", "secrets", work_ns),
+                (operator_sa, "update", "secrets", work_ns),
+                (operator_sa, "create", "secrets", work_ns),
                 (operator_sa, "create", "pods", work_ns),
                 (operator_sa, "update", "mutatingwebhookconfigurations", None),
                 (operator_sa, "create", "leases", "kube-system"),
@@ -329,6 +331,11 @@ def rbac(bin_dir):
             if wait("operator: EncryptedTopic Ready with the chart's RBAC", ready):
                 check(True, "operator: EncryptedTopic Ready (topic, key topic, status, events, lease)")
             wait("operator: client ConfigMap published", lambda: topic in kubectl("get", "configmap", "kafka-e2ee-client", "-n", work_ns, "-o", "json").stdout) and check(True, "operator: client ConfigMap published")
+            signing = kubectl("get", "secret", "kafka-e2ee-signing-keys", "-n", release_ns, "-o", "json", check_ok=False)
+            check(signing.returncode == 0, "operator: its signing-key Secret created in the release namespace")
+            trusted = kubectl("get", "configmap", "kafka-e2ee-trusted-keys", "-n", release_ns, "-o", "jsonpath={.data.trustedKeys}", check_ok=False).stdout
+            profile = kubectl("get", "configmap", "kafka-e2ee-client", "-n", work_ns, "-o", "json").stdout
+            check(trusted.startswith("ed25519:") and trusted.strip() in profile, "operator: its public key published, and in the client configuration")
 
             # Sufficient: the webhook issues its certificate, writes both caBundles, watches ConfigMaps.
             env = dict(os.environ, KUBECONFIG=str(kubeconfig_for(tokens[webhook_sa], tmp, "webhook")), RUST_LOG="warn")

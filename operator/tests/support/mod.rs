@@ -15,10 +15,14 @@ use std::time::Duration;
 
 use kafka_e2ee_client::config::{ClientConfig, EncryptionClient, ProviderConfig};
 use kafka_e2ee_client::kafka::KafkaConnection;
-use kafka_e2ee_client::key_directory::{KeyDirectory, TopicKeysSnapshot};
+use kafka_e2ee_client::key_directory::{KeyDirectory, TopicKeysSnapshot, Trust};
+use kafka_e2ee_client::signing::{PublicKey, TrustedKeys};
 use kafka_e2ee_crds::{
     EncryptedTopic, EncryptedTopicSpec, KeystoreBackend, KmsConnectionSpec, KmsRef, KmsRefKind,
     SecretKeyRef, VaultAuthSpec, VaultBackend,
+};
+use kafka_e2ee_operator::signing_keys::{
+    TRUSTED_KEYS_CONFIGMAP, TRUSTED_KEYS_KEY, parse_trusted_keys,
 };
 use kafka_e2ee_tests::{Server, env as tb_env, require, unique};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -329,9 +333,48 @@ impl TestEnv {
         path
     }
 
+    /// The operator's public signing keys, as it publishes them in its namespace (this test's
+    /// namespace); waits for the operator to have published them.
+    pub async fn trusted_keys(&self) -> Vec<PublicKey> {
+        let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(cm) = api.get_opt(TRUSTED_KEYS_CONFIGMAP).await.unwrap()
+                && let Some(text) = cm.data.as_ref().and_then(|d| d.get(TRUSTED_KEYS_KEY))
+            {
+                return parse_trusted_keys(text).unwrap();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the operator published no trusted keys"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// What a client of this env trusts: the operator's published keys.
+    pub async fn trust(&self) -> Trust {
+        Trust {
+            keys: TrustedKeys::new(self.trusted_keys().await),
+            ..Trust::default()
+        }
+    }
+
     /// An encrypting client of this env's key topic with `provider`.
     pub async fn client(&self, provider: ProviderConfig) -> EncryptionClient {
-        let mut config = ClientConfig::new(&self.bootstrap, provider);
+        self.client_allowing_plaintext(provider, &[]).await
+    }
+
+    /// [`Self::client`] whose configuration lets plaintext of `topics` pass (as the injected
+    /// configuration does for EncryptedTopics with `plaintextPolicy: Allow`).
+    pub async fn client_allowing_plaintext(
+        &self,
+        provider: ProviderConfig,
+        topics: &[&str],
+    ) -> EncryptionClient {
+        let mut config = ClientConfig::new(&self.bootstrap, provider, self.trusted_keys().await);
+        config.allow_plaintext = topics.iter().map(|t| (*t).to_owned()).collect();
         config.key_topic = self.key_topic.clone();
         config.key_wait_ms = Some(20_000);
         config
@@ -342,7 +385,7 @@ impl TestEnv {
 
     /// A fresh reader of the key topic, caught up.
     pub async fn directory(&self) -> KeyDirectory {
-        let dir = KeyDirectory::start(&self.connection(), &self.key_topic)
+        let dir = KeyDirectory::start(&self.connection(), &self.key_topic, self.trust().await)
             .await
             .unwrap();
         dir.wait_caught_up(WAIT).await.unwrap();
