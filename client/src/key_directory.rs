@@ -19,7 +19,7 @@ use std::time::Duration;
 use rdkafka::ClientContext;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Headers as _, Message};
+use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use thiserror::Error;
 use tokio::sync::{Notify, watch};
@@ -30,7 +30,7 @@ use crate::kafka::{self, KafkaConnection};
 use crate::key_records::{self, EdekRecord, KeyRecord, PlaintextPolicy, PolicyRecord};
 pub use crate::key_state::{MAX_PENDING_REJECTIONS, RejectedKeyRecords};
 use crate::key_state::{Outcome, Position, State};
-use crate::signing::{KeyId, SIGNATURE_HEADER, SignatureError, TrustedKeys};
+use crate::signing::{KeyId, SIGNATURE_HEADER, SignatureError, ToVerify, TrustedKeys, Verifier};
 
 /// How long producers and consumers wait for the key topic by default: its first read, or an
 /// EDEK a record names that has not arrived yet.
@@ -227,7 +227,10 @@ impl KeyDirectory {
         key_topic: &str,
         trust: Trust,
     ) -> Result<Self, KeyDirectoryError> {
-        let partitions = key_topic_partitions(connection, key_topic).await?;
+        let marks = key_topic_watermarks(connection, key_topic, Duration::from_secs(10)).await?;
+        let partitions: Vec<i32> = marks.keys().copied().collect();
+        // Read to its end once = every record up to the last offset of each partition now.
+        let initial_ends = last_offsets(&marks);
         let mut config = connection.client_config();
         // No group: every client reads the whole key topic; nothing is committed.
         config
@@ -253,7 +256,9 @@ impl KeyDirectory {
             }
         })?;
 
-        let state = Arc::new(RwLock::new(State::default()));
+        let mut state = State::default();
+        state.caught_up = initial_ends.is_empty();
+        let state = Arc::new(RwLock::new(state));
         let stats = Arc::new(KeyDirectoryStats::default());
         let trust = Arc::new(RwLock::new(Arc::new(trust)));
         let reread = Arc::new(Notify::new());
@@ -273,6 +278,7 @@ impl KeyDirectory {
                 trust: Arc::clone(&trust),
                 reread: Arc::clone(&reread),
                 bump: Arc::clone(&bump),
+                initial_ends,
             }
             .run(),
         );
@@ -447,13 +453,7 @@ impl KeyDirectory {
         let marks = key_topic_watermarks(&self.connection, &self.key_topic, timeout)
             .await
             .ok()?;
-        Some(
-            marks
-                .into_iter()
-                .filter(|&(_, (low, high))| high > low)
-                .map(|(p, (_, high))| (p, high - 1))
-                .collect(),
-        )
+        Some(last_offsets(&marks))
     }
 
     /// `topic`'s policy as known right now, without waiting.
@@ -585,12 +585,13 @@ impl ClientContext for QuietEof {
 
 impl ConsumerContext for QuietEof {}
 
-async fn key_topic_partitions(
-    connection: &KafkaConnection,
-    key_topic: &str,
-) -> Result<Vec<i32>, KeyDirectoryError> {
-    let marks = key_topic_watermarks(connection, key_topic, Duration::from_secs(10)).await?;
-    Ok(marks.into_keys().collect())
+/// The offset of the last record of each non-empty partition.
+fn last_offsets(marks: &BTreeMap<i32, (i64, i64)>) -> BTreeMap<i32, i64> {
+    marks
+        .iter()
+        .filter(|&(_, &(low, high))| high > low)
+        .map(|(&p, &(_, high))| (p, high - 1))
+        .collect()
 }
 
 /// (low, high) watermarks of every key-topic partition, as the broker reports them now.
@@ -635,11 +636,16 @@ struct Reader {
     trust: Arc<RwLock<Arc<Trust>>>,
     reread: Arc<Notify>,
     bump: Arc<Bump>,
+    /// Where the key topic ended when reading began: reaching it is being caught up (without
+    /// waiting for librdkafka's end-of-partition event, which comes a fetch wait later).
+    initial_ends: BTreeMap<i32, i64>,
 }
 
 impl Reader {
     async fn run(self) {
         let mut at_end = vec![false; self.partitions.len()];
+        // One verifier per trust: it remembers the batches whose signature it checked.
+        let mut verifier: Option<(Arc<Trust>, Verifier)> = None;
         loop {
             let received = tokio::select! {
                 biased;
@@ -653,19 +659,92 @@ impl Reader {
                 }
                 received = self.consumer.recv() => received,
             };
+            // Everything already fetched is verified together (the signature checks of new
+            // batches on several threads) and applied before waiters are woken: one wake-up
+            // per batch, not per record.
+            let mut drained = vec![received];
+            while drained.len() < DRAIN {
+                match ready_now(self.consumer.recv()) {
+                    Some(received) => drained.push(received),
+                    None => break,
+                }
+            }
+            let trust = Arc::clone(&self.trust.read().unwrap_or_else(PoisonError::into_inner));
+            let verifier = match &mut verifier {
+                Some((for_trust, v)) if Arc::ptr_eq(for_trust, &trust) => v,
+                slot => {
+                    &mut slot
+                        .insert((Arc::clone(&trust), Verifier::new(trust.keys.clone())))
+                        .1
+                }
+            };
+            let failed = self.handle_all(&drained, &mut at_end, &trust, verifier);
+            drop(drained);
+            self.note_caught_up();
+            self.bump.bump();
+            if failed {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    /// Marks the first read done once every record up to the initial ends has been read.
+    fn note_caught_up(&self) {
+        let mut s = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        if !s.caught_up
+            && self
+                .initial_ends
+                .iter()
+                .all(|(p, &end)| s.applied_through.get(p).is_some_and(|&at| at >= end))
+        {
+            s.caught_up = true;
+            tracing::debug!(key_topic = %self.key_topic, "key topic read to its end");
+        }
+    }
+
+    /// Handles what the consumer returned, in order; `true` if an error is worth a pause.
+    fn handle_all(
+        &self,
+        received: &[Result<BorrowedMessage<'_>, KafkaError>],
+        at_end: &mut [bool],
+        trust: &Trust,
+        verifier: &mut Verifier,
+    ) -> bool {
+        let messages: Vec<&BorrowedMessage<'_>> = received.iter().flatten().collect();
+        let headers: Vec<Result<Option<&[u8]>, SignatureError>> =
+            messages.iter().map(|m| signature_header(*m)).collect();
+        let to_verify: Vec<ToVerify<'_>> = messages
+            .iter()
+            .zip(&headers)
+            .map(|(m, h)| {
+                (
+                    m.key().unwrap_or_default(),
+                    m.payload(),
+                    h.clone().ok().flatten(),
+                )
+            })
+            .collect();
+        let mut verified = verifier.verify_all(&to_verify).into_iter().zip(headers);
+        let mut failed = false;
+        for received in received {
             match received {
-                Ok(message) => self.read(&message),
+                Ok(message) => {
+                    let Some((outcome, header)) = verified.next() else {
+                        break;
+                    };
+                    // A malformed header list (two signature headers) is refused as such.
+                    let outcome = header.and(outcome);
+                    self.read(message, outcome, trust);
+                }
                 Err(KafkaError::PartitionEOF(p)) => {
-                    if let Some(flag) = usize::try_from(p).ok().and_then(|p| at_end.get_mut(p)) {
+                    if let Some(flag) = usize::try_from(*p).ok().and_then(|p| at_end.get_mut(p)) {
                         *flag = true;
                     }
                     if at_end.iter().all(|&f| f) {
                         let mut s = self.state.write().unwrap_or_else(PoisonError::into_inner);
                         if !s.caught_up {
                             s.caught_up = true;
-                            drop(s);
                             tracing::debug!(key_topic = %self.key_topic, "key topic read to its end");
-                            self.bump.bump();
                         }
                     }
                 }
@@ -673,24 +752,28 @@ impl Reader {
                     // librdkafka reconnects by itself; lookups meanwhile time out with typed
                     // errors.
                     tracing::warn!(key_topic = %self.key_topic, error = %e, "reading the key topic failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    failed = true;
                 }
             }
         }
+        failed
     }
 
-    /// Verifies, decodes and applies one record; anything refused is counted and logged by
-    /// its record key (never its value).
-    fn read(&self, message: &impl Message) {
+    /// Decodes and applies one record whose signature check gave `verified`; anything refused
+    /// is counted and logged by its record key (never its value).
+    fn read(
+        &self,
+        message: &impl Message,
+        verified: Result<crate::signing::Signed, SignatureError>,
+        trust: &Trust,
+    ) {
         let at = Position {
             partition: message.partition(),
             offset: message.offset(),
         };
         let key = message.key().unwrap_or_default();
-        let trust = Arc::clone(&self.trust.read().unwrap_or_else(PoisonError::into_inner));
         // Verified before anything else is looked at: an unsigned record costs no parsing.
-        let verified = signature_header(message)
-            .and_then(|header| trust.keys.verify(key, message.payload(), header))
+        let verified = verified
             .map_err(|e| match e {
                 SignatureError::UnknownSigner(k) if trust.retired.contains(&k) => "retired_signer",
                 e => e.reason(),
@@ -725,8 +808,23 @@ impl Reader {
             }
         }
         state.mark_read(at);
-        drop(state);
-        self.bump.bump();
+    }
+}
+
+/// Records handled between two wake-ups of waiters (and between two yields of the task:
+/// verifying them holds its worker thread for a few milliseconds at most).
+const DRAIN: usize = 256;
+
+/// The future's output if it is ready without waiting (it is dropped otherwise: only for
+/// cancellation-safe futures, such as rdkafka's `recv`).
+fn ready_now<F: Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
     }
 }
 

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::kafka::{self, EnsureOutcome, KafkaConnection, TopicSpec};
 use crate::key_records::{EdekRecord, KeyRecordError, PolicyRecord};
 use crate::provider::{DekCommitment, DekContext, KeyProvider, ProviderError};
-use crate::signing::{SIGNATURE_HEADER, Signer};
+use crate::signing::{MAX_BATCH, SIGNATURE_HEADER, Signer};
 
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -170,44 +170,65 @@ impl KeyTopicWriter {
     }
 
     /// Publishes every EDEK record and waits until the broker has acknowledged all of them.
-    /// They are enqueued together, so the broker sees batches, not one round trip per record.
+    /// They are enqueued together, so the broker sees batches, not one round trip per record,
+    /// and signed together (one signature per [`MAX_BATCH`] records).
     pub async fn publish_edeks(&self, records: &[EdekRecord]) -> Result<(), KeyManagementError> {
-        let mut pending = Vec::with_capacity(records.len());
-        for record in records {
-            let (key, value) = record.encode()?;
-            pending.push((self.enqueue(&key, Some(&value)).await?, key));
-        }
-        for (delivery, key) in pending {
-            self.confirm(delivery, &key).await?;
-        }
-        Ok(())
+        let encoded = records
+            .iter()
+            .map(|r| r.encode().map(|(k, v)| (k, Some(v))))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.publish(&encoded).await
     }
 
     /// Publishes the policy. Call it only after every EDEK it names has been published
     /// ([`provision`] does this in order).
     pub async fn publish_policy(&self, policy: &PolicyRecord) -> Result<(), KeyManagementError> {
         let (key, value) = policy.encode()?;
-        let delivery = self.enqueue(&key, Some(&value)).await?;
-        self.confirm(delivery, &key).await
+        self.publish(&[(key, Some(value))]).await
     }
 
-    /// Writes a tombstone for `record_key` (compaction then forgets the entry).
-    pub async fn tombstone(&self, record_key: &str) -> Result<(), KeyManagementError> {
-        let delivery = self.enqueue(record_key, None).await?;
-        self.confirm(delivery, record_key).await
+    /// Writes a tombstone for each record key (compaction then forgets the entries), signed
+    /// like every other record.
+    pub async fn tombstones(&self, record_keys: &[String]) -> Result<(), KeyManagementError> {
+        let records: Vec<(String, Option<Vec<u8>>)> =
+            record_keys.iter().map(|k| (k.clone(), None)).collect();
+        self.publish(&records).await
+    }
+
+    /// Signs `records` (record key, value or tombstone) in batches, enqueues them all, then
+    /// waits for every acknowledgement.
+    async fn publish(
+        &self,
+        records: &[(String, Option<Vec<u8>>)],
+    ) -> Result<(), KeyManagementError> {
+        let mut pending = Vec::with_capacity(records.len());
+        for batch in records.chunks(MAX_BATCH) {
+            let to_sign: Vec<(&[u8], Option<&[u8]>)> = batch
+                .iter()
+                .map(|(k, v)| (k.as_bytes(), v.as_deref()))
+                .collect();
+            let signatures = self.signer.sign_batch(&to_sign);
+            for ((key, value), signature) in batch.iter().zip(&signatures) {
+                pending.push((self.enqueue(key, value.as_ref(), signature).await?, key));
+            }
+        }
+        for (delivery, key) in pending {
+            self.confirm(delivery, key).await?;
+        }
+        Ok(())
     }
 
     async fn enqueue(
         &self,
         key: &str,
         value: Option<&Vec<u8>>,
+        signature: &[u8],
     ) -> Result<DeliveryFuture, KeyManagementError> {
-        let signature = self.signer.sign(key.as_bytes(), value.map(Vec::as_slice));
         let mut record: FutureRecord<'_, str, Vec<u8>> = FutureRecord::to(&self.key_topic)
             .key(key)
             .headers(OwnedHeaders::new_with_capacity(1).insert(Header {
                 key: SIGNATURE_HEADER,
-                value: Some(&signature),
+                value: Some(signature),
             }));
         if let Some(v) = value {
             record = record.payload(v);

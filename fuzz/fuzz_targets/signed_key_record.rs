@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use kafka_e2ee_client::signing::{SigningKey, TrustedKeys};
+use kafka_e2ee_client::signing::{SIGNATURE_HEADER_FIXED_LEN, SigningKey, TrustedKeys};
 use libfuzzer_sys::fuzz_target;
 
 fn key() -> &'static (SigningKey, TrustedKeys) {
@@ -23,12 +23,20 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (record_key, rest) = rest.split_at((split as usize % 32).min(rest.len()));
-    let (header, value) = rest.split_at(rest.len().min(81));
+    // A header of a batch of up to four (two path hashes), then the value.
+    let (header, value) = rest.split_at(rest.len().min(SIGNATURE_HEADER_FIXED_LEN + 64));
     let value = (!value.is_empty()).then_some(value);
     // Arbitrary headers: a typed answer. (A forgery of a fresh key is beyond a fuzzer.)
     let _ = trusted.verify(record_key, value, Some(header));
-    // A genuine signature verifies for exactly its record, not for the fuzzer's variant.
-    let signed = signer.sign(7, record_key, value);
+    // A genuine signature (its record the third of a batch of four) verifies for exactly its
+    // record, not for the fuzzer's variant of its header.
+    let batch = [
+        (&b"a"[..], None),
+        (&b"b"[..], Some(&b"1"[..])),
+        (record_key, value),
+        (&b"d"[..], None),
+    ];
+    let signed = signer.sign_batch(7, &batch).swap_remove(2);
     assert!(trusted.verify(record_key, value, Some(&signed)).is_ok());
     if header != signed.as_slice() {
         let mut altered = signed.clone();

@@ -812,7 +812,7 @@ async fn crypto_shred(obj: &EncryptedTopic, ctx: &Context, topic: &str) -> Resul
     let tek = keys.policy.as_ref().map(|p| p.provider.tek.clone());
     if keys.policy.is_some() {
         writer
-            .tombstone(&kafka_e2ee_client::key_records::policy_key(topic))
+            .tombstones(&[kafka_e2ee_client::key_records::policy_key(topic)])
             .await
             .map_err(|e| kafka_failure(&e.into()))?;
     }
@@ -838,16 +838,15 @@ async fn crypto_shred(obj: &EncryptedTopic, ctx: &Context, topic: &str) -> Resul
         )
         .await;
     }
-    for e in &keys.edeks {
-        writer
-            .tombstone(&kafka_e2ee_client::key_records::edek_key(
-                topic,
-                e.partition,
-                e.version,
-            ))
-            .await
-            .map_err(|e| kafka_failure(&e.into()))?;
-    }
+    let edek_keys: Vec<String> = keys
+        .edeks
+        .iter()
+        .map(|e| kafka_e2ee_client::key_records::edek_key(topic, e.partition, e.version))
+        .collect();
+    writer
+        .tombstones(&edek_keys)
+        .await
+        .map_err(|e| kafka_failure(&e.into()))?;
     ctx.metrics
         .key_topic_writes
         .inc_by(keys.edeks.len() as u64 + u64::from(keys.policy.is_some()));
