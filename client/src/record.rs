@@ -428,8 +428,6 @@ impl Drop for ReusedBuffer {
 /// amortised-growth path costs ~90 instructions per record here.
 fn ensure_capacity(buf: &mut Vec<u8>, len: usize) {
     if buf.capacity() < len {
-        // The old buffer may hold a previous record's plaintext.
-        buf.zeroize();
         *buf = Vec::with_capacity(len);
     }
 }
@@ -440,6 +438,11 @@ fn reuse_as(buf: &mut Vec<u8>, len: usize) {
     if buf.len() >= len {
         buf.truncate(len);
     } else {
+        if buf.capacity() < len {
+            // An opening buffer holds the previous record's plaintext: wiped before it goes.
+            // (A sealing buffer holds ciphertext once sealed, and is wiped if a seal fails.)
+            buf.zeroize();
+        }
         ensure_capacity(buf, len);
         buf.resize(len, 0);
     }
