@@ -11,7 +11,9 @@
 //! fails in Vault itself (`message authentication failed`), before the commitment in the EDEK
 //! record is even checked. Transit's `associated_data` would bind the slot too, but `datakey`
 //! and `rewrap` do not take it (checked on OpenBao 2.7), so derivation is the binding that
-//! covers every call. A TEK created without derivation is refused as misconfigured.
+//! covers every call. A TEK without derivation (made by hand, or by an earlier version) keeps
+//! working: Vault ignores the context for it, and its EDEKs are bound by the operator's
+//! signature alone (a warning is logged).
 //! Auth: a token, or Kubernetes auth with the pod's projected service-account token (logged in
 //! again after two thirds of each lease, re-reading the token file).
 //! Keys are never created implicitly: `create_tek` reads first and creates only what is absent,
@@ -184,14 +186,22 @@ impl VaultTransit {
         let key = transit::key::read(&*self.client(tek).await?, &self.mount, tek)
             .await
             .map_err(|e| classify(e, tek, None))?;
-        if !matches!(key.key_type, KeyType::Aes256Gcm96) || key.exportable || !key.derived {
+        if !matches!(key.key_type, KeyType::Aes256Gcm96) || key.exportable {
             return Err(ProviderError::Misconfigured {
                 backend: BACKEND,
                 reason: format!(
-                    "transit key '{tek}' exists but is not a non-exportable aes256-gcm96 key \
-                     with derivation (derived=true), which binds each DEK to its slot"
+                    "transit key '{tek}' exists but is not a non-exportable aes256-gcm96 key"
                 ),
             });
+        }
+        if !key.derived {
+            // Vault ignores the context for such a key: it keeps working (TEKs from before
+            // derivation, or made by hand), its EDEKs bound to their slot by the operator's
+            // signature alone.
+            tracing::warn!(
+                tek,
+                "transit key without derivation: Vault does not bind its EDEKs to their slot; create TEKs with derived=true"
+            );
         }
         let latest = match &key.keys {
             ReadKeyData::Symmetric(versions) => {
