@@ -80,7 +80,12 @@ async fn forged_key_records_are_reported_never_adopted_and_never_crash_the_opera
     }
 
     // Reported: a condition naming them, an event, the metric.
-    let forged_keys = [v99.0.clone(), max.0.clone(), policy_key(&topic), copied_key.clone()];
+    let forged_keys = [
+        v99.0.clone(),
+        max.0.clone(),
+        policy_key(&topic),
+        copied_key.clone(),
+    ];
     let obj = env
         .wait_for("orders", "reporting the forged records", |o| {
             o.status.as_ref().is_some_and(|s| {

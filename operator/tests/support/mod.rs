@@ -139,9 +139,12 @@ impl TestEnv {
     }
 
     /// Starts the operator binary (watching this namespace only), optionally set to crash.
+    /// `KE_OPERATOR_BIN` runs another build instead (benchmarks compare releases with it).
     pub fn start_operator(&self, crash_at: Option<&str>, extra: &[&str]) -> Operator {
         let http_port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kafka-e2ee-operator"));
+        let bin = std::env::var_os("KE_OPERATOR_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_kafka-e2ee-operator").into());
+        let mut cmd = Command::new(bin);
         cmd.args([
             "run",
             "--bootstrap-servers",
