@@ -201,7 +201,7 @@ pub struct KeyDirectory {
     /// For the broker's view of the key topic's end (see [`KeyDirectory::policy`]).
     connection: KafkaConnection,
     state: Arc<RwLock<State>>,
-    /// Bumped after every applied record; waiters watch it.
+    /// Bumped after every batch of records read; waiters watch it.
     changes: watch::Receiver<u64>,
     /// The same count as a plain atomic: producers compare it on every record.
     generation: Arc<AtomicU64>,

@@ -254,13 +254,18 @@ impl SigningKey {
             .map(|(key, value)| leaf_hash(key, *value))
             .collect();
         let count = leaves.len() as u32;
-        let root = merkle_root(&leaves);
+        let levels = tree_levels(leaves);
+        let root = levels
+            .last()
+            .and_then(|top| top.first())
+            .copied()
+            .unwrap_or([0; HASH_LEN]);
         let signature = self
             .pair
             .sign(&batch_message(self.id(), generation, count, &root));
-        (0..leaves.len())
+        (0..count as usize)
             .map(|index| {
-                let path = audit_path(&leaves, index);
+                let path = audit_path(&levels, index);
                 let mut header =
                     Vec::with_capacity(SIGNATURE_HEADER_FIXED_LEN + path.len() * HASH_LEN);
                 header.push(SIGNATURE_FORMAT);
@@ -323,12 +328,12 @@ fn batch_message(signer: KeyId, generation: u64, count: u32, root: &[u8; HASH_LE
     m
 }
 
-/// The tree: at each level, nodes are paired left to right; an odd last node moves up
-/// unchanged. One leaf is its own root.
-fn merkle_root(leaves: &[[u8; HASH_LEN]]) -> [u8; HASH_LEN] {
-    let mut level = leaves.to_vec();
-    while level.len() > 1 {
-        level = level
+/// The tree, level by level from the leaves to the root: at each level, nodes are paired left
+/// to right, and an odd last node moves up unchanged. One leaf is its own root.
+fn tree_levels(leaves: Vec<[u8; HASH_LEN]>) -> Vec<Vec<[u8; HASH_LEN]>> {
+    let mut levels = vec![leaves];
+    while let Some(level) = levels.last().filter(|l| l.len() > 1) {
+        let up = level
             .chunks(2)
             .map(|pair| match pair {
                 [left, right] => node_hash(left, right),
@@ -336,27 +341,18 @@ fn merkle_root(leaves: &[[u8; HASH_LEN]]) -> [u8; HASH_LEN] {
                 _ => [0; HASH_LEN],
             })
             .collect();
+        levels.push(up);
     }
-    level.first().copied().unwrap_or([0; HASH_LEN])
+    levels
 }
 
 /// The siblings of leaf `index` from the bottom up (none where a node moves up alone).
-fn audit_path(leaves: &[[u8; HASH_LEN]], mut index: usize) -> Vec<[u8; HASH_LEN]> {
+fn audit_path(levels: &[Vec<[u8; HASH_LEN]>], mut index: usize) -> Vec<[u8; HASH_LEN]> {
     let mut path = Vec::new();
-    let mut level = leaves.to_vec();
-    while level.len() > 1 {
-        let sibling = index ^ 1;
-        if sibling < level.len() {
-            path.push(level[sibling]);
+    for level in levels.iter().take(levels.len().saturating_sub(1)) {
+        if let Some(sibling) = level.get(index ^ 1) {
+            path.push(*sibling);
         }
-        level = level
-            .chunks(2)
-            .map(|pair| match pair {
-                [left, right] => node_hash(left, right),
-                [single] => *single,
-                _ => [0; HASH_LEN],
-            })
-            .collect();
         index /= 2;
     }
     path
@@ -422,11 +418,6 @@ impl TrustedKeys {
 
     pub fn keys(&self) -> impl Iterator<Item = &PublicKey> {
         self.keys.values()
-    }
-
-    /// Whether `other` trusts a key this set does not.
-    pub fn adds_to(&self, other: &TrustedKeys) -> bool {
-        self.keys.keys().any(|id| !other.keys.contains_key(id))
     }
 
     /// Verifies a record's signature header (`None` when the record has none). One-off: a
@@ -779,7 +770,7 @@ mod tests {
     fn every_record_of_a_batch_verifies_alone_and_only_as_itself() {
         let k = key();
         let trusted = TrustedKeys::new([k.public_key().clone()]);
-        for n in [1usize, 2, 3, 5, 8, 13, 64, 100] {
+        for n in [1usize, 2, 3, 5, 8, 13, 64, 100, MAX_BATCH] {
             let keys: Vec<Vec<u8>> = (0..n)
                 .map(|i| format!("edek/t/0/{i}").into_bytes())
                 .collect();
@@ -794,6 +785,11 @@ mod tests {
                 .collect();
             let headers = k.sign_batch(9, &records);
             assert_eq!(headers.len(), n);
+            let longest = headers.iter().map(Vec::len).max().unwrap();
+            assert!(
+                longest <= SIGNATURE_HEADER_FIXED_LEN + 10 * HASH_LEN,
+                "{n} records: a path of at most 10 hashes"
+            );
             let mut verifier = Verifier::new(trusted.clone());
             for ((key, value), header) in records.iter().zip(&headers) {
                 assert_eq!(

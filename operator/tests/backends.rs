@@ -23,7 +23,6 @@ use kafka_e2ee_crds::{
     MANAGED_ANNOTATION, PAUSE_ANNOTATION, SecretRef, TekRotation,
 };
 use kafka_e2ee_tests::{Server, env as tb_env, require};
-use kube::api::{Patch, PatchParams};
 use support::*;
 use zeroize::Zeroizing;
 
@@ -93,23 +92,9 @@ async fn vault_topics_rotate_their_tek_and_crypto_shred_on_delete() {
 
     // Make the last rotation look 2 h old: the 1 h period is due, so the operator rotates and
     // re-wraps every EDEK under TEK version 2 (same record keys, same DEKs).
-    let two_hours_ago =
-        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(2);
-    let patch = serde_json::json!({"status": {"tek": {"reference": tek.reference, "lastRotation": two_hours_ago.to_string()}}});
-    env.topics()
-        .patch_status("payments", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
     let obj = env
-        .wait_for("payments", "rotated", |o| {
-            o.status
-                .as_ref()
-                .and_then(|s| s.tek.as_ref())
-                .and_then(|t| t.version.as_deref())
-                == Some("2")
-        })
+        .force_tek_rotation("payments", &tek.reference, "2")
         .await;
-    env.wait_ready("payments").await;
     let keys = env.keys(&topic).await;
     assert_eq!(keys.edeks.len(), 3, "re-wrapped in place, no new versions");
     for e in &keys.edeks {

@@ -15,20 +15,17 @@ mod support;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kafka_e2ee_client::config::{ClientConfig, EncryptionClient};
 use kafka_e2ee_client::key_directory::{KeyDirectory, Trust};
-use kafka_e2ee_client::producer::OutgoingRecord;
 use kafka_e2ee_client::signing::{PublicKey, TrustedKeys};
 use kafka_e2ee_operator::crash::ROTATION_POINTS;
 use kafka_e2ee_operator::signing_keys::SECRET_KEY;
+use kafka_e2ee_tests::traffic::{Traffic, assert_read_in_order};
 use kafka_e2ee_tests::unique;
 use kube::api::Api;
-use rdkafka::consumer::Consumer;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use support::*;
 
 const SIGNING_SECRET: &str = "kafka-e2ee-signing-keys";
@@ -171,41 +168,15 @@ async fn the_signing_key_rotates_with_overlap_and_clients_follow_without_an_erro
             .await
             .unwrap(),
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let producing = tokio::spawn({
-        let (client, topic, stop) = (Arc::clone(&client), topic.clone(), Arc::clone(&stop));
-        async move {
-            let producer = client.producer().unwrap();
-            let mut sent = 0u32;
-            while !stop.load(Ordering::Relaxed) {
-                producer
-                    .send_and_wait(OutgoingRecord::new(&topic, format!("r{sent}").as_bytes()))
-                    .await
-                    .unwrap();
-                sent += 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            sent
-        }
-    });
+    let traffic = Traffic::start(Arc::clone(&client), &topic, Duration::from_millis(20));
 
     let second = wait_rotated(&env, &first, Duration::from_secs(60)).await;
     // Let the clients take in the retirement too, then a little more traffic.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    let sent = producing.await.unwrap();
+    let sent = traffic.stop().await;
     following.abort();
     assert!(sent > 100, "only {sent} records");
-
-    let consumer = client.consumer(&unique("signing")).unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.inner().assign(&tpl).unwrap();
-    for i in 0..sent {
-        let r = tokio::time::timeout(WAIT, consumer.recv()).await.unwrap();
-        assert_eq!(r.unwrap().value.unwrap(), format!("r{i}").into_bytes());
-    }
+    assert_read_in_order(&client, &topic, sent).await;
     // Every live record is signed by the new key: a reader trusting only it sees them all.
     let keys = directory_trusting(&env, second).await.topic_keys(&topic);
     assert!(keys.policy.is_some());

@@ -24,7 +24,7 @@ use kafka_e2ee_client::signing::SIGNATURE_HEADER;
 use kafka_e2ee_crds::TekRotation;
 use kafka_e2ee_operator::reconcile::KEY_RECORDS_VERIFIED;
 use kafka_e2ee_tests::attacker::{Raw, inject, last_stored, signature_of};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use rdkafka::Message;
 use support::*;
 
@@ -157,22 +157,7 @@ async fn forged_key_records_are_reported_never_adopted_and_never_crash_the_opera
 
     // A TEK rotation (its last one made to look two hours old): only verified EDEKs are
     // re-wrapped.
-    let two_hours_ago =
-        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(2);
-    let patch = serde_json::json!({"status": {"tek": {"reference": tek, "lastRotation": two_hours_ago.to_string()}}});
-    env.topics()
-        .patch_status("orders", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
-    env.wait_for("orders", "rotated", |o| {
-        o.status
-            .as_ref()
-            .and_then(|s| s.tek.as_ref())
-            .and_then(|t| t.version.as_deref())
-            == Some("2")
-    })
-    .await;
-    env.wait_ready("orders").await;
+    env.force_tek_rotation("orders", &tek, "2").await;
 
     let keys = env.keys(&topic).await;
     let versions: Vec<(i32, u32)> = keys

@@ -134,9 +134,8 @@ async fn verified(fx: &Fixture, n: usize) -> Duration {
     took
 }
 
-/// A bare consumer that reads and decodes every record; no signatures, no state.
-fn decoded_only(fx: &Fixture, n: usize) -> Duration {
-    let started = Instant::now();
+/// A bare consumer of the key topic, from its beginning.
+fn from_beginning(fx: &Fixture) -> BaseConsumer {
     let consumer: BaseConsumer = fx
         .connection
         .client_config()
@@ -148,6 +147,13 @@ fn decoded_only(fx: &Fixture, n: usize) -> Duration {
     tpl.add_partition_offset(&fx.key_topic, 0, Offset::Beginning)
         .unwrap();
     consumer.assign(&tpl).unwrap();
+    consumer
+}
+
+/// A bare consumer that reads and decodes every record; no signatures, no state.
+fn decoded_only(fx: &Fixture, n: usize) -> Duration {
+    let started = Instant::now();
+    let consumer = from_beginning(fx);
     let mut seen = 0;
     while seen < n {
         if let Some(message) = consumer.poll(Duration::from_millis(100)) {
@@ -162,16 +168,7 @@ fn decoded_only(fx: &Fixture, n: usize) -> Duration {
 /// The verification alone (audit paths and one signature check per batch), in-process, over
 /// the stored records; returns the time and the number of Ed25519 checks.
 fn verification_only(fx: &Fixture, n: usize) -> (Duration, u64) {
-    let consumer: BaseConsumer = fx
-        .connection
-        .client_config()
-        .set("group.id", unique("bench-sig"))
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&fx.key_topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
+    let consumer = from_beginning(fx);
     let mut records = Vec::with_capacity(n);
     while records.len() < n {
         if let Some(message) = consumer.poll(Duration::from_millis(100)) {

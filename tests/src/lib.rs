@@ -4,6 +4,7 @@
 pub mod attacker;
 pub mod fixture;
 pub mod kube_env;
+pub mod traffic;
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;

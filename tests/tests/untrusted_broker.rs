@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use kafka_e2ee_client::config::{ClientConfig, EncryptionClient};
@@ -34,6 +34,7 @@ use kafka_e2ee_client::secret::KeyMaterial;
 use kafka_e2ee_client::signing::{SIGNATURE_HEADER, SigningKey, TrustedKeys};
 use kafka_e2ee_tests::attacker::{self, Raw, signature_of};
 use kafka_e2ee_tests::fixture::{Fixture, TEK};
+use kafka_e2ee_tests::traffic::{Traffic, assert_read_in_order};
 use kafka_e2ee_tests::unique;
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -524,23 +525,7 @@ async fn a_signing_key_rotation_with_overlap_interrupts_no_consumer() {
     client.key_directory().wait_caught_up(WAIT).await.unwrap();
 
     // The application produces all along.
-    let stop = Arc::new(AtomicBool::new(false));
-    let producing = tokio::spawn({
-        let (client, topic, stop) = (Arc::clone(&client), topic.clone(), Arc::clone(&stop));
-        async move {
-            let producer = client.producer().unwrap();
-            let mut sent = 0u32;
-            while !stop.load(Ordering::Relaxed) {
-                producer
-                    .send_and_wait(OutgoingRecord::new(&topic, format!("r{sent}").as_bytes()))
-                    .await
-                    .unwrap();
-                sent += 1;
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            sent
-        }
-    });
+    let traffic = Traffic::start(Arc::clone(&client), &topic, Duration::from_millis(10));
     let overlap = reload * 5;
     // 1. The new key is published and trusted before it signs anything.
     write_config(&path, &base, &[&first, &second]);
@@ -555,20 +540,11 @@ async fn a_signing_key_rotation_with_overlap_interrupts_no_consumer() {
     tokio::time::sleep(overlap).await;
     assert_eq!(fx.rollover(&topic).await.unwrap(), 3);
     tokio::time::sleep(overlap).await;
-    stop.store(true, Ordering::Relaxed);
-    let sent = producing.await.unwrap();
+    let sent = traffic.stop().await;
     assert!(sent > 20, "only {sent} records");
 
     // A consumer of the same client reads every record, in order, without one error.
-    let consumer = client.consumer(&unique("rotation")).unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.inner().assign(&tpl).unwrap();
-    for i in 0..sent {
-        let r = tokio::time::timeout(WAIT, consumer.recv()).await.unwrap();
-        assert_eq!(r.unwrap().value.unwrap(), format!("r{i}").into_bytes());
-    }
+    assert_read_in_order(&client, &topic, sent).await;
     let versions: BTreeSet<Vec<u8>> = (0..i64::from(sent))
         .map(|offset| stored_at(&client, &topic, offset).1)
         .collect();

@@ -243,6 +243,27 @@ impl TestEnv {
         }
     }
 
+    /// Makes the TEK's last rotation look two hours old (status is the only record of it), so
+    /// that a 1 h `tekRotation` is due; waits until the TEK is at `version` and Ready again.
+    pub async fn force_tek_rotation(&self, name: &str, tek: &str, version: &str) -> EncryptedTopic {
+        let two_hours_ago =
+            k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(2);
+        let patch = serde_json::json!({"status": {"tek": {"reference": tek, "lastRotation": two_hours_ago.to_string()}}});
+        self.topics()
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        self.wait_for(name, "rotated", |o| {
+            o.status
+                .as_ref()
+                .and_then(|s| s.tek.as_ref())
+                .and_then(|t| t.version.as_deref())
+                == Some(version)
+        })
+        .await;
+        self.wait_ready(name).await
+    }
+
     /// Waits for Ready=True at the object's current generation.
     pub async fn wait_ready(&self, name: &str) -> EncryptedTopic {
         self.wait_for(name, "Ready", |o| {
