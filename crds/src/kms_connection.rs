@@ -24,6 +24,30 @@ pub struct VaultBackend {
     pub auth: VaultAuthSpec,
 }
 
+impl VaultBackend {
+    /// The transit mount (default `transit`).
+    pub fn mount_or_default(&self) -> &str {
+        self.mount.as_deref().unwrap_or("transit")
+    }
+}
+
+impl VaultKubernetesAuthSpec {
+    /// The auth method's mount (default `kubernetes`).
+    pub fn mount_or_default(&self) -> &str {
+        self.mount.as_deref().unwrap_or("kubernetes")
+    }
+
+    /// The audience of service-account tokens sent to Vault (default `vault`).
+    pub fn audience_or_default(&self) -> &str {
+        self.audience.as_deref().unwrap_or("vault")
+    }
+
+    /// The role injected client pods log in as (default: `role`).
+    pub fn client_role_or_default(&self) -> &str {
+        self.client_role.as_deref().unwrap_or(&self.role)
+    }
+}
+
 /// Vault authentication: a token from a Secret, or Kubernetes auth with the pod's
 /// service-account token. Exactly one.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -81,17 +81,17 @@ fn profile(
         KmsBackend::Vault(v) => match &v.auth.kubernetes {
             Some(k8s) => {
                 sources.push(ProjectedSource::ServiceAccountToken {
-                    audience: Some(k8s.audience.clone().unwrap_or_else(|| "vault".into())),
+                    audience: Some(k8s.audience_or_default().to_owned()),
                     path: injection::VAULT_TOKEN_FILE.into(),
                 });
                 Ok(ProviderConfig::Vault {
                     address: v.address.clone(),
-                    mount: v.mount.clone().unwrap_or_else(|| "transit".into()),
+                    mount: v.mount_or_default().to_owned(),
                     namespace: v.namespace.clone(),
                     token_file: None,
                     kubernetes_auth: Some(VaultKubernetesAuth {
-                        role: k8s.client_role.clone().unwrap_or_else(|| k8s.role.clone()),
-                        mount: k8s.mount.clone().unwrap_or_else(|| "kubernetes".into()),
+                        role: k8s.client_role_or_default().to_owned(),
+                        mount: k8s.mount_or_default().to_owned(),
                         token_file: injection::VAULT_TOKEN_FILE.into(),
                     }),
                 })
@@ -512,6 +512,16 @@ mod tests {
     #[test]
     fn client_config_env_names_agree() {
         assert_eq!(kafka_e2ee_client::config::CONFIG_ENV, injection::CONFIG_ENV);
+    }
+
+    /// The CRD's bound on `dekRollover.maxRecords` and the producers' nonce cap are one
+    /// number, kept in the two crates that must not depend on each other.
+    #[test]
+    fn the_records_per_dek_cap_is_one_number() {
+        assert_eq!(
+            u64::try_from(kafka_e2ee_crds::validation::MAX_RECORDS_PER_DEK).unwrap(),
+            kafka_e2ee_client::nonce::MAX_RECORDS_PER_DEK
+        );
     }
 
     #[test]

@@ -141,7 +141,7 @@ impl ProviderCache {
                         VaultAuth::Token(Zeroizing::new(text))
                     }
                     (None, Some(k8s)) => VaultAuth::Kubernetes {
-                        mount: k8s.mount.clone().unwrap_or_else(|| "kubernetes".into()),
+                        mount: k8s.mount_or_default().to_owned(),
                         role: k8s.role.clone(),
                         jwt_file: self.service_account_token.clone(),
                     },
@@ -156,7 +156,7 @@ impl ProviderCache {
                 AnyProvider::Vault(Box::new(VaultTransit::new(&VaultSettings {
                     address: v.address.clone(),
                     namespace: v.namespace.clone(),
-                    mount: v.mount.clone().unwrap_or_else(|| "transit".into()),
+                    mount: v.mount_or_default().to_owned(),
                     auth,
                 })?))
             }

@@ -1,0 +1,99 @@
+//! The KMS connection an EncryptedTopic names, read from the API, and its provider.
+
+use std::sync::Arc;
+
+use kafka_e2ee_crds::{
+    BackendSelectionError, ClusterKmsConnection, EncryptedTopic, KmsBackend, KmsConnection,
+    KmsRefKind,
+};
+use kube::{Api, ResourceExt};
+
+use super::Context;
+use super::failure::ReconcileFailure;
+use crate::kms::{ConnectionKey, OperatorProvider};
+
+/// The object holding the backend.
+pub enum Holder {
+    Namespaced(KmsConnection),
+    Cluster(ClusterKmsConnection),
+}
+
+impl Holder {
+    pub fn backend(&self) -> Result<KmsBackend<'_>, BackendSelectionError> {
+        match self {
+            Self::Namespaced(c) => c.spec.backend(),
+            Self::Cluster(c) => c.spec.backend(),
+        }
+    }
+}
+
+/// The KMS connection an object names, as read now, and the key its provider is cached under.
+pub struct Connection {
+    pub key: ConnectionKey,
+    pub resource_version: Option<String>,
+    pub holder: Holder,
+}
+
+impl Connection {
+    /// Reads the (Cluster)KmsConnection `obj` references. Secrets of a namespaced connection
+    /// live beside it; those of a cluster-scoped one in the operator's namespace.
+    pub async fn fetch(obj: &EncryptedTopic, ctx: &Context) -> Result<Self, ReconcileFailure> {
+        let kms_ref = &obj.spec.kms_ref;
+        let (secret_namespace, holder) = match kms_ref.kind {
+            KmsRefKind::KmsConnection => {
+                let namespace = obj.namespace().unwrap_or_default();
+                let api: Api<KmsConnection> = Api::namespaced(ctx.client.clone(), &namespace);
+                let conn = get(&api, "KmsConnection", &kms_ref.name).await?;
+                (namespace, Holder::Namespaced(conn))
+            }
+            KmsRefKind::ClusterKmsConnection => {
+                let api: Api<ClusterKmsConnection> = Api::all(ctx.client.clone());
+                let conn = get(&api, "ClusterKmsConnection", &kms_ref.name).await?;
+                (ctx.cluster_namespace.clone(), Holder::Cluster(conn))
+            }
+        };
+        let resource_version = match &holder {
+            Holder::Namespaced(c) => c.metadata.resource_version.clone(),
+            Holder::Cluster(c) => c.metadata.resource_version.clone(),
+        };
+        Ok(Self {
+            key: ConnectionKey {
+                kind: kms_ref.kind,
+                name: kms_ref.name.clone(),
+                secret_namespace,
+            },
+            resource_version,
+            holder,
+        })
+    }
+
+    /// The connection's provider (built on first use, cached per resourceVersion).
+    pub async fn provider(
+        &self,
+        ctx: &Context,
+        backend: KmsBackend<'_>,
+    ) -> Result<Arc<OperatorProvider>, ReconcileFailure> {
+        Ok(ctx
+            .providers
+            .get(&self.key, self.resource_version.as_deref(), backend)
+            .await?)
+    }
+}
+
+async fn get<K>(api: &Api<K>, kind: &'static str, name: &str) -> Result<K, ReconcileFailure>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.get_opt(name).await {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(ReconcileFailure::ConnectionNotFound {
+            kind,
+            name: name.to_owned(),
+        }),
+        Err(source) => Err(ReconcileFailure::ConnectionLookup {
+            kind,
+            name: name.to_owned(),
+            source,
+        }),
+    }
+}

@@ -1,0 +1,216 @@
+//! Why a reconciliation did not converge: one variant per failed action, each with the Ready
+//! reason a user sees and how soon to try again.
+
+use std::time::Duration;
+
+use kafka_e2ee_client::provider::ProviderError;
+use kafka_e2ee_telemetry::chain;
+use thiserror::Error;
+
+use crate::kafka_ops::KafkaOpsError;
+use crate::kms::ConnectionError;
+use crate::plan::PlanError;
+
+/// Ready condition reasons (docs/operator.md explains each and what to do).
+pub mod reason {
+    pub const READY: &str = "Ready";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const KMS_CONNECTION_NOT_FOUND: &str = "KmsConnectionNotFound";
+    pub const KMS_CONNECTION_INVALID: &str = "KmsConnectionInvalid";
+    pub const KMS_UNAVAILABLE: &str = "KmsUnavailable";
+    pub const KMS_DENIED: &str = "KmsDenied";
+    pub const KAFKA_UNAVAILABLE: &str = "KafkaUnavailable";
+    pub const KAFKA_REFUSED: &str = "KafkaRefused";
+    pub const TOPIC_CONFLICT: &str = "TopicConflict";
+    pub const PARTITIONS_EXCEED_SPEC: &str = "PartitionsExceedSpec";
+    pub const KUBERNETES_API_ERROR: &str = "KubernetesApiError";
+    pub const PAUSED: &str = "Paused";
+    pub const UNMANAGED: &str = "Unmanaged";
+    pub const KEY_VERSIONS_EXHAUSTED: &str = "KeyVersionsExhausted";
+    /// KeyRecordsVerified condition reasons.
+    pub const VERIFIED: &str = "Verified";
+    pub const UNVERIFIED_KEY_RECORDS: &str = "UnverifiedKeyRecords";
+}
+
+/// The usual wait before trying a failed step again.
+pub const RETRY: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ReconcileFailure {
+    /// Every rule the spec breaks, at once.
+    #[error("{}", .0.join("; "))]
+    InvalidSpec(Vec<String>),
+    #[error("{kind} {name} not found")]
+    ConnectionNotFound { kind: &'static str, name: String },
+    #[error("reading {kind} {name} failed")]
+    ConnectionLookup {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// The connection is malformed, or what it names (a Secret, a key of it) is missing.
+    #[error("{0}")]
+    ConnectionInvalid(String),
+    #[error(transparent)]
+    Kms(ProviderError),
+    #[error(transparent)]
+    Kafka(Box<KafkaOpsError>),
+    /// Another EncryptedTopic manages the Kafka topic.
+    #[error("topic {topic} is managed by EncryptedTopic {namespace}/{name}")]
+    TopicClaimed {
+        topic: String,
+        namespace: String,
+        name: String,
+    },
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("{what} failed")]
+    Kubernetes {
+        what: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl ReconcileFailure {
+    /// The Ready condition's reason (a bounded set: also a metric label).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidSpec(_) => reason::INVALID_SPEC,
+            Self::ConnectionNotFound { .. } | Self::ConnectionLookup { .. } => {
+                reason::KMS_CONNECTION_NOT_FOUND
+            }
+            Self::ConnectionInvalid(_) => reason::KMS_CONNECTION_INVALID,
+            Self::Kms(e) if e.is_transient() => reason::KMS_UNAVAILABLE,
+            Self::Kms(_) => reason::KMS_DENIED,
+            Self::Kafka(e) if refused(e) => reason::KAFKA_REFUSED,
+            Self::Kafka(_) => reason::KAFKA_UNAVAILABLE,
+            Self::TopicClaimed { .. } | Self::Plan(PlanError::Conflict(_)) => {
+                reason::TOPIC_CONFLICT
+            }
+            Self::Plan(PlanError::VersionsExhausted { .. }) => reason::KEY_VERSIONS_EXHAUSTED,
+            Self::Kubernetes { .. } => reason::KUBERNETES_API_ERROR,
+        }
+    }
+
+    /// When to reconcile again; `None`: only when the object changes (nothing else helps).
+    pub fn requeue(&self) -> Option<Duration> {
+        match self {
+            Self::InvalidSpec(_) => None,
+            Self::ConnectionNotFound { .. } => Some(RETRY * 3),
+            // The broker said no (e.g. no CreatePartitions): retrying soon will not help, but
+            // a broker upgrade or a spec change may.
+            Self::Kafka(e) if refused(e) => Some(RETRY * 6),
+            Self::TopicClaimed { .. } | Self::Plan(_) => Some(RETRY * 6),
+            _ => Some(RETRY),
+        }
+    }
+
+    /// The condition's message: the error and its causes.
+    pub fn message(&self) -> String {
+        chain(self)
+    }
+}
+
+impl From<KafkaOpsError> for ReconcileFailure {
+    fn from(e: KafkaOpsError) -> Self {
+        Self::Kafka(Box::new(e))
+    }
+}
+
+impl From<kafka_e2ee_client::key_management::KeyManagementError> for ReconcileFailure {
+    fn from(e: kafka_e2ee_client::key_management::KeyManagementError) -> Self {
+        KafkaOpsError::from(e).into()
+    }
+}
+
+impl From<ConnectionError> for ReconcileFailure {
+    fn from(e: ConnectionError) -> Self {
+        match e {
+            ConnectionError::Provider(p) => Self::Kms(p),
+            ConnectionError::NotFound { kind, name } => Self::ConnectionNotFound { kind, name },
+            other => Self::ConnectionInvalid(chain(&other)),
+        }
+    }
+}
+
+fn refused(e: &KafkaOpsError) -> bool {
+    match e {
+        KafkaOpsError::Refused { .. } => true,
+        KafkaOpsError::Admin { source, .. } => {
+            matches!(source, rdkafka::error::KafkaError::AdminOp(_))
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_failure_has_its_reason_and_retry() {
+        let cases = [
+            (
+                ReconcileFailure::InvalidSpec(vec!["a".into(), "b".into()]),
+                reason::INVALID_SPEC,
+                None,
+                "a; b",
+            ),
+            (
+                ReconcileFailure::Kms(ProviderError::Unavailable {
+                    backend: "vault",
+                    tek: "t".into(),
+                    reason: "timeout".into(),
+                }),
+                reason::KMS_UNAVAILABLE,
+                Some(RETRY),
+                "vault: unavailable while using TEK 't': timeout",
+            ),
+            (
+                ReconcileFailure::Kms(ProviderError::AccessDenied {
+                    backend: "vault",
+                    tek: "t".into(),
+                }),
+                reason::KMS_DENIED,
+                Some(RETRY),
+                "vault: access to TEK 't' denied",
+            ),
+            (
+                ReconcileFailure::ConnectionNotFound {
+                    kind: "KmsConnection",
+                    name: "vault".into(),
+                },
+                reason::KMS_CONNECTION_NOT_FOUND,
+                Some(RETRY * 3),
+                "KmsConnection vault not found",
+            ),
+            (
+                ReconcileFailure::Plan(PlanError::VersionsExhausted {
+                    topic: "orders".into(),
+                    partition: 2,
+                }),
+                reason::KEY_VERSIONS_EXHAUSTED,
+                Some(RETRY * 6),
+                "partition 2 of topic orders",
+            ),
+            (
+                ReconcileFailure::TopicClaimed {
+                    topic: "orders".into(),
+                    namespace: "a".into(),
+                    name: "o".into(),
+                },
+                reason::TOPIC_CONFLICT,
+                Some(RETRY * 6),
+                "managed by EncryptedTopic a/o",
+            ),
+        ];
+        for (failure, reason_, retry, text) in cases {
+            assert_eq!(failure.reason(), reason_, "{failure:?}");
+            assert_eq!(failure.requeue(), retry, "{failure:?}");
+            assert!(failure.message().contains(text), "{}", failure.message());
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! One reconciliation of an EncryptedTopic: fetch -> validate (pure) -> plan (pure) -> apply
+//! (ordered, idempotent) -> status (pure, then server-side apply only when it changed).
+//! Failures become a Ready=False condition with a reason a user can act on, and a requeue.
+//!
+//! - [`connection`]: the KMS connection an object names, and its provider;
+//! - [`failure`]: why a reconciliation did not converge (reason and retry per variant);
+//! - [`status`]: the status, as pure functions;
+//! - [`shred`]: deletion and crypto-shredding;
+//! - [`events`], [`writes`]: what the operator tells and writes about the object.
+
+mod connection;
+pub mod events;
+pub mod failure;
+mod shred;
+pub mod status;
+mod writes;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use kafka_e2ee_client::key_records::{PlaintextPolicy as WirePlaintext, ProviderRef};
+use kafka_e2ee_client::nonce::MAX_RECORDS_PER_DEK;
+use kafka_e2ee_client::provider::{ProviderError, TekManager};
+use kafka_e2ee_crds::validation::{validate_backend, validate_encrypted_topic, validate_pairing};
+use kafka_e2ee_crds::{DeletionPolicy, EncryptedTopic, KmsBackend, PlaintextPolicy};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::reflector::Store;
+use kube::{Api, ResourceExt};
+use thiserror::Error;
+
+use crate::apply::{ApplyError, apply};
+use crate::kafka_ops::KafkaOps;
+use crate::kms::{ProviderCache, default_tek_name, public_config};
+use crate::metrics::Metrics;
+use crate::plan::{Desired, Observed, plan};
+use connection::Connection;
+pub use failure::{RETRY, ReconcileFailure, reason};
+use kafka_e2ee_telemetry::chain;
+pub use status::{KEY_RECORDS_VERIFIED, READY};
+
+/// The finalizer that makes deletion crypto-shred (only on objects with deletionPolicy Delete).
+pub const FINALIZER: &str = "kafka-e2ee.io/crypto-shred";
+/// The field manager of every write the operator makes.
+pub const MANAGER: &str = "kafka-e2ee-operator";
+
+pub struct Context {
+    pub client: kube::Client,
+    pub kafka: KafkaOps,
+    pub providers: ProviderCache,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    /// Where ClusterKmsConnection Secrets live.
+    pub cluster_namespace: String,
+    /// How often to re-read end offsets for rollover by record count.
+    pub count_check_interval: Duration,
+    pub topics: Store<EncryptedTopic>,
+    /// Tells the client ConfigMap publisher that an object was reconciled.
+    pub client_config_changed: Arc<tokio::sync::Notify>,
+}
+
+/// Errors of the reconciler itself (status could not be written); everything else is turned
+/// into a condition.
+#[derive(Debug, Error)]
+pub enum ReconcileError {
+    #[error("writing {what} of {object} failed")]
+    Kube {
+        what: &'static str,
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+pub async fn reconcile(
+    obj: Arc<EncryptedTopic>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let started = std::time::Instant::now();
+    let result = reconcile_inner(&obj, &ctx).await;
+    ctx.client_config_changed.notify_one();
+    ctx.metrics
+        .reconcile_seconds
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_inner(obj: &EncryptedTopic, ctx: &Context) -> Result<Action, ReconcileError> {
+    let now = SystemTime::now();
+    if obj.metadata.deletion_timestamp.is_some() {
+        return shred::finalize(obj, ctx).await;
+    }
+    if !obj.is_managed() {
+        writes::finalizer(obj, ctx, false).await?;
+        let new = status::with_ready(
+            obj,
+            "Unknown",
+            reason::UNMANAGED,
+            "annotated kafka-e2ee.io/managed=false: the operator leaves this topic and its keys alone",
+            now,
+        );
+        writes::status(obj, ctx, new).await?;
+        ctx.metrics.reconciled(reason::UNMANAGED);
+        return Ok(Action::await_change());
+    }
+    if obj.is_paused() {
+        let new = status::with_ready(
+            obj,
+            "Unknown",
+            reason::PAUSED,
+            "annotated kafka-e2ee.io/pause-reconciliation=true: keys are neither rolled over nor rotated",
+            now,
+        );
+        writes::status(obj, ctx, new).await?;
+        ctx.metrics.reconciled(reason::PAUSED);
+        return Ok(Action::await_change());
+    }
+    match converge(obj, ctx, now).await {
+        Ok((new, requeue)) => {
+            writes::status(obj, ctx, new).await?;
+            ctx.metrics.reconciled("ok");
+            Ok(Action::requeue(requeue))
+        }
+        Err(failure) => {
+            let (reason_, message) = (failure.reason(), failure.message());
+            tracing::warn!(object = %obj.name_any(), namespace = ?obj.namespace(), reason = reason_, %message, "not ready");
+            let new = status::with_ready(obj, "False", reason_, &message, now);
+            writes::status(obj, ctx, new).await?;
+            ctx.metrics.reconciled(reason_);
+            Ok(failure
+                .requeue()
+                .map_or_else(Action::await_change, Action::requeue))
+        }
+    }
+}
+
+/// Everything between validation and the new status; a failure names its reason.
+async fn converge(
+    obj: &EncryptedTopic,
+    ctx: &Context,
+    now: SystemTime,
+) -> Result<(kafka_e2ee_crds::EncryptedTopicStatus, Duration), ReconcileFailure> {
+    let invalid = |errors: Vec<kafka_e2ee_crds::validation::SpecError>| {
+        ReconcileFailure::InvalidSpec(errors.iter().map(ToString::to_string).collect())
+    };
+    let valid = validate_encrypted_topic(obj).map_err(invalid)?;
+    check_topic_claim(obj, &valid.topic, &ctx.topics)?;
+
+    let namespace = obj.namespace().unwrap_or_default();
+    let connection = Connection::fetch(obj, ctx).await?;
+    let backend = validate_backend(connection.holder.backend()).map_err(|errors| {
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        ReconcileFailure::ConnectionInvalid(text.join("; "))
+    })?;
+    validate_pairing(&valid, backend).map_err(|e| invalid(vec![e]))?;
+    // Only a valid spec gets the finalizer: deletion never shreds without the confirmation.
+    writes::finalizer(obj, ctx, obj.spec.deletion_policy == DeletionPolicy::Delete)
+        .await
+        .map_err(
+            |ReconcileError::Kube { what, source, .. }| ReconcileFailure::Kubernetes {
+                what,
+                source,
+            },
+        )?;
+    let provider = connection.provider(ctx, backend).await?;
+
+    let desired = desired(obj, &valid, backend, &namespace);
+    let mut observed = observe(&*provider, &ctx.kafka, obj, &desired).await?;
+    let mut the_plan = plan(&desired, &observed, now)?;
+    if the_plan.rotate_tek {
+        // The last rotation is known from status only, and the cached object can predate the
+        // status this operator wrote moments ago: confirm with a fresh read before rotating.
+        let api: Api<EncryptedTopic> = Api::namespaced(ctx.client.clone(), &namespace);
+        let fresh =
+            api.get(&obj.name_any())
+                .await
+                .map_err(|source| ReconcileFailure::Kubernetes {
+                    what: "reading the object before a TEK rotation",
+                    source,
+                })?;
+        observed.last_tek_rotation = last_rotation(&fresh, &desired);
+        the_plan = plan(&desired, &observed, now)?;
+    }
+    let next_due = the_plan.next_due;
+    let extra_partitions = the_plan.extra_partitions;
+    let applied = apply(
+        &*provider,
+        &ctx.kafka,
+        &ctx.metrics,
+        &desired,
+        &observed,
+        the_plan,
+        now,
+    )
+    .await
+    .map_err(|e| match e {
+        ApplyError::Kms(p) => ReconcileFailure::Kms(p),
+        ApplyError::Kafka(k) => k.into(),
+    })?;
+    events::applied(obj, ctx, &applied).await;
+
+    let keys = ctx.kafka.directory.topic_keys(&desired.topic);
+    let rejected = ctx.kafka.directory.rejected(&desired.topic);
+    let new = status::converged_status(
+        obj,
+        &status::Converged {
+            desired: &desired,
+            last_tek_rotation: observed.last_tek_rotation,
+            applied: &applied,
+            keys: &keys,
+            extra_partitions,
+            rejected: &rejected,
+            key_topic: ctx.kafka.writer.key_topic(),
+        },
+        now,
+    );
+    let verified = status::find(Some(&new), KEY_RECORDS_VERIFIED);
+    let before = status::find(obj.status.as_ref(), KEY_RECORDS_VERIFIED);
+    if let Some(v) = verified
+        && v.status == "False"
+        && before.is_none_or(|b| b.message != v.message)
+    {
+        events::publish(
+            obj,
+            ctx,
+            EventType::Warning,
+            reason::UNVERIFIED_KEY_RECORDS,
+            "VerifyKeyRecords",
+            v.message.clone(),
+        )
+        .await;
+    }
+    let until_due = next_due
+        .and_then(|due| due.duration_since(now).ok())
+        .unwrap_or(Duration::ZERO)
+        .max(Duration::from_secs(1));
+    Ok((new, until_due.min(ctx.count_check_interval)))
+}
+
+/// Two EncryptedTopics (in any namespaces) must not manage one Kafka topic: the older one
+/// keeps it; the newer one reports TopicConflict and touches nothing.
+fn check_topic_claim(
+    obj: &EncryptedTopic,
+    topic: &str,
+    store: &Store<EncryptedTopic>,
+) -> Result<(), ReconcileFailure> {
+    let rank = |o: &EncryptedTopic| {
+        (
+            o.metadata.creation_timestamp.clone(),
+            o.metadata.uid.clone(),
+        )
+    };
+    let mine = rank(obj);
+    let older = store.state().into_iter().find(|other| {
+        other.metadata.uid != obj.metadata.uid
+            && other.metadata.deletion_timestamp.is_none()
+            && other.kafka_topic_name() == Some(topic)
+            && rank(other) < mine
+    });
+    match older {
+        Some(other) => Err(ReconcileFailure::TopicClaimed {
+            topic: topic.to_owned(),
+            namespace: other.namespace().unwrap_or_default(),
+            name: other.name_any(),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn desired(
+    obj: &EncryptedTopic,
+    valid: &kafka_e2ee_crds::validation::ValidSpec,
+    backend: KmsBackend<'_>,
+    namespace: &str,
+) -> Desired {
+    let tek = obj
+        .spec
+        .tek
+        .clone()
+        .unwrap_or_else(|| default_tek_name(backend, namespace, &obj.name_any()));
+    Desired {
+        topic: valid.topic.clone(),
+        partitions: valid.partitions,
+        replicas: obj.spec.replicas,
+        config: obj.spec.config.clone(),
+        provider: ProviderRef {
+            kind: backend.kind().to_owned(),
+            tek,
+            config: public_config(backend),
+        },
+        engine: obj.spec.cipher.engine_name().to_owned(),
+        plaintext: match obj.spec.plaintext_policy {
+            PlaintextPolicy::Reject => WirePlaintext::Reject,
+            PlaintextPolicy::Allow => WirePlaintext::Allow,
+        },
+        max_records_per_dek: MAX_RECORDS_PER_DEK,
+        dek_max_age: valid.dek_max_age,
+        dek_max_records: valid.dek_max_records,
+        tek_rotation: valid.tek_rotation,
+    }
+}
+
+async fn observe<P: TekManager>(
+    provider: &P,
+    kafka: &KafkaOps,
+    obj: &EncryptedTopic,
+    desired: &Desired,
+) -> Result<Observed, ReconcileFailure> {
+    let tek = match provider.describe_tek(&desired.provider.tek).await {
+        Ok(info) => Some(info),
+        Err(ProviderError::NotFound { .. }) => None,
+        Err(e) => return Err(ReconcileFailure::Kms(e)),
+    };
+    let end_offsets = kafka.end_offsets(&desired.topic).await?;
+    Ok(Observed {
+        tek,
+        last_tek_rotation: last_rotation(obj, desired),
+        topic_partitions: end_offsets
+            .as_ref()
+            .map(|o| i32::try_from(o.len()).unwrap_or(i32::MAX)),
+        end_offsets: end_offsets.unwrap_or_default(),
+        keys: kafka.directory.topic_keys(&desired.topic),
+    })
+}
+
+/// When the operator last rotated (or created) this TEK, as the object's status records it.
+fn last_rotation(obj: &EncryptedTopic, desired: &Desired) -> Option<SystemTime> {
+    obj.status
+        .as_ref()
+        .and_then(|s| s.tek.as_ref())
+        .filter(|t| t.reference == desired.provider.tek)
+        .and_then(|t| t.last_rotation.as_ref())
+        .map(|t| SystemTime::from(t.0))
+}
+
+/// For requeues after a reconcile error (status write failed).
+pub fn error_policy(
+    _obj: Arc<EncryptedTopic>,
+    error: &ReconcileError,
+    ctx: Arc<Context>,
+) -> Action {
+    tracing::warn!(error = %chain(error), "reconcile failed");
+    ctx.metrics.reconciled("error");
+    Action::requeue(RETRY)
+}

@@ -1,0 +1,442 @@
+//! The status a reconciliation writes, as pure functions of what it found and did: unit-tested
+//! without a cluster. Conditions keep their `lastTransitionTime` unless their status changes,
+//! and every field is rounded to what the apiserver stores, so a settled object's status
+//! compares equal and costs no write.
+
+use std::time::SystemTime;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kafka_e2ee_client::key_directory::{RejectedKeyRecords, TopicKeysSnapshot};
+use kafka_e2ee_crds::{EncryptedTopic, EncryptedTopicStatus, KeysStatus, TekStatus};
+
+use super::failure::reason;
+use crate::apply::{Applied, current_versions};
+use crate::plan::{Desired, from_millis, summarize_versions};
+
+/// The condition that says whether the topic's keys are in place.
+pub const READY: &str = "Ready";
+/// The condition that reports key records refused for this topic (unsigned, forged,
+/// replayed): the topic keeps working on its verified records, but someone with write access
+/// to the key topic tried something.
+pub const KEY_RECORDS_VERIFIED: &str = "KeyRecordsVerified";
+
+/// What a reconciliation that converged found and did.
+pub struct Converged<'a> {
+    pub desired: &'a Desired,
+    /// The last TEK rotation status recorded, before this reconciliation.
+    pub last_tek_rotation: Option<SystemTime>,
+    pub applied: &'a Applied,
+    /// The key topic's verified records of the topic, after applying.
+    pub keys: &'a TopicKeysSnapshot,
+    pub extra_partitions: Option<i32>,
+    pub rejected: &'a RejectedKeyRecords,
+    pub key_topic: &'a str,
+}
+
+/// Kubernetes stores whole seconds: rounded so that a re-read status compares equal.
+pub fn time(t: SystemTime) -> Option<Time> {
+    Timestamp::try_from(t)
+        .ok()
+        .map(|ts| Time(Timestamp::from_second(ts.as_second()).unwrap_or(ts)))
+}
+
+/// The status of a topic whose keys are in place (Ready, or PartitionsExceedSpec), with its
+/// KeyRecordsVerified condition.
+pub fn converged_status(
+    obj: &EncryptedTopic,
+    c: &Converged<'_>,
+    now: SystemTime,
+) -> EncryptedTopicStatus {
+    let previous = obj.status.clone().unwrap_or_default();
+    let desired = c.desired;
+    let versions = current_versions(c.applied);
+    // When each partition's current DEK was created.
+    let current_created: Vec<SystemTime> = c
+        .keys
+        .edeks
+        .iter()
+        .filter(|e| versions.get(&e.partition) == Some(&e.version))
+        .map(|e| from_millis(e.created_at_ms))
+        .collect();
+    let last_rollover = current_created.iter().max().copied();
+    let next_rollover = current_created
+        .iter()
+        .map(|&created| created + desired.dek_max_age)
+        .min();
+    // Rotation is counted from the operator's last rotation or creation of the TEK; an adopted
+    // TEK with no record starts counting now.
+    let last_rotation = match c.last_tek_rotation {
+        Some(last) if !c.applied.tek_rotated && !c.applied.tek_created => time(last),
+        _ => time(now),
+    };
+    let next_rotation = desired
+        .tek_rotation
+        .zip(last_rotation.as_ref())
+        .and_then(|(period, last)| time(SystemTime::from(last.0) + period));
+    let (status_, reason_, message) = match c.extra_partitions {
+        Some(n) => (
+            "False",
+            reason::PARTITIONS_EXCEED_SPEC,
+            format!(
+                "topic {} has {n} partitions, spec.partitions is {}: partitions never shrink; all {n} have keys",
+                desired.topic, desired.partitions
+            ),
+        ),
+        None => (
+            "True",
+            reason::READY,
+            format!(
+                "topic {} is encrypted; every partition has a current key",
+                desired.topic
+            ),
+        ),
+    };
+    let generation = obj.metadata.generation;
+    EncryptedTopicStatus {
+        observed_generation: generation,
+        conditions: vec![
+            condition(
+                &previous, READY, status_, reason_, &message, generation, now,
+            ),
+            verified_condition(&previous, desired, c, generation, now),
+        ],
+        topic: Some(desired.topic.clone()),
+        tek: c.applied.tek.as_ref().map(|t| TekStatus {
+            reference: t.tek.clone(),
+            version: t.latest_version.clone(),
+            last_rotation,
+            next_rotation,
+        }),
+        keys: summarize_versions(&versions).map(|(min, max, summary)| KeysStatus {
+            partitions: i32::try_from(versions.len()).unwrap_or(i32::MAX),
+            min_version: min,
+            max_version: max,
+            summary,
+            stored_edeks: u32::try_from(c.keys.edeks.len()).unwrap_or(u32::MAX),
+        }),
+        last_rollover: last_rollover.and_then(time),
+        next_rollover: next_rollover.and_then(time),
+    }
+}
+
+/// The previous status with only the Ready condition replaced (for failures and pauses: the
+/// last known keys, and the other conditions, stay visible).
+pub fn with_ready(
+    obj: &EncryptedTopic,
+    status: &str,
+    reason_: &str,
+    message: &str,
+    now: SystemTime,
+) -> EncryptedTopicStatus {
+    let previous = obj.status.clone().unwrap_or_default();
+    let generation = obj.metadata.generation;
+    let mut conditions = vec![condition(
+        &previous, READY, status, reason_, message, generation, now,
+    )];
+    conditions.extend(
+        previous
+            .conditions
+            .iter()
+            .filter(|c| c.type_ != READY)
+            .cloned(),
+    );
+    EncryptedTopicStatus {
+        observed_generation: generation,
+        conditions,
+        ..previous
+    }
+}
+
+/// `KeyRecordsVerified`: True while no refused key record of the topic is pending; False
+/// naming up to five of them (record key and reason) otherwise.
+fn verified_condition(
+    previous: &EncryptedTopicStatus,
+    desired: &Desired,
+    c: &Converged<'_>,
+    generation: Option<i64>,
+    now: SystemTime,
+) -> Condition {
+    let (topic, key_topic, pending) = (&desired.topic, c.key_topic, &c.rejected.pending);
+    let (status, reason_, message) = if pending.is_empty() {
+        (
+            "True",
+            reason::VERIFIED,
+            format!("every key record of {topic} in {key_topic} in use is signed by the operator"),
+        )
+    } else {
+        let named: Vec<String> = pending
+            .iter()
+            .take(5)
+            .map(|(key, why)| format!("{key} ({why})"))
+            .collect();
+        let more = if pending.len() > named.len() {
+            ", ..."
+        } else {
+            ""
+        };
+        (
+            "False",
+            reason::UNVERIFIED_KEY_RECORDS,
+            format!(
+                "{} record(s) for {topic} in {key_topic} were refused and ignored: {}{more}; someone with write access to the key topic wrote them (docs/security.md)",
+                pending.len(),
+                named.join(", "),
+            ),
+        )
+    };
+    condition(
+        previous,
+        KEY_RECORDS_VERIFIED,
+        status,
+        reason_,
+        &message,
+        generation,
+        now,
+    )
+}
+
+/// A condition of `type_`, its transition time kept from `previous` unless the status changed.
+pub fn condition(
+    previous: &EncryptedTopicStatus,
+    type_: &str,
+    status: &str,
+    reason_: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: SystemTime,
+) -> Condition {
+    let before = previous.conditions.iter().find(|c| c.type_ == type_);
+    let last_transition_time = match before {
+        Some(b) if b.status == status => b.last_transition_time.clone(),
+        _ => time(now).unwrap_or(Time(Timestamp::UNIX_EPOCH)),
+    };
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason_.into(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// The condition of `type_` in a status, if any.
+pub fn find<'a>(status: Option<&'a EncryptedTopicStatus>, type_: &str) -> Option<&'a Condition> {
+    status?.conditions.iter().find(|c| c.type_ == type_)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use kafka_e2ee_client::key_records::{EdekRecord, PlaintextPolicy, PolicyRecord, ProviderRef};
+    use kafka_e2ee_client::provider::{DekCommitment, Edek, TekInfo};
+    use kafka_e2ee_crds::{EncryptedTopicSpec, KmsRef, KmsRefKind};
+
+    use super::*;
+    use crate::plan::to_millis;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+    }
+
+    fn obj(generation: i64) -> EncryptedTopic {
+        let mut o = EncryptedTopic::new(
+            "orders",
+            EncryptedTopicSpec::new(
+                2,
+                KmsRef {
+                    kind: KmsRefKind::KmsConnection,
+                    name: "vault".into(),
+                },
+            ),
+        );
+        o.metadata.generation = Some(generation);
+        o
+    }
+
+    fn desired() -> Desired {
+        Desired {
+            topic: "orders".into(),
+            partitions: 2,
+            replicas: None,
+            config: BTreeMap::new(),
+            provider: ProviderRef {
+                kind: "vault".into(),
+                tek: "tek".into(),
+                config: BTreeMap::new(),
+            },
+            engine: "AES-256-GCM".into(),
+            plaintext: PlaintextPolicy::Reject,
+            max_records_per_dek: 1 << 32,
+            dek_max_age: 24 * HOUR,
+            dek_max_records: 1000,
+            tek_rotation: Some(48 * HOUR),
+        }
+    }
+
+    fn applied(versions: &[(i32, u32)]) -> Applied {
+        let d = desired();
+        Applied {
+            tek: Some(TekInfo {
+                tek: "tek".into(),
+                latest_version: Some("3".into()),
+                min_decryption_version: None,
+            }),
+            policy: Some(PolicyRecord {
+                topic: d.topic,
+                provider: d.provider,
+                engine: d.engine,
+                plaintext: d.plaintext,
+                max_records_per_dek: d.max_records_per_dek,
+                current_versions: versions.iter().copied().collect(),
+            }),
+            ..Applied::default()
+        }
+    }
+
+    fn keys(edeks: &[(i32, u32, Duration)]) -> TopicKeysSnapshot {
+        TopicKeysSnapshot {
+            edeks: edeks
+                .iter()
+                .map(|&(partition, version, age)| {
+                    Arc::new(EdekRecord {
+                        topic: "orders".into(),
+                        partition,
+                        version,
+                        tek: "tek".into(),
+                        tek_version: Some("3".into()),
+                        edek: Edek(vec![1]),
+                        commitment: DekCommitment([0; 32]),
+                        created_at_ms: to_millis(now() - age),
+                        created_at_offset: Some(0),
+                    })
+                })
+                .collect(),
+            ..TopicKeysSnapshot::default()
+        }
+    }
+
+    #[test]
+    fn a_converged_topic_is_ready_with_its_keys_and_next_dates() {
+        let d = desired();
+        let (a, k, r) = (
+            applied(&[(0, 2), (1, 3)]),
+            keys(&[(0, 1, 50 * HOUR), (0, 2, 10 * HOUR), (1, 3, 2 * HOUR)]),
+            RejectedKeyRecords::default(),
+        );
+        let c = Converged {
+            desired: &d,
+            last_tek_rotation: Some(now() - HOUR),
+            applied: &a,
+            keys: &k,
+            extra_partitions: None,
+            rejected: &r,
+            key_topic: "__encryption_keys",
+        };
+        let s = converged_status(&obj(4), &c, now());
+        assert_eq!(s.observed_generation, Some(4));
+        let ready = find(Some(&s), READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", "Ready")
+        );
+        let verified = find(Some(&s), KEY_RECORDS_VERIFIED).unwrap();
+        assert_eq!(verified.reason, "Verified");
+        let keys = s.keys.unwrap();
+        assert_eq!((keys.summary.as_str(), keys.stored_edeks), ("v2-v3", 3));
+        // Next rollover: the older current DEK (10 h) plus 24 h; last: the newest current one.
+        assert_eq!(s.next_rollover, time(now() + 14 * HOUR));
+        assert_eq!(s.last_rollover, time(now() - 2 * HOUR));
+        let tek = s.tek.unwrap();
+        assert_eq!(tek.last_rotation, time(now() - HOUR));
+        assert_eq!(tek.next_rotation, time(now() + 47 * HOUR));
+    }
+
+    #[test]
+    fn refused_records_make_the_verified_condition_false_naming_them() {
+        let d = desired();
+        let (a, k) = (applied(&[(0, 1), (1, 1)]), keys(&[]));
+        let r = RejectedKeyRecords {
+            total: 9,
+            pending: (0..7)
+                .map(|v| (format!("edek/orders/0/{}", 90 + v), "unsigned"))
+                .collect(),
+        };
+        let c = Converged {
+            desired: &d,
+            last_tek_rotation: None,
+            applied: &a,
+            keys: &k,
+            extra_partitions: Some(3),
+            rejected: &r,
+            key_topic: "__encryption_keys",
+        };
+        let s = converged_status(&obj(1), &c, now());
+        let ready = find(Some(&s), READY).unwrap();
+        assert_eq!(ready.reason, "PartitionsExceedSpec");
+        let verified = find(Some(&s), KEY_RECORDS_VERIFIED).unwrap();
+        assert_eq!(
+            (verified.status.as_str(), verified.reason.as_str()),
+            ("False", "UnverifiedKeyRecords")
+        );
+        assert!(
+            verified.message.starts_with("7 record(s) for orders"),
+            "{}",
+            verified.message
+        );
+        assert!(
+            verified
+                .message
+                .contains("edek/orders/0/94 (unsigned), ..."),
+            "{}",
+            verified.message
+        );
+        assert!(!verified.message.contains("/95"), "five named at most");
+    }
+
+    #[test]
+    fn transition_times_move_only_when_a_status_changes_and_other_conditions_stay() {
+        let earlier = now() - HOUR;
+        let mut o = obj(2);
+        let d = desired();
+        let (a, k, r) = (
+            applied(&[(0, 1), (1, 1)]),
+            keys(&[]),
+            RejectedKeyRecords::default(),
+        );
+        let c = Converged {
+            desired: &d,
+            last_tek_rotation: None,
+            applied: &a,
+            keys: &k,
+            extra_partitions: None,
+            rejected: &r,
+            key_topic: "k",
+        };
+        o.status = Some(converged_status(&o, &c, earlier));
+        // Ready again later: same transition time.
+        let again = converged_status(&o, &c, now());
+        assert_eq!(
+            find(Some(&again), READY).unwrap().last_transition_time,
+            time(earlier).unwrap()
+        );
+        // A failure replaces Ready only, with a new transition time, and keeps the rest.
+        let failed = with_ready(&o, "False", "KmsUnavailable", "down", now());
+        assert_eq!(
+            find(Some(&failed), READY).unwrap().last_transition_time,
+            time(now()).unwrap()
+        );
+        assert!(find(Some(&failed), KEY_RECORDS_VERIFIED).is_some());
+        assert_eq!(
+            failed.keys,
+            o.status.as_ref().unwrap().keys,
+            "last known keys stay"
+        );
+    }
+}
