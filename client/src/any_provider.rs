@@ -37,6 +37,7 @@ impl AnyProvider {
                 namespace,
                 token_file,
                 kubernetes_auth,
+                ca_file,
             } => {
                 let auth = match (token_file, kubernetes_auth) {
                     (Some(file), None) => {
@@ -57,7 +58,7 @@ impl AnyProvider {
                     (None, Some(k8s)) => crate::vault::VaultAuth::Kubernetes {
                         mount: k8s.mount.clone(),
                         role: k8s.role.clone(),
-                        jwt_file: k8s.token_file.clone(),
+                        jwt: std::sync::Arc::new(crate::vault::JwtFile(k8s.token_file.clone())),
                     },
                     _ => {
                         return Err(ProviderError::Misconfigured {
@@ -71,6 +72,15 @@ impl AnyProvider {
                     namespace: namespace.clone(),
                     mount: mount.clone(),
                     auth,
+                    ca_pem: ca_file
+                        .as_deref()
+                        .map(|path| {
+                            std::fs::read(path).map_err(|e| ProviderError::Misconfigured {
+                                backend: "vault",
+                                reason: format!("cannot read the CA file {}: {e}", path.display()),
+                            })
+                        })
+                        .transpose()?,
                 };
                 Ok(Self::Vault(Box::new(crate::vault::VaultTransit::new(
                     &settings,
@@ -83,7 +93,9 @@ impl AnyProvider {
                 crate::aws_kms::AwsKms::new(&crate::aws_kms::AwsKmsSettings {
                     region: region.clone(),
                     endpoint: endpoint.clone(),
+                    // Pods use the SDK's chain: the webhook injects web identity (IRSA-style).
                     credentials: None,
+                    web_identity: None,
                 })
                 .await,
             )),

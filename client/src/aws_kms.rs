@@ -8,8 +8,10 @@
 //! backing key, so old EDEKs keep decrypting. The TEK "version" reported here is the number of
 //! rotations plus one (AWS does not expose backing-key versions in ciphertexts).
 //!
-//! Credentials: the SDK's default chain (environment, profile, web identity / IRSA, instance
-//! metadata); `endpoint` overrides the URL (tests, VPC endpoints).
+//! Credentials: static ones (from a Secret), web identity with a token from a [`JwtSource`]
+//! (exchanged with STS `AssumeRoleWithWebIdentity`, again whenever the credentials expire), or
+//! else the SDK's default chain (environment, profile, web identity / IRSA, instance metadata);
+//! `endpoint` overrides the URL (tests, VPC endpoints).
 
 use aws_config::BehaviorVersion;
 use aws_sdk_kms::Client;
@@ -17,6 +19,9 @@ use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, KeyState};
 
+use std::sync::Arc;
+
+use crate::identity::JwtSource;
 use crate::provider::{DekContext, Edek, KeyProvider, ProviderError, TekInfo, TekManager};
 use crate::secret::KeyMaterial;
 use zeroize::Zeroizing;
@@ -29,9 +34,90 @@ pub struct AwsKmsSettings {
     pub region: Option<String>,
     /// `None`: the regional AWS endpoint.
     pub endpoint: Option<String>,
-    /// Static credentials (the operator reads them from a Secret). `None`: the SDK's default
-    /// chain (web identity / IRSA, instance role, environment).
+    /// Static credentials (the operator reads them from a Secret).
     pub credentials: Option<AwsStaticCredentials>,
+    /// Web identity: a token exchanged with STS for a role's credentials. With neither this
+    /// nor `credentials`: the SDK's default chain (IRSA, instance role, environment).
+    pub web_identity: Option<AwsWebIdentitySettings>,
+}
+
+/// A role assumed with a service-account token.
+#[derive(Clone)]
+pub struct AwsWebIdentitySettings {
+    pub role_arn: String,
+    pub token: Arc<dyn JwtSource>,
+    /// `None`: the region's STS endpoint.
+    pub sts_endpoint: Option<String>,
+    /// Names the session in the role's audit trail (e.g. the namespace and connection).
+    pub session_name: String,
+}
+
+impl std::fmt::Debug for AwsWebIdentitySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsWebIdentitySettings")
+            .field("role_arn", &self.role_arn)
+            .field("token", &self.token.describe())
+            .field("sts_endpoint", &self.sts_endpoint)
+            .field("session_name", &self.session_name)
+            .finish()
+    }
+}
+
+/// Credentials for a role, from STS, for a token asked of the source each time the SDK's
+/// identity cache finds the previous ones expired.
+#[derive(Debug)]
+struct WebIdentityCredentials {
+    sts: aws_sdk_sts::Client,
+    settings: AwsWebIdentitySettings,
+}
+
+impl aws_sdk_kms::config::ProvideCredentials for WebIdentityCredentials {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        use aws_credential_types::provider::error::CredentialsError;
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            // A token that cannot be had, or that STS refuses (4xx), is a configuration to
+            // fix, not an outage to retry: `classify` reports it as AccessDenied.
+            let token = self
+                .settings
+                .token
+                .jwt()
+                .await
+                .map_err(CredentialsError::invalid_configuration)?;
+            let assumed = self
+                .sts
+                .assume_role_with_web_identity()
+                .role_arn(&self.settings.role_arn)
+                .role_session_name(&self.settings.session_name)
+                .web_identity_token(token.as_str())
+                .send()
+                .await
+                .map_err(|e| {
+                    let refused = matches!(&e, SdkError::ServiceError(s) if s.raw().status().is_client_error());
+                    let detail = aws_sdk_sts::error::DisplayErrorContext(&e).to_string();
+                    if refused {
+                        CredentialsError::invalid_configuration(detail)
+                    } else {
+                        CredentialsError::provider_error(detail)
+                    }
+                })?;
+            let c = assumed
+                .credentials()
+                .ok_or_else(|| CredentialsError::unhandled("STS returned no credentials"))?;
+            let expires = std::time::SystemTime::try_from(*c.expiration()).ok();
+            Ok(aws_sdk_kms::config::Credentials::new(
+                c.access_key_id(),
+                c.secret_access_key(),
+                Some(c.session_token().to_owned()),
+                expires,
+                "kafka-e2ee-web-identity",
+            ))
+        })
+    }
 }
 
 /// An access key, held zeroized; its Debug output shows only the key id.
@@ -72,6 +158,20 @@ impl AwsKms {
                 None,
                 "kafka-e2ee-secret",
             ));
+        } else if let Some(web) = &settings.web_identity {
+            // AssumeRoleWithWebIdentity is unsigned: STS needs no credentials of ours.
+            let mut sts = aws_sdk_sts::Config::builder()
+                .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest());
+            if let Some(region) = &settings.region {
+                sts = sts.region(aws_sdk_sts::config::Region::new(region.clone()));
+            }
+            if let Some(endpoint) = &web.sts_endpoint {
+                sts = sts.endpoint_url(endpoint);
+            }
+            loader = loader.credentials_provider(WebIdentityCredentials {
+                sts: aws_sdk_sts::Client::from_conf(sts.build()),
+                settings: web.clone(),
+            });
         }
         Self {
             client: Client::new(&loader.load().await),
@@ -146,14 +246,38 @@ fn context_label(context: DekContext<'_>) -> String {
     )
 }
 
+/// Whether the call failed because credentials could not be had for a reason that retrying
+/// will not fix (no token, STS refused it).
+fn refused_credentials(error: &(dyn std::error::Error + 'static)) -> bool {
+    use aws_credential_types::provider::error::CredentialsError;
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(c) = e.downcast_ref::<CredentialsError>() {
+            return matches!(
+                c,
+                CredentialsError::InvalidConfiguration(_)
+                    | CredentialsError::CredentialsNotLoaded(_)
+            );
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// AWS error codes by class. (moto answers undecryptable ciphertext with AccessDenied where
 /// AWS says InvalidCiphertext: both are refusals, and the DEK commitment check stays in force.)
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug + 'static>(
     error: SdkError<E, R>,
     tek: &str,
     context: Option<DekContext<'_>>,
 ) -> ProviderError {
     let tek = tek.to_owned();
+    if refused_credentials(&error) {
+        return ProviderError::AccessDenied {
+            backend: BACKEND,
+            tek,
+        };
+    }
     let SdkError::ServiceError(service) = &error else {
         return ProviderError::Unavailable {
             backend: BACKEND,

@@ -98,6 +98,9 @@ pub enum ProviderConfig {
         token_file: Option<PathBuf>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         kubernetes_auth: Option<VaultKubernetesAuth>,
+        /// A PEM file of the CA(s) that signed Vault's certificate (instead of the system's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ca_file: Option<PathBuf>,
     },
     /// AWS KMS; credentials from the SDK's default chain (web identity / IRSA included).
     #[serde(rename_all = "camelCase")]
@@ -135,9 +138,11 @@ impl ProviderConfig {
             Self::Vault {
                 token_file,
                 kubernetes_auth,
+                ca_file,
                 ..
             } => {
                 token_file.iter_mut().for_each(fix);
+                ca_file.iter_mut().for_each(fix);
                 if let Some(auth) = kubernetes_auth {
                     fix(&mut auth.token_file);
                 }

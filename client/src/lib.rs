@@ -12,6 +12,8 @@
 //! - [`nonce`]: nonce sequences that never repeat and fail closed at their cap.
 //! - [`partitioner`]: the Java client's murmur2 partitioning, chosen before sealing.
 //! - [`provider`]: the KeyProvider contract, error classes, the DEK commitment.
+//! - [`identity`]: service-account tokens for KMS logins (Vault Kubernetes auth, AWS web
+//!   identity).
 //! - [`resilient`]: timeouts, retries, rate limit and metrics around any KeyProvider.
 //! - [`keystore`]: the local keystore KeyProvider (docs/keystore.md).
 //! - `vault` (feature `vault`): the Vault / OpenBao transit KeyProvider.
@@ -42,6 +44,7 @@ pub mod dek_cache;
 pub mod engine;
 #[cfg(feature = "hadoop-kms")]
 pub mod hadoop_kms;
+pub mod identity;
 pub mod key_directory;
 pub mod key_management;
 pub mod key_records;

@@ -21,8 +21,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use vaultrs::api::transit::KeyType;
 use vaultrs::api::transit::requests::{
@@ -38,6 +37,7 @@ use vaultrs::error::ClientError;
 use vaultrs::transit;
 use zeroize::Zeroizing;
 
+pub use crate::identity::{JwtFile, JwtSource};
 use crate::provider::{DekContext, Edek, KeyProvider, ProviderError, TekInfo, TekManager};
 use crate::secret::KeyMaterial;
 
@@ -48,13 +48,12 @@ const BACKEND: &str = "vault";
 pub enum VaultAuth {
     /// A token (read from a file by the client configuration).
     Token(Zeroizing<String>),
-    /// Kubernetes auth: log in with the pod's service-account token (a projected token file,
-    /// re-read at every login because the kubelet rotates it) for `role` at auth `mount`.
-    /// The Vault token is renewed by logging in again after two thirds of its lease.
+    /// Kubernetes auth: log in with a service-account token from `jwt` for `role` at auth
+    /// `mount`. The Vault token is renewed by logging in again after two thirds of its lease.
     Kubernetes {
         mount: String,
         role: String,
-        jwt_file: PathBuf,
+        jwt: Arc<dyn JwtSource>,
     },
 }
 
@@ -62,21 +61,18 @@ impl std::fmt::Debug for VaultAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Token(_) => f.write_str("Token(<redacted>)"),
-            Self::Kubernetes {
-                mount,
-                role,
-                jwt_file,
-            } => f
+            Self::Kubernetes { mount, role, jwt } => f
                 .debug_struct("Kubernetes")
                 .field("mount", mount)
                 .field("role", role)
-                .field("jwt_file", jwt_file)
+                .field("jwt", &jwt.describe())
                 .finish(),
         }
     }
 }
 
-/// Where transit is and how to authenticate.
+/// Where transit is and how to authenticate. Nothing is taken from `VAULT_*` environment
+/// variables: a process's environment must not redirect or weaken the connection.
 #[derive(Debug, Clone)]
 pub struct VaultSettings {
     pub address: String,
@@ -85,6 +81,9 @@ pub struct VaultSettings {
     /// The transit mount path, `transit` by default.
     pub mount: String,
     pub auth: VaultAuth,
+    /// The PEM CA bundle that signed Vault's certificate, trusted instead of the system's
+    /// roots.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 pub struct VaultTransit {
@@ -97,23 +96,50 @@ pub struct VaultTransit {
 
 impl VaultTransit {
     pub fn new(settings: &VaultSettings) -> Result<Self, ProviderError> {
-        let mut builder = VaultClientSettingsBuilder::default();
-        builder.address(&settings.address);
-        if let VaultAuth::Token(token) = &settings.auth {
-            builder.token(token.as_str());
+        let misconfigured = |reason: String| ProviderError::Misconfigured {
+            backend: BACKEND,
+            reason,
+        };
+        if url::Url::parse(&settings.address).is_err() {
+            return Err(misconfigured(format!(
+                "'{}' is not a URL",
+                settings.address
+            )));
         }
+        let mut builder = VaultClientSettingsBuilder::default();
+        // Every setting explicit: vaultrs would otherwise take VAULT_TOKEN, VAULT_CACERT,
+        // VAULT_SKIP_VERIFY and client certificates from the environment.
+        builder
+            .address(&settings.address)
+            .token(match &settings.auth {
+                VaultAuth::Token(token) => token.as_str(),
+                VaultAuth::Kubernetes { .. } => "",
+            })
+            .verify(true)
+            .identity(None)
+            .ca_certs(Vec::new());
         if let Some(ns) = &settings.namespace {
             builder.set_namespace(ns.clone());
         }
-        let client_settings = builder.build().map_err(|e| ProviderError::Misconfigured {
-            backend: BACKEND,
-            reason: format!("Vault client settings: {e}"),
-        })?;
-        let client =
-            VaultClient::new(client_settings).map_err(|e| ProviderError::Misconfigured {
-                backend: BACKEND,
-                reason: format!("Vault client: {e}"),
-            })?;
+        let client_settings = builder
+            .build()
+            .map_err(|e| misconfigured(format!("Vault client settings: {e}")))?;
+        let mut client = VaultClient::new(client_settings)
+            .map_err(|e| misconfigured(format!("Vault client: {e}")))?;
+        if let Some(pem) = &settings.ca_pem {
+            // Only this bundle is trusted, not the system's roots; and the PEM comes from
+            // memory (vaultrs reads CA files only).
+            let cas = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| misconfigured(format!("the CA bundle does not parse: {e}")))?;
+            if cas.is_empty() {
+                return Err(misconfigured("the CA bundle holds no certificate".into()));
+            }
+            let http = reqwest::Client::builder()
+                .tls_certs_only(cas)
+                .build()
+                .map_err(|e| misconfigured(format!("Vault HTTP client: {e}")))?;
+            client.http = rustify::clients::reqwest::Client::new(&settings.address, http);
+        }
         Ok(Self {
             client: RwLock::new(client),
             mount: settings.mount.clone(),
@@ -125,12 +151,7 @@ impl VaultTransit {
     /// The client, logged in: with Kubernetes auth, logs in first when there is no token yet
     /// or two thirds of its lease have passed.
     async fn client(&self, tek: &str) -> Result<RwLockReadGuard<'_, VaultClient>, ProviderError> {
-        let VaultAuth::Kubernetes {
-            mount,
-            role,
-            jwt_file,
-        } = &self.auth
-        else {
+        let VaultAuth::Kubernetes { mount, role, jwt } = &self.auth else {
             return Ok(self.client.read().await);
         };
         let due = self
@@ -147,15 +168,7 @@ impl VaultTransit {
                 .unwrap_or_else(PoisonError::into_inner)
                 .is_none_or(|at| Instant::now() >= at);
             if still_due {
-                let jwt = Zeroizing::new(std::fs::read_to_string(jwt_file).map_err(|e| {
-                    ProviderError::Misconfigured {
-                        backend: BACKEND,
-                        reason: format!(
-                            "cannot read the service-account token {}: {e}",
-                            jwt_file.display()
-                        ),
-                    }
-                })?);
+                let jwt = jwt.jwt().await?;
                 let login = vaultrs::auth::kubernetes::login(&*client, mount, role, jwt.trim())
                     .await
                     .map_err(|e| match classify(e, tek, None) {
@@ -236,6 +249,21 @@ fn context_label(context: DekContext<'_>) -> String {
 
 /// Vault errors by class. Transit answers a missing key on decrypt/datakey with 400 and an
 /// "encryption key not found" message, and bad ciphertext with 400 too: the message decides.
+/// An error and its causes, `: `-separated (reqwest's TLS detail is a few levels down).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = e.source();
+    }
+    text
+}
+
 fn classify(error: ClientError, tek: &str, context: Option<DekContext<'_>>) -> ProviderError {
     let tek = tek.to_owned();
     match error {
@@ -281,11 +309,24 @@ fn classify(error: ClientError, tek: &str, context: Option<DekContext<'_>>) -> P
                 },
             }
         }
-        other => ProviderError::Unavailable {
-            backend: BACKEND,
-            tek,
-            reason: other.to_string(),
-        },
+        other => {
+            let reason = error_chain(&other);
+            if reason.contains("invalid peer certificate") {
+                // Not an outage: retrying will not make the certificate trusted.
+                ProviderError::Misconfigured {
+                    backend: BACKEND,
+                    reason: format!(
+                        "Vault's TLS certificate is not trusted ({reason}): give the connection the CA bundle that signed it"
+                    ),
+                }
+            } else {
+                ProviderError::Unavailable {
+                    backend: BACKEND,
+                    tek,
+                    reason,
+                }
+            }
+        }
     }
 }
 
@@ -465,6 +506,7 @@ mod tests {
             namespace: None,
             mount: "transit".into(),
             auth: VaultAuth::Token(Zeroizing::new("s.super-secret-token".into())),
+            ca_pem: None,
         };
         let shown = format!("{settings:?}");
         assert!(!shown.contains("super-secret"), "{shown}");

@@ -103,7 +103,11 @@ pub enum ProjectedSource {
         audience: Option<String>,
         path: String,
     },
-    /// Keys of a Secret (a keystore, a CA). Pods can mount only Secrets of their namespace.
+    /// A key of the namespace's client ConfigMap (a KMS's CA bundle, copied there by the
+    /// operator so that pods of every namespace a connection serves can have it).
+    #[serde(rename_all = "camelCase")]
+    ClientConfigMap { key: String, path: String },
+    /// Keys of a Secret (a keystore). Pods can mount only Secrets of their namespace.
     #[serde(rename_all = "camelCase")]
     Secret {
         namespace: String,
@@ -127,6 +131,11 @@ pub struct InjectionRecord {
 /// (`[-._a-zA-Z0-9]+`), distinct per kind and name.
 pub fn profile_name(kind_lowercase: &str, name: &str) -> String {
     format!("{kind_lowercase}.{name}.yaml")
+}
+
+/// The client ConfigMap key of a profile's CA bundle.
+pub fn profile_ca_key(profile: &str) -> String {
+    format!("{}.ca.crt", profile.trim_end_matches(".yaml"))
 }
 
 /// Splits a comma-separated annotation value into trimmed, non-empty, de-duplicated names

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VaultBackend {
-    /// Vault address, e.g. `https://vault.vault.svc:8200`.
+    /// Vault address: `https://...` (e.g. `https://vault.vault.svc:8200`). `http://` only on a
+    /// ClusterKmsConnection with `allowInsecureHttp`.
     #[schemars(length(min = 1))]
     pub address: String,
     /// Mount path of the transit engine. Default `transit`.
@@ -22,6 +23,14 @@ pub struct VaultBackend {
     pub namespace: Option<String>,
     /// How the operator (and injected clients) authenticate. Exactly one method.
     pub auth: VaultAuthSpec,
+    /// The CA bundle (PEM) that signed Vault's certificate, trusted instead of the system's;
+    /// also delivered to injected pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<CaBundleRef>,
+    /// ClusterKmsConnection only: accept an `http://` address (tokens travel in the clear;
+    /// reported in the connection's status). Never for a namespaced KmsConnection.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_insecure_http: bool,
 }
 
 impl VaultBackend {
@@ -30,6 +39,9 @@ impl VaultBackend {
         self.mount.as_deref().unwrap_or("transit")
     }
 }
+
+/// Stands for the client pod's namespace in `clientRole`.
+pub const NAMESPACE_PLACEHOLDER: &str = "{namespace}";
 
 impl VaultKubernetesAuthSpec {
     /// The auth method's mount (default `kubernetes`).
@@ -42,9 +54,16 @@ impl VaultKubernetesAuthSpec {
         self.audience.as_deref().unwrap_or("vault")
     }
 
-    /// The role injected client pods log in as (default: `role`).
-    pub fn client_role_or_default(&self) -> &str {
-        self.client_role.as_deref().unwrap_or(&self.role)
+    /// The role injected client pods of `namespace` log in as: `clientRole` with
+    /// `{namespace}` replaced by the namespace's name; unset, `role` for a KmsConnection (the
+    /// tenant's own) and none for a ClusterKmsConnection (its `role` is the operator's, which
+    /// pods must never get).
+    pub fn client_role_for(&self, cluster: bool, namespace: &str) -> Option<String> {
+        match &self.client_role {
+            Some(template) => Some(template.replace(NAMESPACE_PLACEHOLDER, namespace)),
+            None if cluster => None,
+            None => Some(self.role.clone()),
+        }
     }
 }
 
@@ -69,15 +88,23 @@ pub struct VaultKubernetesAuthSpec {
     #[schemars(length(min = 1))]
     pub role: String,
     /// The Vault role injected client pods log in as; give it only transit decrypt on the
-    /// topics' keys. Default: `role`.
+    /// topics' keys. `{namespace}` stands for the pod's namespace (one role per tenant on a
+    /// ClusterKmsConnection). Default: `role` on a KmsConnection; a ClusterKmsConnection
+    /// must set it (its `role` is the operator's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_role: Option<String>,
     /// Mount path of the auth method. Default `kubernetes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount: Option<String>,
-    /// Audience of the projected service-account token clients get. Default `vault`.
+    /// Audience of the service-account tokens sent to Vault (the operator's, and those of
+    /// injected pods). Default `vault`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
+    /// KmsConnection (required there): the ServiceAccount of the connection's namespace the
+    /// operator logs in as. It requests a short-lived token for it (TokenRequest), never
+    /// using its own. Not allowed on a ClusterKmsConnection, which uses the operator's token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_ref: Option<ServiceAccountRef>,
 }
 
 /// AWS KMS.
@@ -91,9 +118,38 @@ pub struct AwsKmsBackend {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// A Secret with `accessKeyId` and `secretAccessKey` (and optionally `sessionToken`).
-    /// Unset: the SDK's default chain (IRSA / web identity, instance role, environment).
+    /// A KmsConnection needs this or `webIdentity`; on a ClusterKmsConnection, with neither,
+    /// the operator's own credentials (the SDK's default chain: IRSA, instance role).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretRef>,
+    /// Web identity for a ServiceAccount of the connection's namespace: the operator requests
+    /// a token for it (TokenRequest) and exchanges it with STS (`AssumeRoleWithWebIdentity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_identity: Option<AwsWebIdentity>,
+}
+
+/// AWS web identity: a ServiceAccount's token exchanged for a role's credentials.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsWebIdentity {
+    /// The IAM role to assume.
+    #[schemars(length(min = 1))]
+    pub role_arn: String,
+    /// The ServiceAccount (of the connection's namespace) whose token is presented.
+    pub service_account_ref: ServiceAccountRef,
+    /// The token's audience. Default `sts.amazonaws.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// A custom STS endpoint. Default: the region's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sts_endpoint: Option<String>,
+}
+
+impl AwsWebIdentity {
+    /// The audience AWS STS expects (default `sts.amazonaws.com`).
+    pub fn audience_or_default(&self) -> &str {
+        self.audience.as_deref().unwrap_or("sts.amazonaws.com")
+    }
 }
 
 /// Hadoop KMS (the Ranger / Hadoop key management server).
@@ -107,9 +163,16 @@ pub struct HadoopKmsBackend {
     #[schemars(length(min = 1))]
     pub user: String,
     /// A Secret with `ca.crt` and, for mutual TLS, `tls.crt` and `tls.key` (the shape
-    /// cert-manager writes).
+    /// cert-manager writes). A KmsConnection needs it, with the client certificate: simple
+    /// authentication (`user` alone) is trivially spoofed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_secret_ref: Option<SecretRef>,
+    /// ClusterKmsConnection only: authenticate with `user` alone (no client certificate).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_simple_auth: bool,
+    /// ClusterKmsConnection only: accept an `http://` URL.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_insecure_http: bool,
 }
 
 /// A local keystore (docs/keystore.md) held in a Secret and mounted into clients.
@@ -118,6 +181,57 @@ pub struct HadoopKmsBackend {
 pub struct KeystoreBackend {
     /// The Secret key that holds the keystore JSON.
     pub secret_ref: SecretKeyRef,
+}
+
+/// A PEM CA bundle: one key of a Secret or of a ConfigMap (exactly one), in the connection's
+/// namespace (for a ClusterKmsConnection, the operator's).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
+pub struct CaBundleRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<ConfigMapKeyRef>,
+}
+
+/// One key of a ConfigMap.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ConfigMapKeyRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[schemars(length(min = 1))]
+    pub key: String,
+}
+
+/// A ServiceAccount of the connection's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ServiceAccountRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Which namespaces may use a ClusterKmsConnection: those named, and those whose labels match
+/// (either). Unset: every namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceSelection {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub match_labels: std::collections::BTreeMap<String, String>,
+}
+
+impl NamespaceSelection {
+    /// Whether a namespace with `name` and `labels` may use the connection.
+    pub fn admits(&self, name: &str, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        self.names.iter().any(|n| n == name)
+            || (!self.match_labels.is_empty()
+                && self
+                    .match_labels
+                    .iter()
+                    .all(|(k, v)| labels.get(k) == Some(v)))
+    }
 }
 
 /// A Secret (in the connection's namespace; for a ClusterKmsConnection, in the operator's
@@ -168,11 +282,10 @@ pub enum BackendSelectionError {
 }
 
 macro_rules! kms_connection_spec {
-    ($(#[$meta:meta])* $spec:ident) => {
+    ($(#[$meta:meta])* $spec:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ty),* }) => {
         #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
         $(#[$meta])*
         #[serde(rename_all = "camelCase")]
-        #[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
         pub struct $spec {
             /// Vault / OpenBao transit.
             #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -186,6 +299,7 @@ macro_rules! kms_connection_spec {
             /// A keystore in a Secret.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub keystore: Option<KeystoreBackend>,
+            $($(#[$fmeta])* pub $field: $ty,)*
         }
 
         impl $spec {
@@ -212,8 +326,9 @@ macro_rules! kms_connection_spec {
 
 kms_connection_spec!(
     /// A KMS that EncryptedTopics in this namespace can keep their TEKs in. Holds exactly one
-    /// backend: vault, awsKms, hadoopKms or keystore. Secrets are referenced from this
-    /// namespace.
+    /// backend: vault, awsKms, hadoopKms or keystore. Secrets and ServiceAccounts are
+    /// referenced from this namespace, and the operator authenticates only as something of
+    /// this namespace (never with its own identity).
     #[kube(
         group = "kafka-e2ee.io",
         version = "v1alpha1",
@@ -222,13 +337,14 @@ kms_connection_spec!(
         shortname = "kmsconn",
         category = "kafka-e2ee"
     )]
-    KmsConnectionSpec
+    KmsConnectionSpec {}
 );
 
 kms_connection_spec!(
-    /// A KMS that EncryptedTopics in every namespace can keep their TEKs in. Holds exactly one
-    /// backend: vault, awsKms, hadoopKms or keystore. Secrets are referenced from the
-    /// operator's cluster resource namespace.
+    /// A KMS that EncryptedTopics in the namespaces it admits can keep their TEKs in. Holds
+    /// exactly one backend: vault, awsKms, hadoopKms or keystore. Secrets are referenced from
+    /// the operator's namespace, and the operator authenticates with its own identity: only
+    /// cluster administrators should create these.
     #[kube(
         group = "kafka-e2ee.io",
         version = "v1alpha1",
@@ -236,5 +352,9 @@ kms_connection_spec!(
         shortname = "ckmsconn",
         category = "kafka-e2ee"
     )]
-    ClusterKmsConnectionSpec
+    ClusterKmsConnectionSpec {
+        /// The namespaces whose EncryptedTopics may use this connection. Unset: all.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        namespaces: Option<NamespaceSelection>
+    }
 );

@@ -18,9 +18,10 @@ pub use encrypted_topic::{
     PlaintextPolicy, TekRotation, TekStatus,
 };
 pub use kms_connection::{
-    AwsKmsBackend, BackendSelectionError, ClusterKmsConnection, ClusterKmsConnectionSpec,
-    HadoopKmsBackend, KeystoreBackend, KmsBackend, KmsConnection, KmsConnectionSpec, SecretKeyRef,
-    SecretRef, VaultAuthSpec, VaultBackend, VaultKubernetesAuthSpec,
+    AwsKmsBackend, AwsWebIdentity, BackendSelectionError, CaBundleRef, ClusterKmsConnection,
+    ClusterKmsConnectionSpec, ConfigMapKeyRef, HadoopKmsBackend, KeystoreBackend, KmsBackend,
+    KmsConnection, KmsConnectionSpec, NamespaceSelection, SecretKeyRef, SecretRef,
+    ServiceAccountRef, VaultAuthSpec, VaultBackend, VaultKubernetesAuthSpec,
 };
 pub use topic_name::{TopicNameError, validate_topic_name};
 pub use yaml::{CrdYamlError, all_crds, crds_yaml};

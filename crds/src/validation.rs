@@ -57,6 +57,34 @@ pub enum SpecError {
     #[error("kms connection {field}: '{value}' is not an http:// or https:// URL")]
     Url { field: &'static str, value: String },
     #[error(
+        "kms connection {field}: '{value}' is plain http; use https (a ClusterKmsConnection may set allowInsecureHttp)"
+    )]
+    InsecureHttp { field: &'static str, value: String },
+    #[error("kms connection {field}: only a ClusterKmsConnection may set it")]
+    ClusterOnly { field: &'static str },
+    #[error(
+        "kms connection {field}: a ClusterKmsConnection authenticates as the operator; name no ServiceAccount"
+    )]
+    NamespacedOnly { field: &'static str },
+    #[error(
+        "kms connection vault.auth.kubernetes.serviceAccountRef: a KmsConnection must name the ServiceAccount of its namespace that the operator logs in as (it never uses its own)"
+    )]
+    ServiceAccountRequired,
+    #[error(
+        "kms connection awsKms: a KmsConnection needs credentialsSecretRef or webIdentity (exactly one); the operator never uses its own AWS identity for it"
+    )]
+    AwsIdentity,
+    #[error(
+        "kms connection hadoopKms: simple authentication (user alone) is spoofable; set tlsSecretRef with a client certificate (tls.crt, tls.key), or, on a ClusterKmsConnection, allowSimpleAuth"
+    )]
+    HadoopIdentity,
+    #[error("kms connection {field}: set exactly one of secretRef and configMapRef")]
+    CaBundle { field: &'static str },
+    #[error(
+        "kms connection {field}: '{value}' cannot be a token audience here (empty, or the Kubernetes API server's: such a token would let the KMS address act as the ServiceAccount in the cluster)"
+    )]
+    Audience { field: &'static str, value: String },
+    #[error(
         "spec.tekRotation: keystore TEKs are rotated in the keystore Secret, not by the operator"
     )]
     KeystoreRotation,
@@ -85,7 +113,17 @@ impl SpecError {
             Self::Partitions(_) => "Partitions",
             Self::DeleteNotConfirmed { .. } => "DeleteNotConfirmed",
             Self::TekName(_) => "TekName",
-            Self::Backend(_) | Self::VaultAuth | Self::Url { .. } => "KmsConnection",
+            Self::Backend(_)
+            | Self::VaultAuth
+            | Self::Url { .. }
+            | Self::ClusterOnly { .. }
+            | Self::NamespacedOnly { .. }
+            | Self::CaBundle { .. }
+            | Self::Audience { .. } => "KmsConnection",
+            Self::InsecureHttp { .. } => "InsecureHttp",
+            Self::ServiceAccountRequired | Self::AwsIdentity | Self::HadoopIdentity => {
+                "KmsIdentity"
+            }
             Self::KeystoreRotation => "KeystoreRotation",
             Self::TopicNameChanged { .. } => "TopicNameChanged",
             Self::KmsRefKindChanged { .. } => "KmsRefKindChanged",
@@ -230,35 +268,136 @@ pub fn validate_update(old: &EncryptedTopic, new: &EncryptedTopic) -> Vec<SpecEr
     errors
 }
 
-/// Problems with a connection's backend (exactly one, well-formed URLs, one auth method).
+/// A token audience the operator may request for a connection: never empty (the apiserver
+/// then issues a token for its own audiences) nor one of the apiserver's usual audiences. The
+/// token goes to the connection's address, which its author chose.
+fn audience(field: &'static str, value: &str, errors: &mut Vec<SpecError>) {
+    let trimmed = value.trim();
+    if trimmed.is_empty() || trimmed.contains("kubernetes.default.svc") {
+        errors.push(SpecError::Audience {
+            field,
+            value: value.to_owned(),
+        });
+    }
+}
+
+/// Which kind of object holds a connection. The rules differ: a namespaced KmsConnection is a
+/// tenant's, so the operator must authenticate there only as something of that namespace and
+/// never send a credential over plain http; a ClusterKmsConnection is a cluster
+/// administrator's, and uses the operator's own identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionScope {
+    Namespaced,
+    Cluster,
+}
+
+/// Problems with a connection's backend: exactly one, well-formed URLs (https unless a
+/// ClusterKmsConnection allows http), one auth method, and the identity rules of `scope`.
 pub fn validate_backend<'a>(
     selected: Result<KmsBackend<'a>, BackendSelectionError>,
+    scope: ConnectionScope,
 ) -> Result<KmsBackend<'a>, Vec<SpecError>> {
     let backend = selected.map_err(|e| vec![e.into()])?;
+    let cluster = scope == ConnectionScope::Cluster;
     let mut errors = Vec::new();
-    let url = |field, value: &str, errors: &mut Vec<SpecError>| {
-        if !(value.starts_with("http://") || value.starts_with("https://"))
-            || value.len() <= "https://".len()
-        {
+    let url = |field, value: &str, https_only: bool, errors: &mut Vec<SpecError>| {
+        let secure = value.starts_with("https://");
+        if !(secure || value.starts_with("http://")) || value.len() <= "https://".len() {
             errors.push(SpecError::Url {
+                field,
+                value: value.to_owned(),
+            });
+        } else if https_only && !secure {
+            errors.push(SpecError::InsecureHttp {
                 field,
                 value: value.to_owned(),
             });
         }
     };
+    let cluster_only = |set: bool, field, errors: &mut Vec<SpecError>| {
+        if set && !cluster {
+            errors.push(SpecError::ClusterOnly { field });
+        }
+    };
     match backend {
         KmsBackend::Vault(v) => {
-            url("vault.address", &v.address, &mut errors);
+            cluster_only(
+                v.allow_insecure_http,
+                "vault.allowInsecureHttp",
+                &mut errors,
+            );
+            url(
+                "vault.address",
+                &v.address,
+                !(cluster && v.allow_insecure_http),
+                &mut errors,
+            );
             if v.auth.token_secret_ref.is_some() == v.auth.kubernetes.is_some() {
                 errors.push(SpecError::VaultAuth);
+            }
+            if let Some(k8s) = &v.auth.kubernetes {
+                audience(
+                    "vault.auth.kubernetes.audience",
+                    k8s.audience_or_default(),
+                    &mut errors,
+                );
+                match (scope, &k8s.service_account_ref) {
+                    (ConnectionScope::Namespaced, None) => {
+                        errors.push(SpecError::ServiceAccountRequired);
+                    }
+                    (ConnectionScope::Cluster, Some(_)) => errors.push(SpecError::NamespacedOnly {
+                        field: "vault.auth.kubernetes.serviceAccountRef",
+                    }),
+                    _ => {}
+                }
+            }
+            if let Some(ca) = &v.ca
+                && ca.secret_ref.is_some() == ca.config_map_ref.is_some()
+            {
+                errors.push(SpecError::CaBundle { field: "vault.ca" });
             }
         }
         KmsBackend::AwsKms(a) => {
             if let Some(endpoint) = &a.endpoint {
-                url("awsKms.endpoint", endpoint, &mut errors);
+                url("awsKms.endpoint", endpoint, false, &mut errors);
+            }
+            if let Some(web) = &a.web_identity {
+                if let Some(sts) = &web.sts_endpoint {
+                    url("awsKms.webIdentity.stsEndpoint", sts, false, &mut errors);
+                }
+                audience(
+                    "awsKms.webIdentity.audience",
+                    web.audience_or_default(),
+                    &mut errors,
+                );
+            }
+            let both = a.credentials_secret_ref.is_some() && a.web_identity.is_some();
+            let neither = a.credentials_secret_ref.is_none() && a.web_identity.is_none();
+            if both || (neither && !cluster) {
+                errors.push(SpecError::AwsIdentity);
             }
         }
-        KmsBackend::HadoopKms(h) => url("hadoopKms.url", &h.url, &mut errors),
+        KmsBackend::HadoopKms(h) => {
+            cluster_only(
+                h.allow_insecure_http,
+                "hadoopKms.allowInsecureHttp",
+                &mut errors,
+            );
+            cluster_only(
+                h.allow_simple_auth,
+                "hadoopKms.allowSimpleAuth",
+                &mut errors,
+            );
+            url(
+                "hadoopKms.url",
+                &h.url,
+                !(cluster && h.allow_insecure_http),
+                &mut errors,
+            );
+            if h.tls_secret_ref.is_none() && !(cluster && h.allow_simple_auth) {
+                errors.push(SpecError::HadoopIdentity);
+            }
+        }
         KmsBackend::Keystore(_) => {}
     }
     if errors.is_empty() {
@@ -283,8 +422,9 @@ mod tests {
     use super::*;
     use crate::encrypted_topic::{EncryptedTopicSpec, KmsRef, KmsRefKind, TekRotation};
     use crate::kms_connection::{
-        HadoopKmsBackend, KeystoreBackend, KmsConnectionSpec, SecretKeyRef, VaultAuthSpec,
-        VaultBackend, VaultKubernetesAuthSpec,
+        AwsKmsBackend, AwsWebIdentity, CaBundleRef, HadoopKmsBackend, KeystoreBackend,
+        KmsConnectionSpec, SecretKeyRef, SecretRef, ServiceAccountRef, VaultAuthSpec, VaultBackend,
+        VaultKubernetesAuthSpec,
     };
 
     fn topic(edit: impl FnOnce(&mut EncryptedTopicSpec)) -> EncryptedTopic {
@@ -495,11 +635,178 @@ mod tests {
 
     fn vault(auth: VaultAuthSpec) -> VaultBackend {
         VaultBackend {
-            address: "http://127.0.0.1:8200".into(),
+            address: "https://127.0.0.1:8200".into(),
             mount: None,
             namespace: None,
             auth,
+            ca: None,
+            allow_insecure_http: false,
         }
+    }
+
+    fn k8s_auth(service_account: Option<&str>) -> VaultAuthSpec {
+        VaultAuthSpec {
+            token_secret_ref: None,
+            kubernetes: Some(VaultKubernetesAuthSpec {
+                role: "r".into(),
+                client_role: None,
+                mount: None,
+                audience: None,
+                service_account_ref: service_account
+                    .map(|name| ServiceAccountRef { name: name.into() }),
+            }),
+        }
+    }
+
+    fn hadoop(url: &str, tls: bool, simple: bool, http: bool) -> HadoopKmsBackend {
+        HadoopKmsBackend {
+            url: url.into(),
+            user: "u".into(),
+            tls_secret_ref: tls.then(|| SecretRef { name: "tls".into() }),
+            allow_simple_auth: simple,
+            allow_insecure_http: http,
+        }
+    }
+
+    fn aws(secret: bool, web: bool) -> AwsKmsBackend {
+        AwsKmsBackend {
+            region: None,
+            endpoint: Some("http://127.0.0.1:5000".into()),
+            credentials_secret_ref: secret.then(|| SecretRef { name: "aws".into() }),
+            web_identity: web.then(|| AwsWebIdentity {
+                role_arn: "arn:aws:iam::123456789012:role/r".into(),
+                service_account_ref: ServiceAccountRef { name: "sa".into() },
+                audience: None,
+                sts_endpoint: None,
+            }),
+        }
+    }
+
+    /// The tenant's connection authenticates only as something of its namespace, never in
+    /// the clear; the cluster administrator's may use the operator's identity, and opt in to
+    /// http and simple auth explicitly.
+    #[test]
+    fn each_scope_has_its_identity_and_transport_rules() {
+        use ConnectionScope::{Cluster, Namespaced};
+        let check = |backend: KmsBackend<'_>, scope| validate_backend(Ok(backend), scope).err();
+        // Vault Kubernetes auth: a namespaced connection names its ServiceAccount; a cluster one
+        // must not (it logs in as the operator).
+        let tenant = vault(k8s_auth(Some("kms-login")));
+        assert_eq!(check(KmsBackend::Vault(&tenant), Namespaced), None);
+        assert_eq!(
+            check(KmsBackend::Vault(&vault(k8s_auth(None))), Namespaced),
+            Some(vec![SpecError::ServiceAccountRequired])
+        );
+        assert_eq!(
+            check(KmsBackend::Vault(&vault(k8s_auth(None))), Cluster),
+            None
+        );
+        assert!(check(KmsBackend::Vault(&tenant), Cluster).is_some());
+        // http: never namespaced; on a cluster connection only when allowed.
+        let mut plain = vault(k8s_auth(None));
+        plain.address = "http://vault:8200".into();
+        assert_eq!(
+            check(KmsBackend::Vault(&plain), Cluster),
+            Some(vec![SpecError::InsecureHttp {
+                field: "vault.address",
+                value: "http://vault:8200".into()
+            }])
+        );
+        plain.allow_insecure_http = true;
+        assert_eq!(check(KmsBackend::Vault(&plain), Cluster), None);
+        let mut tenant_plain = tenant.clone();
+        tenant_plain.address = "http://vault:8200".into();
+        tenant_plain.allow_insecure_http = true;
+        assert_eq!(
+            check(KmsBackend::Vault(&tenant_plain), Namespaced),
+            Some(vec![
+                SpecError::ClusterOnly {
+                    field: "vault.allowInsecureHttp"
+                },
+                SpecError::InsecureHttp {
+                    field: "vault.address",
+                    value: "http://vault:8200".into()
+                }
+            ])
+        );
+        // AWS: a tenant names its credentials or its web identity, one of them.
+        assert_eq!(
+            check(KmsBackend::AwsKms(&aws(true, false)), Namespaced),
+            None
+        );
+        assert_eq!(
+            check(KmsBackend::AwsKms(&aws(false, true)), Namespaced),
+            None
+        );
+        for (secret, web) in [(false, false), (true, true)] {
+            assert_eq!(
+                check(KmsBackend::AwsKms(&aws(secret, web)), Namespaced),
+                Some(vec![SpecError::AwsIdentity])
+            );
+        }
+        assert_eq!(check(KmsBackend::AwsKms(&aws(false, false)), Cluster), None);
+        // Hadoop: mutual TLS for tenants; simple auth and http only where a cluster
+        // connection says so.
+        let https = "https://kms:9600/kms";
+        assert_eq!(
+            check(
+                KmsBackend::HadoopKms(&hadoop(https, true, false, false)),
+                Namespaced
+            ),
+            None
+        );
+        assert_eq!(
+            check(
+                KmsBackend::HadoopKms(&hadoop(https, false, false, false)),
+                Namespaced
+            ),
+            Some(vec![SpecError::HadoopIdentity])
+        );
+        assert_eq!(
+            check(
+                KmsBackend::HadoopKms(&hadoop(https, false, true, false)),
+                Namespaced
+            ),
+            Some(vec![
+                SpecError::ClusterOnly {
+                    field: "hadoopKms.allowSimpleAuth"
+                },
+                SpecError::HadoopIdentity
+            ])
+        );
+        assert_eq!(
+            check(
+                KmsBackend::HadoopKms(&hadoop(https, false, true, false)),
+                Cluster
+            ),
+            None
+        );
+        assert_eq!(
+            check(
+                KmsBackend::HadoopKms(&hadoop("http://kms:9600/kms", false, true, true)),
+                Cluster
+            ),
+            None
+        );
+        // A token for the apiserver's own audience would act as the ServiceAccount there.
+        let mut apiserver = tenant.clone();
+        if let Some(k8s) = &mut apiserver.auth.kubernetes {
+            k8s.audience = Some("https://kubernetes.default.svc.cluster.local".into());
+        }
+        assert!(matches!(
+            check(KmsBackend::Vault(&apiserver), Namespaced).as_deref(),
+            Some([SpecError::Audience { .. }])
+        ));
+        // A CA bundle names exactly one source.
+        let mut with_ca = tenant.clone();
+        with_ca.ca = Some(CaBundleRef {
+            secret_ref: None,
+            config_map_ref: None,
+        });
+        assert_eq!(
+            check(KmsBackend::Vault(&with_ca), Namespaced),
+            Some(vec![SpecError::CaBundle { field: "vault.ca" }])
+        );
     }
 
     fn secret_key() -> SecretKeyRef {
@@ -517,7 +824,12 @@ mod tests {
                 kubernetes: None,
             }))
         });
-        assert_eq!(validate_backend(ok.backend()).unwrap().kind(), "vault");
+        assert_eq!(
+            validate_backend(ok.backend(), ConnectionScope::Namespaced)
+                .unwrap()
+                .kind(),
+            "vault"
+        );
         let cases: Vec<(KmsConnectionSpec, SpecError)> = vec![
             (
                 connection(|_| {}),
@@ -528,11 +840,7 @@ mod tests {
                     c.keystore = Some(KeystoreBackend {
                         secret_ref: secret_key(),
                     });
-                    c.hadoop_kms = Some(HadoopKmsBackend {
-                        url: "http://kms:9600/kms".into(),
-                        user: "u".into(),
-                        tls_secret_ref: None,
-                    });
+                    c.hadoop_kms = Some(hadoop("https://kms:9600/kms", true, false, false));
                 }),
                 SpecError::Backend(BackendSelectionError::Several(2)),
             ),
@@ -549,24 +857,13 @@ mod tests {
                 connection(|c| {
                     c.vault = Some(vault(VaultAuthSpec {
                         token_secret_ref: Some(secret_key()),
-                        kubernetes: Some(VaultKubernetesAuthSpec {
-                            client_role: None,
-                            role: "r".into(),
-                            mount: None,
-                            audience: None,
-                        }),
+                        kubernetes: k8s_auth(Some("sa")).kubernetes,
                     }))
                 }),
                 SpecError::VaultAuth,
             ),
             (
-                connection(|c| {
-                    c.hadoop_kms = Some(HadoopKmsBackend {
-                        url: "kms:9600".into(),
-                        user: "u".into(),
-                        tls_secret_ref: None,
-                    })
-                }),
+                connection(|c| c.hadoop_kms = Some(hadoop("kms:9600", true, false, false))),
                 SpecError::Url {
                     field: "hadoopKms.url",
                     value: "kms:9600".into(),
@@ -575,7 +872,7 @@ mod tests {
         ];
         for (spec, want) in cases {
             assert_eq!(
-                validate_backend(spec.backend()).unwrap_err(),
+                validate_backend(spec.backend(), ConnectionScope::Namespaced).unwrap_err(),
                 vec![want.clone()],
                 "{want}"
             );

@@ -19,14 +19,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kafka_e2ee_client::config::{ClientConfig, ProviderConfig, VaultKubernetesAuth};
 use kafka_e2ee_client::signing::PublicKey;
 use kafka_e2ee_crds::injection::{
     self, CLIENT_CONFIGMAP, CLIENT_CONFIGMAP_LABEL, ClientIndex, INDEX_FORMAT, INDEX_KEY,
     IndexedTopic, Profile, ProjectedSource,
 };
-use kafka_e2ee_crds::validation::{validate_backend, validate_encrypted_topic};
+use kafka_e2ee_crds::validation::{ConnectionScope, validate_backend, validate_encrypted_topic};
 use kafka_e2ee_crds::{
     ClusterKmsConnection, EncryptedTopic, KmsBackend, KmsConnection, KmsRefKind, PlaintextPolicy,
 };
@@ -36,7 +36,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use tokio::sync::Notify;
 
-use crate::reconcile::MANAGER;
+use crate::ca;
+use crate::reconcile::{MANAGER, READY, reason};
 
 /// What every client configuration gets besides its provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +58,9 @@ pub struct ConnectionView<'a> {
     pub backend: KmsBackend<'a>,
     /// Where its Secrets live.
     pub secret_namespace: &'a str,
+    /// The CA bundle pods trust the KMS with (certificates only), or why it cannot be read;
+    /// `None` when the connection names none.
+    pub ca: Option<Result<&'a str, &'a str>>,
 }
 
 /// What a profile's file trusts: the operator's keys, and its topics that allow plaintext.
@@ -65,37 +69,66 @@ struct ProfileTrust<'a> {
     allow_plaintext: BTreeSet<String>,
 }
 
-/// A profile and, when pods can use it, its client configuration file.
+/// A profile and, when pods can use it, its ConfigMap entries (the client configuration file
+/// under the profile's name, and the CA bundle beside it).
 fn profile(
     conn: ConnectionView<'_>,
+    profile_name: &str,
+    namespace: &str,
     settings: &ClientSettings,
     trust: ProfileTrust<'_>,
-) -> (Profile, Option<String>) {
+) -> (Profile, Vec<(String, String)>) {
     let kind = match conn.kind {
         KmsRefKind::KmsConnection => "KmsConnection",
         KmsRefKind::ClusterKmsConnection => "ClusterKmsConnection",
     };
     let kms_ref = format!("{kind}/{}", conn.name);
+    let cluster = conn.kind == KmsRefKind::ClusterKmsConnection;
     let mut sources = Vec::new();
+    let mut entries = Vec::new();
+    // The CA, copied into this ConfigMap (pods cannot mount another namespace's Secret).
+    let mut ca_file = || -> Result<Option<std::path::PathBuf>, String> {
+        match conn.ca {
+            None => Ok(None),
+            Some(Err(reason)) => Err(format!("{kms_ref}: {reason}")),
+            Some(Ok(pem)) => {
+                let key = injection::profile_ca_key(profile_name);
+                sources.push(ProjectedSource::ClientConfigMap {
+                    key: key.clone(),
+                    path: injection::CA_FILE.into(),
+                });
+                entries.push((key, pem.to_owned()));
+                Ok(Some(injection::CA_FILE.into()))
+            }
+        }
+    };
     let provider = match conn.backend {
         KmsBackend::Vault(v) => match &v.auth.kubernetes {
-            Some(k8s) => {
-                sources.push(ProjectedSource::ServiceAccountToken {
-                    audience: Some(k8s.audience_or_default().to_owned()),
-                    path: injection::VAULT_TOKEN_FILE.into(),
-                });
-                Ok(ProviderConfig::Vault {
-                    address: v.address.clone(),
-                    mount: v.mount_or_default().to_owned(),
-                    namespace: v.namespace.clone(),
-                    token_file: None,
-                    kubernetes_auth: Some(VaultKubernetesAuth {
-                        role: k8s.client_role_or_default().to_owned(),
-                        mount: k8s.mount_or_default().to_owned(),
-                        token_file: injection::VAULT_TOKEN_FILE.into(),
-                    }),
-                })
-            }
+            Some(k8s) => match k8s.client_role_for(cluster, namespace) {
+                Some(role) => ca_file().map(|ca_file| {
+                    sources.push(ProjectedSource::ServiceAccountToken {
+                        audience: Some(k8s.audience_or_default().to_owned()),
+                        path: injection::VAULT_TOKEN_FILE.into(),
+                    });
+                    ProviderConfig::Vault {
+                        address: v.address.clone(),
+                        mount: v.mount_or_default().to_owned(),
+                        namespace: v.namespace.clone(),
+                        token_file: None,
+                        kubernetes_auth: Some(VaultKubernetesAuth {
+                            role,
+                            mount: k8s.mount_or_default().to_owned(),
+                            token_file: injection::VAULT_TOKEN_FILE.into(),
+                        }),
+                        ca_file,
+                    }
+                }),
+                None => Err(format!(
+                    "{kms_ref} names no vault.auth.kubernetes.clientRole: its role is the \
+                     operator's and is not handed to pods; set clientRole (e.g. \
+                     'kafka-clients-{{namespace}}')"
+                )),
+            },
             None => Err(format!(
                 "{kms_ref} uses Vault token auth: that token is the operator's credential and \
                  is not handed to pods; use vault.auth.kubernetes (with clientRole) for injected clients"
@@ -105,26 +138,14 @@ fn profile(
             region: a.region.clone(),
             endpoint: a.endpoint.clone(),
         }),
-        KmsBackend::HadoopKms(h) => {
-            let ca_file = h.tls_secret_ref.as_ref().map(|secret| {
-                sources.push(ProjectedSource::Secret {
-                    namespace: conn.secret_namespace.to_owned(),
-                    name: secret.name.clone(),
-                    items: BTreeMap::from([(
-                        injection::CA_FILE.to_owned(),
-                        injection::CA_FILE.to_owned(),
-                    )]),
-                });
-                injection::CA_FILE.into()
-            });
-            Ok(ProviderConfig::HadoopKms {
-                url: h.url.clone(),
-                user: h.user.clone(),
-                ca_file,
-                client_cert_file: None,
-                client_key_file: None,
-            })
-        }
+        // The CA to trust the KMS, never the operator's client certificate.
+        KmsBackend::HadoopKms(h) => ca_file().map(|ca_file| ProviderConfig::HadoopKms {
+            url: h.url.clone(),
+            user: h.user.clone(),
+            ca_file,
+            client_cert_file: None,
+            client_key_file: None,
+        }),
         KmsBackend::Keystore(k) => {
             sources.push(ProjectedSource::Secret {
                 namespace: conn.secret_namespace.to_owned(),
@@ -139,22 +160,27 @@ fn profile(
             })
         }
     };
-    let (file, unavailable) = match provider {
-        Ok(provider) => {
-            let mut config = ClientConfig::new(
-                settings.bootstrap_servers.clone(),
-                provider,
-                trust.keys.to_vec(),
-            );
-            config.allow_plaintext = trust.allow_plaintext;
-            config.properties = settings.properties.clone();
-            config.key_topic = settings.key_topic.clone();
-            match serde_yaml::to_string(&config) {
-                Ok(yaml) => (Some(yaml), None),
-                Err(e) => (None, Some(format!("cannot render its configuration: {e}"))),
-            }
+    let rendered = provider.and_then(|provider| {
+        let mut config = ClientConfig::new(
+            settings.bootstrap_servers.clone(),
+            provider,
+            trust.keys.to_vec(),
+        );
+        config.allow_plaintext = trust.allow_plaintext;
+        config.properties = settings.properties.clone();
+        config.key_topic = settings.key_topic.clone();
+        serde_yaml::to_string(&config).map_err(|e| format!("cannot render its configuration: {e}"))
+    });
+    let unavailable = match rendered {
+        Ok(yaml) => {
+            entries.push((profile_name.to_owned(), yaml));
+            None
         }
-        Err(reason) => (None, Some(reason)),
+        Err(reason) => {
+            sources.clear();
+            entries.clear();
+            Some(reason)
+        }
     };
     let profile = Profile {
         kms_ref,
@@ -162,14 +188,33 @@ fn profile(
         sources,
         unavailable,
     };
-    (profile, file)
+    (profile, entries)
 }
 
-/// The ConfigMap data for one namespace: the index and one file per usable profile. Topics
-/// that are being deleted, do not validate, or whose connection is missing or invalid are
-/// left out (the webhook then names them as unknown). `trusted` are the operator's public
-/// signing keys.
+/// Ready reasons of a topic that was provisioned and is only waiting on a KMS or broker
+/// outage: pods can still be given its configuration (they need the same services).
+const OUTAGE_REASONS: [&str; 2] = [reason::KMS_UNAVAILABLE, reason::KAFKA_UNAVAILABLE];
+
+/// Whether pods may be given a topic: it is Ready (so it owns its Kafka topic and has keys),
+/// or was provisioned and waits on an outage. Never one in TopicConflict over another
+/// namespace's topic, nor one that never converged.
+pub fn injectable(topic: &EncryptedTopic) -> bool {
+    let Some(status) = &topic.status else {
+        return false;
+    };
+    let Some(ready) = status.conditions.iter().find(|c| c.type_ == READY) else {
+        return false;
+    };
+    ready.status == "True"
+        || (status.tek.is_some() && OUTAGE_REASONS.contains(&ready.reason.as_str()))
+}
+
+/// The ConfigMap data for one namespace: the index and the entries of every usable profile.
+/// Topics that are being deleted, do not validate, are not [`injectable`], or whose
+/// connection is missing, invalid or does not serve the namespace are left out (the webhook
+/// then names them as unknown). `trusted` are the operator's public signing keys.
 pub fn namespace_data<'a>(
+    namespace: &str,
     topics: impl IntoIterator<Item = &'a EncryptedTopic>,
     connection: impl Fn(KmsRefKind, &str) -> Option<ConnectionView<'a>>,
     settings: &ClientSettings,
@@ -182,7 +227,7 @@ pub fn namespace_data<'a>(
     // Profile name -> its connection and the topics of it that allow plaintext.
     let mut profiles: BTreeMap<String, (ConnectionView<'a>, BTreeSet<String>)> = BTreeMap::new();
     for topic in topics {
-        if topic.metadata.deletion_timestamp.is_some() {
+        if topic.metadata.deletion_timestamp.is_some() || !injectable(topic) {
             continue;
         }
         let Ok(valid) = validate_encrypted_topic(topic) else {
@@ -220,10 +265,8 @@ pub fn namespace_data<'a>(
             keys: trusted,
             allow_plaintext,
         };
-        let (profile, file) = profile(conn, settings, trust);
-        if let Some(file) = file {
-            files.insert(name.clone(), file);
-        }
+        let (profile, entries) = profile(conn, &name, namespace, settings, trust);
+        files.extend(entries);
         index.profiles.insert(name, profile);
     }
     match serde_yaml::to_string(&index) {
@@ -235,6 +278,55 @@ pub fn namespace_data<'a>(
             tracing::error!(error = %e, "cannot render the client index");
             BTreeMap::new()
         }
+    }
+}
+
+/// A connection object from the caches.
+enum Held {
+    Namespaced(Arc<KmsConnection>),
+    Cluster(Arc<ClusterKmsConnection>),
+}
+
+impl Held {
+    fn backend(&self) -> Result<KmsBackend<'_>, kafka_e2ee_crds::BackendSelectionError> {
+        match self {
+            Self::Namespaced(c) => c.spec.backend(),
+            Self::Cluster(c) => c.spec.backend(),
+        }
+    }
+
+    fn name(&self) -> Option<&str> {
+        match self {
+            Self::Namespaced(c) => c.metadata.name.as_deref(),
+            Self::Cluster(c) => c.metadata.name.as_deref(),
+        }
+    }
+}
+
+/// A connection with what the API gave for it.
+struct Resolved {
+    held: Held,
+    secret_namespace: String,
+    ca: Option<Result<String, String>>,
+}
+
+impl Resolved {
+    /// Its view for the builder, if its backend is valid for its kind.
+    fn view(&self, kind: KmsRefKind) -> Option<ConnectionView<'_>> {
+        let scope = match kind {
+            KmsRefKind::KmsConnection => ConnectionScope::Namespaced,
+            KmsRefKind::ClusterKmsConnection => ConnectionScope::Cluster,
+        };
+        Some(ConnectionView {
+            kind,
+            name: self.held.name()?,
+            backend: validate_backend(self.held.backend(), scope).ok()?,
+            secret_namespace: &self.secret_namespace,
+            ca: self
+                .ca
+                .as_ref()
+                .map(|r| r.as_deref().map_err(String::as_str)),
+        })
     }
 }
 
@@ -335,39 +427,42 @@ impl Publisher {
         let cluster = cluster_connections.state();
         let trusted = Arc::clone(&self.trusted.borrow());
         for namespace in namespaces {
-            let lookup = |kind: KmsRefKind, name: &str| -> Option<ConnectionView<'_>> {
-                let (name, backend, secret_namespace) = match kind {
-                    KmsRefKind::KmsConnection => {
-                        let c = namespaced.iter().find(|c| {
-                            c.name_any() == name && c.namespace().as_deref() == Some(&namespace)
-                        })?;
-                        (
-                            c.metadata.name.as_deref()?,
-                            c.spec.backend(),
-                            namespace.as_str(),
-                        )
-                    }
-                    KmsRefKind::ClusterKmsConnection => {
-                        let c = cluster.iter().find(|c| c.name_any() == name)?;
-                        (
-                            c.metadata.name.as_deref()?,
-                            c.spec.backend(),
-                            self.settings.cluster_namespace.as_str(),
-                        )
-                    }
-                };
-                Some(ConnectionView {
-                    kind,
-                    name,
-                    backend: validate_backend(backend).ok()?,
-                    secret_namespace,
-                })
-            };
             let topics = by_namespace
                 .get(&namespace)
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
-            let data = namespace_data(topics.iter().copied(), lookup, &self.settings, &trusted);
+            // What the topics' connections need from the API (CA bundles, the namespace's
+            // labels), read once per connection before the pure build.
+            let mut resolved: HashMap<(KmsRefKind, String), Option<Resolved>> = HashMap::new();
+            let mut labels = None;
+            for topic in topics {
+                let r = &topic.spec.kms_ref;
+                if let std::collections::hash_map::Entry::Vacant(slot) =
+                    resolved.entry((r.kind, r.name.clone()))
+                {
+                    let found = self
+                        .resolve(
+                            &namespaced,
+                            &cluster,
+                            &namespace,
+                            r.kind,
+                            &r.name,
+                            &mut labels,
+                        )
+                        .await;
+                    slot.insert(found);
+                }
+            }
+            let lookup = |kind: KmsRefKind, name: &str| -> Option<ConnectionView<'_>> {
+                resolved.get(&(kind, name.to_owned()))?.as_ref()?.view(kind)
+            };
+            let data = namespace_data(
+                &namespace,
+                topics.iter().copied(),
+                lookup,
+                &self.settings,
+                &trusted,
+            );
             if published.get(&namespace) == Some(&data) {
                 continue;
             }
@@ -384,6 +479,63 @@ impl Publisher {
                 }
             }
         }
+    }
+
+    /// The connection `kind`/`name` as topics of `namespace` see it: `None` when it is
+    /// missing or (a ClusterKmsConnection) does not serve the namespace. `labels` caches the
+    /// namespace's labels for the pass.
+    async fn resolve(
+        &self,
+        namespaced: &[Arc<KmsConnection>],
+        cluster: &[Arc<ClusterKmsConnection>],
+        namespace: &str,
+        kind: KmsRefKind,
+        name: &str,
+        labels: &mut Option<BTreeMap<String, String>>,
+    ) -> Option<Resolved> {
+        let (held, secret_namespace) = match kind {
+            KmsRefKind::KmsConnection => {
+                let c = namespaced.iter().find(|c| {
+                    c.name_any() == name && c.namespace().as_deref() == Some(namespace)
+                })?;
+                (Held::Namespaced(Arc::clone(c)), namespace.to_owned())
+            }
+            KmsRefKind::ClusterKmsConnection => {
+                let c = cluster.iter().find(|c| c.name_any() == name)?;
+                if let Some(selection) = &c.spec.namespaces {
+                    if labels.is_none() && !selection.names.iter().any(|n| n == namespace) {
+                        let api: Api<Namespace> = Api::all(self.client.clone());
+                        match api.get_metadata(namespace).await {
+                            Ok(ns) => *labels = Some(ns.labels().clone()),
+                            Err(e) => {
+                                tracing::warn!(%namespace, error = %e, "cannot read the namespace's labels");
+                                return None;
+                            }
+                        }
+                    }
+                    if !selection.admits(namespace, labels.as_ref().unwrap_or(&BTreeMap::new())) {
+                        return None;
+                    }
+                }
+                (
+                    Held::Cluster(Arc::clone(c)),
+                    self.settings.cluster_namespace.clone(),
+                )
+            }
+        };
+        let ca = match held.backend().ok().and_then(ca::reference) {
+            None => None,
+            Some(reference) => Some(
+                ca::read(&self.client, &secret_namespace, &reference)
+                    .await
+                    .map_err(|e| kafka_e2ee_telemetry::chain(&e)),
+            ),
+        };
+        Some(Resolved {
+            held,
+            secret_namespace,
+            ca,
+        })
     }
 
     async fn existing_configmaps(&self) -> Result<Vec<String>, kube::Error> {
@@ -450,12 +602,15 @@ impl Publisher {
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
     use kafka_e2ee_crds::{
-        EncryptedTopicSpec, HadoopKmsBackend, KeystoreBackend, KmsRef, SecretKeyRef, SecretRef,
-        VaultAuthSpec, VaultBackend, VaultKubernetesAuthSpec,
+        EncryptedTopicSpec, EncryptedTopicStatus, HadoopKmsBackend, KeystoreBackend, KmsRef,
+        SecretKeyRef, SecretRef, TekStatus, VaultAuthSpec, VaultBackend, VaultKubernetesAuthSpec,
     };
 
     use super::*;
+
+    const CA: &str = "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n";
 
     fn trusted() -> Vec<PublicKey> {
         vec![
@@ -474,6 +629,26 @@ mod tests {
         }
     }
 
+    fn with_ready(mut t: EncryptedTopic, status: &str, reason: &str, tek: bool) -> EncryptedTopic {
+        t.status = Some(EncryptedTopicStatus {
+            conditions: vec![Condition {
+                type_: READY.into(),
+                status: status.into(),
+                reason: reason.into(),
+                message: String::new(),
+                last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+                observed_generation: None,
+            }],
+            tek: tek.then(|| TekStatus {
+                reference: "tek".into(),
+                ..TekStatus::default()
+            }),
+            ..EncryptedTopicStatus::default()
+        });
+        t
+    }
+
+    /// A Ready topic of namespace `shop`.
     fn topic(name: &str, kind: KmsRefKind, conn: &str) -> EncryptedTopic {
         let mut t = EncryptedTopic::new(
             name,
@@ -486,10 +661,10 @@ mod tests {
             ),
         );
         t.metadata.namespace = Some("shop".into());
-        t
+        with_ready(t, "True", reason::READY, true)
     }
 
-    fn vault(kubernetes: bool) -> VaultBackend {
+    fn vault(kubernetes: bool, client_role: Option<&str>) -> VaultBackend {
         VaultBackend {
             address: "https://vault:8200".into(),
             mount: None,
@@ -501,12 +676,40 @@ mod tests {
                 }),
                 kubernetes: kubernetes.then(|| VaultKubernetesAuthSpec {
                     role: "kafka-e2ee-operator".into(),
-                    client_role: Some("orders-clients".into()),
+                    client_role: client_role.map(str::to_owned),
                     mount: None,
                     audience: None,
+                    service_account_ref: None,
                 }),
             },
+            ca: None,
+            allow_insecure_http: false,
         }
+    }
+
+    fn view<'a>(kind: KmsRefKind, name: &'a str, backend: KmsBackend<'a>) -> ConnectionView<'a> {
+        ConnectionView {
+            kind,
+            name,
+            backend,
+            secret_namespace: match kind {
+                KmsRefKind::KmsConnection => "shop",
+                KmsRefKind::ClusterKmsConnection => "kafka-e2ee",
+            },
+            ca: None,
+        }
+    }
+
+    fn build<'a>(
+        topics: impl IntoIterator<Item = &'a EncryptedTopic>,
+        connection: impl Fn(KmsRefKind, &str) -> Option<ConnectionView<'a>>,
+    ) -> (BTreeMap<String, String>, ClientIndex) {
+        let data = namespace_data("shop", topics, connection, &settings(), &trusted());
+        let index = data
+            .get(INDEX_KEY)
+            .map(|i| serde_yaml::from_str(i).unwrap())
+            .unwrap_or_default();
+        (data, index)
     }
 
     #[test]
@@ -526,7 +729,7 @@ mod tests {
 
     #[test]
     fn each_connection_becomes_one_profile_with_its_file_and_mounts() {
-        let vault_k8s = vault(true);
+        let vault_k8s = vault(true, Some("orders-clients"));
         let keystore = KeystoreBackend {
             secret_ref: SecretKeyRef {
                 name: "shared-keys".into(),
@@ -539,27 +742,16 @@ mod tests {
             topic("audit", KmsRefKind::ClusterKmsConnection, "shared"),
             topic("ghost", KmsRefKind::KmsConnection, "missing"),
         ];
-        let data = namespace_data(
-            &topics,
-            |kind, name| match (kind, name) {
-                (KmsRefKind::KmsConnection, "vault") => Some(ConnectionView {
-                    kind,
-                    name: "vault",
-                    backend: KmsBackend::Vault(&vault_k8s),
-                    secret_namespace: "shop",
-                }),
-                (KmsRefKind::ClusterKmsConnection, "shared") => Some(ConnectionView {
-                    kind,
-                    name: "shared",
-                    backend: KmsBackend::Keystore(&keystore),
-                    secret_namespace: "kafka-e2ee",
-                }),
-                _ => None,
-            },
-            &settings(),
-            &trusted(),
-        );
-        let index: ClientIndex = serde_yaml::from_str(&data[INDEX_KEY]).unwrap();
+        let (data, index) = build(&topics, |kind, name| match (kind, name) {
+            (KmsRefKind::KmsConnection, "vault") => Some(ConnectionView {
+                ca: Some(Ok(CA)),
+                ..view(kind, "vault", KmsBackend::Vault(&vault_k8s))
+            }),
+            (KmsRefKind::ClusterKmsConnection, "shared") => {
+                Some(view(kind, "shared", KmsBackend::Keystore(&keystore)))
+            }
+            _ => None,
+        });
         assert_eq!(
             index.topics.keys().collect::<Vec<_>>(),
             ["audit", "orders", "payments"],
@@ -570,10 +762,20 @@ mod tests {
         let vault_profile = &index.profiles["kmsconnection.vault.yaml"];
         assert_eq!(
             vault_profile.sources,
-            [ProjectedSource::ServiceAccountToken {
-                audience: Some("vault".into()),
-                path: "vault-token".into()
-            }]
+            [
+                ProjectedSource::ClientConfigMap {
+                    key: "kmsconnection.vault.ca.crt".into(),
+                    path: "ca.crt".into()
+                },
+                ProjectedSource::ServiceAccountToken {
+                    audience: Some("vault".into()),
+                    path: "vault-token".into()
+                }
+            ]
+        );
+        assert_eq!(
+            data["kmsconnection.vault.ca.crt"], CA,
+            "the CA beside the file"
         );
         let config = ClientConfig::parse(&data["kmsconnection.vault.yaml"], "test").unwrap();
         assert_eq!(config.bootstrap_servers, "kafka:9092");
@@ -590,6 +792,7 @@ mod tests {
         let ProviderConfig::Vault {
             kubernetes_auth: Some(auth),
             mount,
+            ca_file,
             ..
         } = config.provider
         else {
@@ -600,6 +803,7 @@ mod tests {
             ("orders-clients", "kubernetes", "transit")
         );
         assert_eq!(auth.token_file, std::path::Path::new("vault-token"));
+        assert_eq!(ca_file.as_deref(), Some(std::path::Path::new("ca.crt")));
         assert_eq!(
             index.profiles["clusterkmsconnection.shared.yaml"].sources,
             [ProjectedSource::Secret {
@@ -608,41 +812,42 @@ mod tests {
                 items: BTreeMap::from([("keystore.json".into(), "keystore.json".into())]),
             }]
         );
-        assert_eq!(data.len(), 3, "index + two profile files: {data:?}");
+        assert_eq!(data.len(), 4, "index + two profile files + a CA: {data:?}");
     }
 
     #[test]
     fn operator_credentials_are_never_published() {
-        let token_auth = vault(false);
+        let token_auth = vault(false, None);
         let hadoop = HadoopKmsBackend {
             url: "https://hkms:9600/kms".into(),
             user: "kafka".into(),
             tls_secret_ref: Some(SecretRef {
                 name: "hkms-tls".into(),
             }),
+            allow_simple_auth: false,
+            allow_insecure_http: false,
         };
+        // A cluster connection's `role` is the operator's: without a clientRole, pods get none.
+        let cluster_vault = vault(true, None);
         let topics = [
             topic("orders", KmsRefKind::KmsConnection, "vault"),
             topic("audit", KmsRefKind::KmsConnection, "hadoop"),
+            topic("shared", KmsRefKind::ClusterKmsConnection, "vault"),
         ];
-        let data = namespace_data(
-            &topics,
-            |kind, name| {
-                let backend = match name {
-                    "vault" => KmsBackend::Vault(&token_auth),
-                    _ => KmsBackend::HadoopKms(&hadoop),
-                };
-                Some(ConnectionView {
-                    kind,
-                    name: if name == "vault" { "vault" } else { "hadoop" },
-                    backend,
-                    secret_namespace: "shop",
-                })
-            },
-            &settings(),
-            &trusted(),
-        );
-        let index: ClientIndex = serde_yaml::from_str(&data[INDEX_KEY]).unwrap();
+        let (data, index) = build(&topics, |kind, name| {
+            Some(match (kind, name) {
+                (KmsRefKind::KmsConnection, "vault") => {
+                    view(kind, "vault", KmsBackend::Vault(&token_auth))
+                }
+                (KmsRefKind::ClusterKmsConnection, _) => {
+                    view(kind, "vault", KmsBackend::Vault(&cluster_vault))
+                }
+                _ => ConnectionView {
+                    ca: Some(Ok(CA)),
+                    ..view(kind, "hadoop", KmsBackend::HadoopKms(&hadoop))
+                },
+            })
+        });
         let vault = &index.profiles["kmsconnection.vault.yaml"];
         assert!(
             vault.unavailable.as_deref().unwrap().contains("token auth"),
@@ -650,13 +855,22 @@ mod tests {
         );
         assert!(vault.sources.is_empty());
         assert!(!data.contains_key("kmsconnection.vault.yaml"));
+        let cluster = &index.profiles["clusterkmsconnection.vault.yaml"];
+        assert!(
+            cluster
+                .unavailable
+                .as_deref()
+                .unwrap()
+                .contains("clientRole"),
+            "{cluster:?}"
+        );
+        assert!(!data.contains_key("clusterkmsconnection.vault.yaml"));
         // Hadoop: the CA to trust the KMS, not the operator's client certificate.
         assert_eq!(
             index.profiles["kmsconnection.hadoop.yaml"].sources,
-            [ProjectedSource::Secret {
-                namespace: "shop".into(),
-                name: "hkms-tls".into(),
-                items: BTreeMap::from([("ca.crt".into(), "ca.crt".into())]),
+            [ProjectedSource::ClientConfigMap {
+                key: "kmsconnection.hadoop.ca.crt".into(),
+                path: "ca.crt".into()
             }]
         );
         let config = ClientConfig::parse(&data["kmsconnection.hadoop.yaml"], "test").unwrap();
@@ -671,27 +885,92 @@ mod tests {
         ));
     }
 
+    /// One ClusterKmsConnection, one Vault role per tenant: `{namespace}` in clientRole.
+    #[test]
+    fn a_cluster_connection_gives_each_namespace_its_client_role() {
+        let v = vault(true, Some("clients-{namespace}"));
+        let topics = [topic("orders", KmsRefKind::ClusterKmsConnection, "vault")];
+        let (data, _) = build(&topics, |kind, _| {
+            Some(view(kind, "vault", KmsBackend::Vault(&v)))
+        });
+        let config = ClientConfig::parse(&data["clusterkmsconnection.vault.yaml"], "test").unwrap();
+        let ProviderConfig::Vault {
+            kubernetes_auth: Some(auth),
+            ..
+        } = config.provider
+        else {
+            panic!("{:?}", config.provider)
+        };
+        assert_eq!(auth.role, "clients-shop");
+    }
+
+    #[test]
+    fn a_ca_that_cannot_be_read_makes_the_profile_unavailable() {
+        let v = vault(true, Some("clients"));
+        let topics = [topic("orders", KmsRefKind::KmsConnection, "vault")];
+        let (data, index) = build(&topics, |kind, _| {
+            Some(ConnectionView {
+                ca: Some(Err("ConfigMap shop/vault-ca not found")),
+                ..view(kind, "vault", KmsBackend::Vault(&v))
+            })
+        });
+        let profile = &index.profiles["kmsconnection.vault.yaml"];
+        assert!(
+            profile
+                .unavailable
+                .as_deref()
+                .unwrap()
+                .contains("vault-ca not found"),
+            "{profile:?}"
+        );
+        assert!(profile.sources.is_empty());
+        assert_eq!(data.len(), 1, "the index alone: {data:?}");
+    }
+
+    /// Only topics that own their Kafka topic and were provisioned reach pods: not one in
+    /// TopicConflict over another namespace's topic, nor one that never converged.
+    #[test]
+    fn only_provisioned_topics_that_own_their_topic_are_injected() {
+        let v = vault(true, Some("clients"));
+        let base = |name: &str| topic(name, KmsRefKind::KmsConnection, "vault");
+        let topics = [
+            base("ready"),
+            with_ready(base("outage"), "False", reason::KMS_UNAVAILABLE, true),
+            with_ready(
+                base("never-provisioned"),
+                "False",
+                reason::KMS_UNAVAILABLE,
+                false,
+            ),
+            with_ready(base("conflict"), "False", reason::TOPIC_CONFLICT, true),
+            with_ready(base("denied"), "False", reason::KMS_DENIED, false),
+            {
+                let mut t = base("new");
+                t.status = None;
+                t
+            },
+        ];
+        let (_, index) = build(&topics, |kind, _| {
+            Some(view(kind, "vault", KmsBackend::Vault(&v)))
+        });
+        assert_eq!(index.topics.keys().collect::<Vec<_>>(), ["outage", "ready"]);
+    }
+
     #[test]
     fn plaintext_is_pinned_per_profile_from_the_spec() {
-        let v = vault(true);
+        let v = vault(true, None);
         let mut migrating = topic("legacy", KmsRefKind::KmsConnection, "vault");
         migrating.spec.plaintext_policy = PlaintextPolicy::Allow;
         let strict = topic("orders", KmsRefKind::KmsConnection, "vault");
         let mut elsewhere = topic("audit", KmsRefKind::KmsConnection, "other");
         elsewhere.spec.plaintext_policy = PlaintextPolicy::Allow;
-        let data = namespace_data(
-            [&migrating, &strict, &elsewhere],
-            |kind, name| {
-                Some(ConnectionView {
-                    kind,
-                    name: if name == "vault" { "vault" } else { "other" },
-                    backend: KmsBackend::Vault(&v),
-                    secret_namespace: "shop",
-                })
-            },
-            &settings(),
-            &trusted(),
-        );
+        let (data, _) = build([&migrating, &strict, &elsewhere], |kind, name| {
+            Some(view(
+                kind,
+                if name == "vault" { "vault" } else { "other" },
+                KmsBackend::Vault(&v),
+            ))
+        });
         let vault = ClientConfig::parse(&data["kmsconnection.vault.yaml"], "test").unwrap();
         assert_eq!(
             vault.allow_plaintext.iter().collect::<Vec<_>>(),
@@ -712,26 +991,13 @@ mod tests {
     #[test]
     fn deleting_invalid_and_absent_topics_publish_nothing() {
         let mut deleting = topic("orders", KmsRefKind::KmsConnection, "vault");
-        deleting.metadata.deletion_timestamp =
-            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-            ));
+        deleting.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
         let mut invalid = topic("payments", KmsRefKind::KmsConnection, "vault");
         invalid.spec.partitions = 0;
-        let v = vault(true);
-        let data = namespace_data(
-            [&deleting, &invalid],
-            |kind, _| {
-                Some(ConnectionView {
-                    kind,
-                    name: "vault",
-                    backend: KmsBackend::Vault(&v),
-                    secret_namespace: "shop",
-                })
-            },
-            &settings(),
-            &trusted(),
-        );
+        let v = vault(true, None);
+        let (data, _) = build([&deleting, &invalid], |kind, _| {
+            Some(view(kind, "vault", KmsBackend::Vault(&v)))
+        });
         assert!(data.is_empty(), "{data:?}");
     }
 }

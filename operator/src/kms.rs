@@ -2,22 +2,36 @@
 //! Kubernetes API (held zeroized in memory, never written anywhere), providers are cached per
 //! connection and rebuilt when the connection changes or the cache entry is older than its TTL
 //! (so a rotated credential Secret is picked up).
+//!
+//! Who the operator is at the KMS depends on the connection's kind (docs/security.md,
+//! "Tenancy"): for a namespaced KmsConnection only something of that namespace (a Secret
+//! there, or a short-lived token it requests for a ServiceAccount there); its own identity
+//! (service-account token file, the AWS default chain, Hadoop simple auth) only for a
+//! ClusterKmsConnection, which cluster administrators create.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kafka_e2ee_client::any_provider::AnyProvider;
-use kafka_e2ee_client::aws_kms::{AwsKms, AwsKmsSettings, AwsStaticCredentials};
+use kafka_e2ee_client::aws_kms::{
+    AwsKms, AwsKmsSettings, AwsStaticCredentials, AwsWebIdentitySettings,
+};
 use kafka_e2ee_client::hadoop_kms::{HadoopKms, HadoopKmsSettings, HadoopKmsTls};
+use kafka_e2ee_client::identity::{JwtFile, JwtFuture, JwtSource};
 use kafka_e2ee_client::keystore::LocalKeystore;
 use kafka_e2ee_client::provider::ProviderError;
 use kafka_e2ee_client::resilient::{KmsMetrics, ResiliencePolicy, Resilient};
 use kafka_e2ee_client::vault::{VaultAuth, VaultSettings, VaultTransit};
+use kafka_e2ee_crds::validation::{ConnectionScope, SpecError, validate_backend};
 use kafka_e2ee_crds::{KmsBackend, KmsRefKind, SecretKeyRef};
 use kube::Api;
+use kube::api::PostParams;
+
+use crate::ca::{self, CaBundleError};
 use thiserror::Error;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -46,7 +60,96 @@ pub enum ConnectionError {
         source: kube::Error,
     },
     #[error(transparent)]
+    CaBundle(#[from] CaBundleError),
+    /// The connection breaks a rule of its kind (checked here too, not only at admission:
+    /// a connection stored while the webhook was absent must not make us act for it).
+    #[error("{}", join(.0))]
+    Invalid(Vec<SpecError>),
+    #[error(
+        "Secret {namespace}/{name} has no client certificate (tls.crt and tls.key): a KmsConnection authenticates to Hadoop KMS with one"
+    )]
+    ClientCertificateRequired { namespace: String, name: String },
+    #[error(transparent)]
     Provider(#[from] ProviderError),
+}
+
+fn join(errors: &[SpecError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ConnectionKey {
+    /// Whose identity the operator may use for it.
+    pub fn scope(&self) -> ConnectionScope {
+        match self.kind {
+            KmsRefKind::KmsConnection => ConnectionScope::Namespaced,
+            KmsRefKind::ClusterKmsConnection => ConnectionScope::Cluster,
+        }
+    }
+}
+
+/// Tokens for a ServiceAccount, from the TokenRequest API (`serviceaccounts/token`), short
+/// lived and bound to one audience: how the operator acts as a tenant's ServiceAccount
+/// without holding a long-lived credential of it.
+pub struct TokenRequestJwt {
+    api: Api<ServiceAccount>,
+    namespace: String,
+    name: String,
+    audience: String,
+}
+
+/// How long a requested token lives: the apiserver's minimum; a login uses it at once.
+const REQUESTED_TOKEN_SECONDS: i64 = 600;
+
+impl TokenRequestJwt {
+    pub fn new(client: kube::Client, namespace: &str, name: &str, audience: &str) -> Self {
+        Self {
+            api: Api::namespaced(client, namespace),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            audience: audience.to_owned(),
+        }
+    }
+}
+
+impl JwtSource for TokenRequestJwt {
+    fn jwt(&self) -> JwtFuture<'_> {
+        Box::pin(async move {
+            let request = TokenRequest {
+                spec: TokenRequestSpec {
+                    audiences: vec![self.audience.clone()],
+                    expiration_seconds: Some(REQUESTED_TOKEN_SECONDS),
+                    ..TokenRequestSpec::default()
+                },
+                ..TokenRequest::default()
+            };
+            let issued = self
+                .api
+                .create_token_request(&self.name, &PostParams::default(), &request)
+                .await
+                .map_err(|e| ProviderError::Misconfigured {
+                    backend: "service-account token",
+                    reason: format!("TokenRequest for {} failed: {e}", self.describe()),
+                })?;
+            issued
+                .status
+                .map(|s| Zeroizing::new(s.token))
+                .ok_or_else(|| ProviderError::Misconfigured {
+                    backend: "service-account token",
+                    reason: format!("TokenRequest for {} returned no token", self.describe()),
+                })
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "ServiceAccount {}/{} (audience {})",
+            self.namespace, self.name, self.audience
+        )
+    }
 }
 
 /// Where a connection lives: its Secrets are read from `secret_namespace`.
@@ -106,7 +209,7 @@ impl ProviderCache {
         {
             return Ok(Arc::clone(&e.provider));
         }
-        let inner = self.build(backend, &key.secret_namespace).await?;
+        let inner = self.build(backend, key).await?;
         let policy = match backend {
             // In-process: nothing to protect from a burst of calls.
             KmsBackend::Keystore(_) => ResiliencePolicy {
@@ -130,8 +233,11 @@ impl ProviderCache {
     async fn build(
         &self,
         backend: KmsBackend<'_>,
-        namespace: &str,
+        key: &ConnectionKey,
     ) -> Result<AnyProvider, ConnectionError> {
+        let scope = key.scope();
+        let namespace = key.secret_namespace.as_str();
+        validate_backend(Ok(backend), scope).map_err(ConnectionError::Invalid)?;
         Ok(match backend {
             KmsBackend::Vault(v) => {
                 let auth = match (&v.auth.token_secret_ref, &v.auth.kubernetes) {
@@ -140,11 +246,28 @@ impl ProviderCache {
                         let text = String::from_utf8_lossy(&token).trim().to_owned();
                         VaultAuth::Token(Zeroizing::new(text))
                     }
-                    (None, Some(k8s)) => VaultAuth::Kubernetes {
-                        mount: k8s.mount_or_default().to_owned(),
-                        role: k8s.role.clone(),
-                        jwt_file: self.service_account_token.clone(),
-                    },
+                    (None, Some(k8s)) => {
+                        let jwt: Arc<dyn JwtSource> = match (&k8s.service_account_ref, scope) {
+                            (Some(account), ConnectionScope::Namespaced) => {
+                                Arc::new(TokenRequestJwt::new(
+                                    self.client.clone(),
+                                    namespace,
+                                    &account.name,
+                                    k8s.audience_or_default(),
+                                ))
+                            }
+                            (None, ConnectionScope::Cluster) => {
+                                Arc::new(JwtFile(self.service_account_token.clone()))
+                            }
+                            // Refused by validate_backend above.
+                            _ => return Err(ConnectionError::Invalid(Vec::new())),
+                        };
+                        VaultAuth::Kubernetes {
+                            mount: k8s.mount_or_default().to_owned(),
+                            role: k8s.role.clone(),
+                            jwt,
+                        }
+                    }
                     (None, None) => {
                         return Err(ProviderError::Misconfigured {
                             backend: "vault",
@@ -153,11 +276,20 @@ impl ProviderCache {
                         .into());
                     }
                 };
+                let ca_pem = match &v.ca {
+                    Some(reference) => Some(
+                        ca::read(&self.client, namespace, reference)
+                            .await?
+                            .into_bytes(),
+                    ),
+                    None => None,
+                };
                 AnyProvider::Vault(Box::new(VaultTransit::new(&VaultSettings {
                     address: v.address.clone(),
                     namespace: v.namespace.clone(),
                     mount: v.mount_or_default().to_owned(),
                     auth,
+                    ca_pem,
                 })?))
             }
             KmsBackend::AwsKms(a) => {
@@ -183,11 +315,23 @@ impl ProviderCache {
                         })
                     }
                 };
+                let web_identity = a.web_identity.as_ref().map(|w| AwsWebIdentitySettings {
+                    role_arn: w.role_arn.clone(),
+                    token: Arc::new(TokenRequestJwt::new(
+                        self.client.clone(),
+                        namespace,
+                        &w.service_account_ref.name,
+                        w.audience_or_default(),
+                    )),
+                    sts_endpoint: w.sts_endpoint.clone(),
+                    session_name: session_name(namespace, &key.name),
+                });
                 AnyProvider::AwsKms(
                     AwsKms::new(&AwsKmsSettings {
                         region: a.region.clone(),
                         endpoint: a.endpoint.clone(),
                         credentials,
+                        web_identity,
                     })
                     .await,
                 )
@@ -197,6 +341,7 @@ impl ProviderCache {
                     None => None,
                     Some(secret) => {
                         let data = self.secret(namespace, &secret.name).await?;
+                        let what = format!("Secret {namespace}/{}", secret.name);
                         let ca = data.get("ca.crt").ok_or_else(|| {
                             ConnectionError::SecretKeyMissing {
                                 namespace: namespace.to_owned(),
@@ -204,12 +349,20 @@ impl ProviderCache {
                                 key: "ca.crt".into(),
                             }
                         })?;
+                        let ca = ca::certificates_only(ca)
+                            .map_err(|problem| CaBundleError::Invalid { what, problem })?;
                         let identity = match (data.get("tls.crt"), data.get("tls.key")) {
                             (Some(cert), Some(key)) => Some(HadoopKmsTls::identity(cert, key)),
+                            _ if scope == ConnectionScope::Namespaced => {
+                                return Err(ConnectionError::ClientCertificateRequired {
+                                    namespace: namespace.to_owned(),
+                                    name: secret.name.clone(),
+                                });
+                            }
                             _ => None,
                         };
                         Some(HadoopKmsTls {
-                            ca_pem: ca.to_vec(),
+                            ca_pem: ca.into_bytes(),
                             identity_pem: identity,
                         })
                     }
@@ -269,6 +422,23 @@ impl ProviderCache {
     }
 }
 
+/// An STS session name (`[\w+=,.@-]{2,64}`) that says, in the role's audit trail, which
+/// connection assumed it.
+fn session_name(namespace: &str, connection: &str) -> String {
+    let name: String = format!("kafka-e2ee@{namespace}.{connection}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+=,.@-_".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    name
+}
+
 /// The non-secret settings clients need, as the policy record carries them.
 pub fn public_config(backend: KmsBackend<'_>) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
@@ -316,6 +486,7 @@ mod tests {
             region: None,
             endpoint: None,
             credentials_secret_ref: None,
+            web_identity: None,
         };
         assert_eq!(
             default_tek_name(KmsBackend::AwsKms(&aws), "shop", "orders.v1"),

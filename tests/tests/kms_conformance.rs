@@ -275,13 +275,7 @@ async fn keystore_meets_the_contract() {
 }
 
 fn vault() -> VaultTransit {
-    VaultTransit::new(&VaultSettings {
-        address: require(Server::Vault),
-        namespace: None,
-        mount: "transit".into(),
-        auth: VaultAuth::Token(Zeroizing::new(env(Server::Vault, "VAULT_TOKEN"))),
-    })
-    .unwrap()
+    kafka_e2ee_tests::bed::vault_root()
 }
 
 #[tokio::test]
@@ -362,24 +356,48 @@ async fn vault_refuses_an_existing_key_of_the_wrong_kind_and_bad_credentials() {
         .unwrap();
     assert!(DekCommitment::compute(&dek, CTX).verify(&unbound, CTX));
 
-    let wrong_token = VaultTransit::new(&VaultSettings {
-        address: require(Server::Vault),
-        namespace: None,
-        mount: "transit".into(),
-        auth: VaultAuth::Token(Zeroizing::new("not-a-token".into())),
-    })
+    let wrong_token = VaultTransit::new(&kafka_e2ee_tests::bed::vault_settings(VaultAuth::Token(
+        Zeroizing::new("not-a-token".into()),
+    )))
     .unwrap();
     assert!(matches!(
         wrong_token.describe_tek(&tek).await,
         Err(ProviderError::AccessDenied { .. })
     ));
 
+    // The process environment redirects nothing: this test's has VAULT_CACERT (OpenBao's
+    // private CA) and VAULT_TOKEN, and a client given no CA of its own still trusts only the
+    // system's roots, so the TLS handshake fails, typed as a misconfiguration (retrying will
+    // not fix it) that names the remedy.
+    assert!(std::env::var_os("VAULT_CACERT").is_some());
+    let no_ca = VaultTransit::new(&VaultSettings {
+        ca_pem: None,
+        ..kafka_e2ee_tests::bed::vault_settings(kafka_e2ee_tests::bed::vault_root_auth())
+    })
+    .unwrap();
+    match no_ca.describe_tek(&tek).await {
+        Err(ProviderError::Misconfigured { reason, .. }) => {
+            assert!(reason.contains("not trusted"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    for bundle in [&b"not a certificate"[..], b""] {
+        assert!(matches!(
+            VaultTransit::new(&VaultSettings {
+                ca_pem: Some(bundle.to_vec()),
+                ..kafka_e2ee_tests::bed::vault_settings(kafka_e2ee_tests::bed::vault_root_auth())
+            }),
+            Err(ProviderError::Misconfigured { .. })
+        ));
+    }
+
     // Nothing listening: Unavailable, naming the backend and the key.
     let down = VaultTransit::new(&VaultSettings {
-        address: "http://127.0.0.1:9".into(),
+        address: "https://127.0.0.1:9".into(),
         namespace: None,
         mount: "transit".into(),
         auth: VaultAuth::Token(Zeroizing::new("x".into())),
+        ca_pem: None,
     })
     .unwrap();
     match down.describe_tek(&tek).await {
@@ -398,6 +416,7 @@ async fn aws() -> AwsKms {
         region: Some(env(Server::AwsKms, "AWS_REGION")),
         endpoint: Some(require(Server::AwsKms)),
         credentials: None,
+        web_identity: None,
     })
     .await
 }
@@ -408,6 +427,56 @@ async fn aws_kms_meets_the_contract() {
     let provider = aws().await;
     let before = kms_contract(&provider, &tek, "1", "2").await;
     deletion_shreds(&provider, &tek, &before).await;
+}
+
+/// Web identity: a ServiceAccount token (here a real one from the test bed's apiserver)
+/// exchanged with STS (moto's) for a role's credentials, which then serve KMS. moto does not
+/// check the token or the role's policy (docs/kms.md says what AWS checks); what is tested
+/// here is the exchange, and that a token that cannot be had is a typed refusal.
+#[tokio::test]
+async fn aws_kms_with_web_identity_assumes_the_role_with_a_service_account_token() {
+    use kafka_e2ee_client::aws_kms::AwsWebIdentitySettings;
+    use kafka_e2ee_tests::bed::FixedJwt;
+    require(Server::KubeApiserver);
+    let kube = kube::Client::try_default().await.unwrap();
+    let ns = unique("aws-web");
+    kafka_e2ee_tests::kube_env::create_namespace(&kube, &ns, &[]).await;
+    kafka_e2ee_tests::kube_env::create_service_account(&kube, &ns, "kms").await;
+    let token = kafka_e2ee_tests::kube_env::service_account_token(
+        &kube,
+        &ns,
+        "kms",
+        Some("sts.amazonaws.com"),
+        Some(600),
+    )
+    .await;
+    let with = |token: Result<String, String>| async move {
+        AwsKms::new(&AwsKmsSettings {
+            region: Some(env(Server::AwsKms, "AWS_REGION")),
+            endpoint: Some(require(Server::AwsKms)),
+            credentials: None,
+            web_identity: Some(AwsWebIdentitySettings {
+                role_arn: "arn:aws:iam::123456789012:role/kafka-e2ee-tenant".into(),
+                token: std::sync::Arc::new(FixedJwt(token)),
+                sts_endpoint: Some(require(Server::AwsKms)),
+                session_name: "kafka-e2ee-test".into(),
+            }),
+        })
+        .await
+    };
+    let provider = with(Ok(token)).await;
+    let tek = format!("alias/{}", unique("web-identity-tek"));
+    provider.create_tek(&tek).await.unwrap();
+    let (dek, edek) = provider.generate_dek(&tek, CTX).await.unwrap();
+    let unwrapped = provider.unwrap_dek(&tek, CTX, &edek).await.unwrap();
+    assert!(DekCommitment::compute(&dek, CTX).verify(&unwrapped, CTX));
+
+    let refused = with(Err("TokenRequest refused".into())).await;
+    let err = refused.describe_tek(&tek).await.err();
+    assert!(
+        matches!(err, Some(ProviderError::AccessDenied { .. })),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

@@ -27,10 +27,9 @@ use kafka_e2ee_client::nonce::MAX_RECORDS_PER_DEK;
 use kafka_e2ee_client::producer::OutgoingRecord;
 use kafka_e2ee_client::provider::{ProviderError, TekManager};
 use kafka_e2ee_client::resilient::{KmsMetrics, ResiliencePolicy, Resilient};
-use kafka_e2ee_client::vault::{VaultAuth, VaultSettings, VaultTransit};
+use kafka_e2ee_client::vault::{VaultSettings, VaultTransit};
 use kafka_e2ee_tests::fixture::{Fixture, TekRef};
 use kafka_e2ee_tests::{Server, env, require, unique};
-use zeroize::Zeroizing;
 
 /// Freezes a process until dropped (also when the test panics).
 struct Frozen(String);
@@ -63,12 +62,7 @@ impl Drop for Frozen {
 static ONE_OUTAGE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn vault_settings() -> VaultSettings {
-    VaultSettings {
-        address: require(Server::Vault),
-        namespace: None,
-        mount: "transit".into(),
-        auth: VaultAuth::Token(Zeroizing::new(env(Server::Vault, "VAULT_TOKEN"))),
-    }
+    kafka_e2ee_tests::bed::vault_settings(kafka_e2ee_tests::bed::vault_root_auth())
 }
 
 #[tokio::test]
@@ -207,6 +201,7 @@ async fn producers_and_consumers_on_warm_caches_ride_out_a_kms_outage() {
             namespace: None,
             token_file: Some(token_file),
             kubernetes_auth: None,
+            ca_file: Some(kafka_e2ee_tests::bed::vault_ca_file()),
         },
         vec![fx.trusted_key.clone()],
     );

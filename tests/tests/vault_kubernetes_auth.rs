@@ -13,7 +13,7 @@
 use kafka_e2ee_client::provider::{
     DekCommitment, DekContext, KeyProvider, ProviderError, TekManager,
 };
-use kafka_e2ee_client::vault::{VaultAuth, VaultSettings, VaultTransit};
+use kafka_e2ee_client::vault::{VaultAuth, VaultTransit};
 use kafka_e2ee_tests::kube_env::{
     create_namespace, create_service_account, enable_vault_kubernetes_auth, service_account_token,
     vault_api,
@@ -54,13 +54,7 @@ async fn configure_vault(mount: &str, ns: &str, tek: &str, token_ttl: &str) {
 }
 
 fn vault(auth: VaultAuth) -> VaultTransit {
-    VaultTransit::new(&VaultSettings {
-        address: require(Server::Vault),
-        namespace: None,
-        mount: "transit".into(),
-        auth,
-    })
-    .unwrap()
+    VaultTransit::new(&kafka_e2ee_tests::bed::vault_settings(auth)).unwrap()
 }
 
 #[tokio::test]
@@ -96,7 +90,7 @@ async fn a_service_account_logs_in_through_token_review_renews_and_gets_only_its
         vault(VaultAuth::Kubernetes {
             mount: mount.clone(),
             role: "orders-client".into(),
-            jwt_file: file,
+            jwt: std::sync::Arc::new(kafka_e2ee_client::identity::JwtFile(file)),
         })
     };
 

@@ -285,12 +285,14 @@ fn plan<'a>(
             reason.clone(),
         ));
     }
-    let mut sources = vec![json!({"configMap": {
-        "name": CLIENT_CONFIGMAP,
-        "items": [{"key": profile_name, "path": injection::CONFIG_FILE}],
-    }})];
+    let mut config_items = vec![json!({"key": profile_name, "path": injection::CONFIG_FILE})];
+    let mut sources = Vec::new();
     for source in &profile.sources {
         sources.push(match source {
+            ProjectedSource::ClientConfigMap { key, path } => {
+                config_items.push(json!({"key": key, "path": path}));
+                continue;
+            }
             ProjectedSource::ServiceAccountToken { audience, path } => {
                 token_source(audience.as_deref(), path)
             }
@@ -318,6 +320,10 @@ fn plan<'a>(
             }
         });
     }
+    sources.insert(
+        0,
+        json!({"configMap": {"name": CLIENT_CONFIGMAP, "items": config_items}}),
+    );
     let mut env = vec![json!({"name": CONFIG_ENV, "value": config_path()})];
     if profile.provider == "awsKms"
         && let Some(role) = pod.annotation(AWS_ROLE_ARN_ANNOTATION).map(str::trim)

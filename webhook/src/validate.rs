@@ -3,9 +3,10 @@
 //! acts, so the webhook and the operator never disagree.
 
 use kafka_e2ee_crds::validation::{
-    SpecError, validate_backend, validate_encrypted_topic, validate_update,
+    ConnectionScope, SpecError, validate_backend, validate_encrypted_topic, validate_update,
 };
 use kafka_e2ee_crds::{ClusterKmsConnection, EncryptedTopic, KmsConnection};
+use kube::core::object::HasSpec;
 use serde_json::value::RawValue;
 
 use crate::review::Operation;
@@ -69,12 +70,18 @@ pub fn review(
         }
         Kind::KmsConnection => {
             let conn: KmsConnection = parse(object)?;
-            let errors = validate_backend(conn.spec.backend()).err();
+            if unchanged_spec(operation, old, &conn)? {
+                return Ok(());
+            }
+            let errors = validate_backend(conn.spec.backend(), ConnectionScope::Namespaced).err();
             (conn.metadata.name, errors.unwrap_or_default())
         }
         Kind::ClusterKmsConnection => {
             let conn: ClusterKmsConnection = parse(object)?;
-            let errors = validate_backend(conn.spec.backend()).err();
+            if unchanged_spec(operation, old, &conn)? {
+                return Ok(());
+            }
+            let errors = validate_backend(conn.spec.backend(), ConnectionScope::Cluster).err();
             (conn.metadata.name, errors.unwrap_or_default())
         }
     };
@@ -82,6 +89,20 @@ pub fn review(
         return Ok(());
     }
     Err(refusal(kind, name.as_deref().unwrap_or_default(), &errors))
+}
+
+/// Whether an UPDATE leaves the spec as it was (finalizers, labels, status): never blocked,
+/// even if the stored spec predates a rule, so deletion and status writes always go through.
+fn unchanged_spec<K>(operation: Operation, old: Option<&RawValue>, new: &K) -> Result<bool, Refusal>
+where
+    K: HasSpec + for<'de> serde::Deserialize<'de>,
+    K::Spec: PartialEq,
+{
+    let (Operation::Update, Some(old)) = (operation, old) else {
+        return Ok(false);
+    };
+    let old: K = parse(old)?;
+    Ok(old.spec() == new.spec())
 }
 
 fn refusal(kind: Kind, name: &str, errors: &[SpecError]) -> Refusal {

@@ -1,7 +1,8 @@
-//! The whole injected path with a real KMS: OpenBao's Kubernetes auth method pointed at the
-//! test bed's apiserver. The operator logs in with its service account's token, the pod's
-//! injected configuration names a projected token with Vault's audience, and the client crate
-//! logs in with that token (as the pod's own service account) to unwrap the topic's DEKs.
+//! The whole injected path with a real KMS: OpenBao (TLS, its own CA) with its Kubernetes auth
+//! method pointed at the test bed's apiserver. The operator logs in as a ServiceAccount of the
+//! tenant's namespace (a token it requests for it), the pod's injected configuration names a
+//! projected token with Vault's audience and Vault's CA, and the client crate logs in with
+//! that token (as the pod's own service account) to unwrap the topic's DEKs.
 
 #![allow(
     clippy::unwrap_used,
@@ -13,7 +14,9 @@
 mod support;
 
 use k8s_openapi::api::core::v1::Pod;
-use kafka_e2ee_crds::{KmsConnectionSpec, VaultAuthSpec, VaultBackend, VaultKubernetesAuthSpec};
+use kafka_e2ee_crds::{
+    KmsConnectionSpec, ServiceAccountRef, VaultAuthSpec, VaultBackend, VaultKubernetesAuthSpec,
+};
 use kafka_e2ee_tests::{Server, env as tb_env, require};
 use kube::api::PostParams;
 use serde_json::json;
@@ -42,10 +45,12 @@ async fn a_pod_logs_in_to_vault_with_its_injected_token_and_reads_the_topic() {
             "token_ttl": "1h",
         })
     };
+    // The tenant's connection: the operator logs in as the namespace's own ServiceAccount
+    // `kms-login`, with a short-lived token it requests for it (never its own token).
     vault_api(
         reqwest::Method::POST,
         &format!("auth/{mount}/role/operator"),
-        role(&world.system_namespace, "operator"),
+        role(&world.namespace, "kms-login"),
     )
     .await;
     vault_api(
@@ -54,24 +59,10 @@ async fn a_pod_logs_in_to_vault_with_its_injected_token_and_reads_the_topic() {
         role(&world.namespace, "app"),
     )
     .await;
-
-    // The operator, logged in as its own service account.
-    create_service_account(&world.client, &world.system_namespace, "operator").await;
+    create_service_account(&world.client, &world.namespace, "kms-login").await;
     create_service_account(&world.client, &world.namespace, "app").await;
-    let operator_token = world.dir().join("operator-token");
-    let jwt = service_account_token(
-        &world.client,
-        &world.system_namespace,
-        "operator",
-        Some("vault"),
-        Some(3600),
-    )
-    .await;
-    std::fs::write(&operator_token, jwt).unwrap();
-    let _operator = world.start_operator(&[
-        "--service-account-token-file",
-        operator_token.to_str().unwrap(),
-    ]);
+    let ca = vault_ca_config_map(&world.client, &world.namespace).await;
+    let _operator = world.start_operator(&[]);
     apply_kms_connection(
         &world.client,
         &world.namespace,
@@ -88,8 +79,13 @@ async fn a_pod_logs_in_to_vault_with_its_injected_token_and_reads_the_topic() {
                         client_role: Some("clients".into()),
                         mount: Some(mount.clone()),
                         audience: Some("vault".into()),
+                        service_account_ref: Some(ServiceAccountRef {
+                            name: "kms-login".into(),
+                        }),
                     }),
                 },
+                ca: Some(ca),
+                allow_insecure_http: false,
             }),
             aws_kms: None,
             hadoop_kms: None,
@@ -120,6 +116,11 @@ async fn a_pod_logs_in_to_vault_with_its_injected_token_and_reads_the_topic() {
         .await
         .unwrap();
     let sources = serde_json::to_value(&stored.spec.as_ref().unwrap().volumes).unwrap()[0]["projected"]["sources"].clone();
+    assert_eq!(
+        sources[0]["configMap"]["items"][1],
+        json!({"key": "kmsconnection.vault.ca.crt", "path": "ca.crt"}),
+        "Vault's CA travels in the client ConfigMap: {sources}"
+    );
     assert_eq!(
         sources[1],
         json!({"serviceAccountToken": {"audience": "vault", "expirationSeconds": 3600, "path": "vault-token"}}),

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::Namespace;
 use kafka_e2ee_crds::{
     BackendSelectionError, ClusterKmsConnection, EncryptedTopic, KmsBackend, KmsConnection,
     KmsRefKind,
@@ -49,6 +50,13 @@ impl Connection {
             KmsRefKind::ClusterKmsConnection => {
                 let api: Api<ClusterKmsConnection> = Api::all(ctx.client.clone());
                 let conn = get(&api, "ClusterKmsConnection", &kms_ref.name).await?;
+                let namespace = obj.namespace().unwrap_or_default();
+                if !admits(ctx, &conn, &namespace).await? {
+                    return Err(ReconcileFailure::ConnectionNotAdmitted {
+                        name: kms_ref.name.clone(),
+                        namespace,
+                    });
+                }
                 (ctx.cluster_namespace.clone(), Holder::Cluster(conn))
             }
         };
@@ -78,6 +86,33 @@ impl Connection {
             .get(&self.key, self.resource_version.as_deref(), backend)
             .await?)
     }
+}
+
+/// Whether a ClusterKmsConnection serves `namespace` (its `namespaces` selection; the
+/// namespace's labels are read only when names alone do not decide).
+async fn admits(
+    ctx: &Context,
+    conn: &ClusterKmsConnection,
+    namespace: &str,
+) -> Result<bool, ReconcileFailure> {
+    let Some(selection) = &conn.spec.namespaces else {
+        return Ok(true);
+    };
+    if selection.names.iter().any(|n| n == namespace) {
+        return Ok(true);
+    }
+    if selection.match_labels.is_empty() {
+        return Ok(false);
+    }
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    let found =
+        api.get_metadata(namespace)
+            .await
+            .map_err(|source| ReconcileFailure::Kubernetes {
+                what: "reading the namespace's labels",
+                source,
+            })?;
+    Ok(selection.admits(namespace, found.labels()))
 }
 
 async fn get<K>(api: &Api<K>, kind: &'static str, name: &str) -> Result<K, ReconcileFailure>

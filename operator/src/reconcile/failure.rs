@@ -17,6 +17,7 @@ pub mod reason {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const KMS_CONNECTION_NOT_FOUND: &str = "KmsConnectionNotFound";
     pub const KMS_CONNECTION_INVALID: &str = "KmsConnectionInvalid";
+    pub const KMS_CONNECTION_NOT_ADMITTED: &str = "KmsConnectionNotAdmitted";
     pub const KMS_UNAVAILABLE: &str = "KmsUnavailable";
     pub const KMS_DENIED: &str = "KmsDenied";
     pub const KAFKA_UNAVAILABLE: &str = "KafkaUnavailable";
@@ -50,6 +51,11 @@ pub enum ReconcileFailure {
         #[source]
         source: kube::Error,
     },
+    /// A ClusterKmsConnection whose `namespaces` leave this namespace out.
+    #[error(
+        "ClusterKmsConnection {name} does not serve namespace {namespace} (its spec.namespaces leaves it out); ask a cluster administrator, or use a KmsConnection of this namespace"
+    )]
+    ConnectionNotAdmitted { name: String, namespace: String },
     /// The connection is malformed, or what it names (a Secret, a key of it) is missing.
     #[error("{0}")]
     ConnectionInvalid(String),
@@ -83,6 +89,7 @@ impl ReconcileFailure {
                 reason::KMS_CONNECTION_NOT_FOUND
             }
             Self::ConnectionInvalid(_) => reason::KMS_CONNECTION_INVALID,
+            Self::ConnectionNotAdmitted { .. } => reason::KMS_CONNECTION_NOT_ADMITTED,
             Self::Kms(e) if e.is_transient() => reason::KMS_UNAVAILABLE,
             Self::Kms(_) => reason::KMS_DENIED,
             Self::Kafka(e) if refused(e) => reason::KAFKA_REFUSED,
@@ -99,7 +106,7 @@ impl ReconcileFailure {
     pub fn requeue(&self) -> Option<Duration> {
         match self {
             Self::InvalidSpec(_) => None,
-            Self::ConnectionNotFound { .. } => Some(RETRY * 3),
+            Self::ConnectionNotFound { .. } | Self::ConnectionNotAdmitted { .. } => Some(RETRY * 3),
             // The broker said no (e.g. no CreatePartitions): retrying soon will not help, but
             // a broker upgrade or a spec change may.
             Self::Kafka(e) if refused(e) => Some(RETRY * 6),

@@ -148,10 +148,12 @@ async fn converge(
 
     let namespace = obj.namespace().unwrap_or_default();
     let connection = Connection::fetch(obj, ctx).await?;
-    let backend = validate_backend(connection.holder.backend()).map_err(|errors| {
-        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        ReconcileFailure::ConnectionInvalid(text.join("; "))
-    })?;
+    let backend = validate_backend(connection.holder.backend(), connection.key.scope()).map_err(
+        |errors| {
+            let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            ReconcileFailure::ConnectionInvalid(text.join("; "))
+        },
+    )?;
     validate_pairing(&valid, backend).map_err(|e| invalid(vec![e]))?;
     // Only a valid spec gets the finalizer: deletion never shreds without the confirmation.
     writes::finalizer(obj, ctx, obj.spec.deletion_policy == DeletionPolicy::Delete)

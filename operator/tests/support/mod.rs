@@ -30,7 +30,10 @@ use kube::runtime::{conditions, wait::await_condition};
 use kube::{Client, ResourceExt};
 use tokio::process::{Child, Command};
 
-pub use kafka_e2ee_tests::kube_env::{KEYSTORE_TEK, MANAGER, WAIT, consume, produce, ready_reason};
+pub use kafka_e2ee_tests::kube_env::{
+    KEYSTORE_TEK, MANAGER, WAIT, consume, hadoop_tls_secret, produce, ready_reason,
+    vault_ca_config_map,
+};
 use kafka_e2ee_tests::kube_env::{
     apply_kms_connection, apply_secret, create_namespace, free_port, http_text, kube_and_kafka,
     random_keystore_json, server_side_apply, topic_name, topic_spec,
@@ -318,6 +321,7 @@ impl TestEnv {
     pub async fn vault(&self) -> ProviderConfig {
         let address = require(Server::Vault);
         let token = tb_env(Server::Vault, "VAULT_TOKEN");
+        let ca = vault_ca_config_map(&self.client, &self.namespace).await;
         self.secret(
             "vault-token",
             BTreeMap::from([("token", token.clone().into_bytes())]),
@@ -337,6 +341,8 @@ impl TestEnv {
                         }),
                         kubernetes: None,
                     },
+                    ca: Some(ca),
+                    allow_insecure_http: false,
                 }),
                 ..no_backend()
             },
@@ -348,6 +354,7 @@ impl TestEnv {
             namespace: None,
             token_file: Some(self.file("vault-token", &token)),
             kubernetes_auth: None,
+            ca_file: Some(kafka_e2ee_tests::bed::vault_ca_file()),
         }
     }
 

@@ -28,7 +28,7 @@ pub use kafka_e2ee_tests::kube_env::{
     KEYSTORE_TEK, MANAGER, WAIT, apply_kms_connection, apply_secret, consume, create_namespace,
     create_service_account, enable_vault_kubernetes_auth, free_port, http_text, kube_and_kafka,
     produce, random_keystore_json, ready_reason, server_side_apply, service_account_token,
-    topic_name, topic_spec, vault_api, wait_http_ok,
+    topic_name, topic_spec, vault_api, vault_ca_config_map, wait_http_ok,
 };
 use kafka_e2ee_tests::unique;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
