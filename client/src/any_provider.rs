@@ -2,7 +2,9 @@
 
 use crate::config::ProviderConfig;
 use crate::keystore::LocalKeystore;
-use crate::provider::{DekContext, Edek, KeyProvider, ProviderError, TekInfo, TekManager};
+use crate::provider::{
+    DekContext, Edek, KeyProvider, ProviderError, TekInfo, TekManager, TekOwner,
+};
 use crate::secret::KeyMaterial;
 
 pub enum AnyProvider {
@@ -205,5 +207,17 @@ impl TekManager for AnyProvider {
 
     async fn delete_tek(&self, tek: &str) -> Result<(), ProviderError> {
         each_backend!(self, p => p.delete_tek(tek).await)
+    }
+
+    async fn create_tek_for(
+        &self,
+        tek: &str,
+        owner: &TekOwner<'_>,
+    ) -> Result<TekInfo, ProviderError> {
+        each_backend!(self, p => p.create_tek_for(tek, owner).await)
+    }
+
+    async fn delete_tek_of(&self, tek: &str, owner: &TekOwner<'_>) -> Result<(), ProviderError> {
+        each_backend!(self, p => p.delete_tek_of(tek, owner).await)
     }
 }

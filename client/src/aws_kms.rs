@@ -22,7 +22,9 @@ use aws_sdk_kms::types::{DataKeySpec, KeyState};
 use std::sync::Arc;
 
 use crate::identity::JwtSource;
-use crate::provider::{DekContext, Edek, KeyProvider, ProviderError, TekInfo, TekManager};
+use crate::provider::{
+    DekContext, Edek, KeyProvider, ProviderError, TekInfo, TekManager, TekOwner,
+};
 use crate::secret::KeyMaterial;
 use zeroize::Zeroizing;
 
@@ -198,6 +200,142 @@ impl AwsKms {
             })
     }
 
+    /// Creates `tek` (an alias) if absent, tagged `managed-by` and, given an owner, with the
+    /// owner's uid and object.
+    async fn create(
+        &self,
+        tek: &str,
+        owner: Option<&TekOwner<'_>>,
+    ) -> Result<TekInfo, ProviderError> {
+        match self.info(tek).await {
+            Err(ProviderError::NotFound { .. }) => {}
+            other => return other,
+        }
+        if !tek.starts_with("alias/") {
+            return Err(ProviderError::Misconfigured {
+                backend: BACKEND,
+                reason: format!("TEK '{tek}' does not exist, and only an alias/... can be created"),
+            });
+        }
+        let created = self
+            .client
+            .create_key()
+            .description(format!("kafka-e2ee topic encryption key {tek}"))
+            .set_tags(Some(tags(owner)?))
+            .send()
+            .await
+            .map_err(|e| classify(e, tek, None))?;
+        let key_id = created
+            .key_metadata()
+            .map(|m| m.key_id().to_owned())
+            .ok_or_else(|| ProviderError::Unavailable {
+                backend: BACKEND,
+                tek: tek.to_owned(),
+                reason: "CreateKey returned no key id".into(),
+            })?;
+        self.client
+            .enable_key_rotation()
+            .key_id(&key_id)
+            .send()
+            .await
+            .map_err(|e| classify(e, tek, None))?;
+        match self
+            .client
+            .create_alias()
+            .alias_name(tek)
+            .target_key_id(&key_id)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            // Another creator won the race: use its key, retire ours (7-day waiting period).
+            Err(e)
+                if e.as_service_error().and_then(|s| s.code())
+                    == Some("AlreadyExistsException") =>
+            {
+                let _ = self
+                    .client
+                    .schedule_key_deletion()
+                    .key_id(&key_id)
+                    .pending_window_in_days(7)
+                    .send()
+                    .await;
+            }
+            Err(e) => return Err(classify(e, tek, None)),
+        }
+        self.info(tek).await
+    }
+
+    /// Schedules `tek`'s deletion; given an owner, only if its tags name that owner (or none:
+    /// keys created before owners were tagged).
+    async fn delete(&self, tek: &str, owner: Option<&TekOwner<'_>>) -> Result<(), ProviderError> {
+        let key_id = match self.key_id(tek).await {
+            Err(ProviderError::NotFound { .. }) => return Ok(()),
+            other => other?,
+        };
+        if let Some(owner) = owner {
+            self.check_owner(tek, &key_id, owner).await?;
+        }
+        // KMS never deletes at once: 7 days (its minimum) to cancel a mistake.
+        match self
+            .client
+            .schedule_key_deletion()
+            .key_id(&key_id)
+            .pending_window_in_days(7)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            // Already pending deletion: what we asked for.
+            Err(e)
+                if e.as_service_error().and_then(|s| s.code())
+                    == Some("KMSInvalidStateException") => {}
+            Err(e) => return Err(classify(e, tek, None)),
+        }
+        if tek.starts_with("alias/") {
+            // The alias would otherwise keep pointing at a key that is going away, and block a
+            // new topic of the same name from getting a fresh key.
+            match self.client.delete_alias().alias_name(tek).send().await {
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error().and_then(|s| s.code()) == Some("NotFoundException") => {
+                }
+                Err(e) => return Err(classify(e, tek, None)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn check_owner(
+        &self,
+        tek: &str,
+        key_id: &str,
+        owner: &TekOwner<'_>,
+    ) -> Result<(), ProviderError> {
+        let listed = self
+            .client
+            .list_resource_tags()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| classify(e, tek, None))?;
+        let tagged = |key: &str| {
+            listed
+                .tags()
+                .iter()
+                .find(|t| t.tag_key() == key)
+                .map(|t| t.tag_value().to_owned())
+        };
+        match tagged(OWNER_UID_TAG) {
+            Some(uid) if uid != owner.uid => Err(ProviderError::NotOwned {
+                backend: BACKEND,
+                tek: tek.to_owned(),
+                owner: tagged(OWNER_OBJECT_TAG).unwrap_or(uid),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     async fn info(&self, tek: &str) -> Result<TekInfo, ProviderError> {
         let described = self
             .client
@@ -244,6 +382,29 @@ fn context_label(context: DekContext<'_>) -> String {
         "{}/{} v{}",
         context.topic, context.partition, context.version
     )
+}
+
+/// The tags that mark a TEK as created for an EncryptedTopic, and which.
+const OWNER_UID_TAG: &str = "kafka-e2ee.io/owner-uid";
+const OWNER_OBJECT_TAG: &str = "kafka-e2ee.io/owner";
+
+fn tags(owner: Option<&TekOwner<'_>>) -> Result<Vec<aws_sdk_kms::types::Tag>, ProviderError> {
+    let tag = |key: &str, value: &str| {
+        aws_sdk_kms::types::Tag::builder()
+            .tag_key(key)
+            .tag_value(value)
+            .build()
+            .map_err(|e| ProviderError::Misconfigured {
+                backend: BACKEND,
+                reason: e.to_string(),
+            })
+    };
+    let mut out = vec![tag("managed-by", "kafka-e2ee")?];
+    if let Some(owner) = owner {
+        out.push(tag(OWNER_UID_TAG, owner.uid)?);
+        out.push(tag(OWNER_OBJECT_TAG, owner.object)?);
+    }
+    Ok(out)
 }
 
 /// Whether the call failed because credentials could not be had for a reason that retrying
@@ -399,72 +560,15 @@ impl TekManager for AwsKms {
     /// `tek` must be an alias (`alias/...`) to be created; an existing alias or key is accepted
     /// if enabled. Created keys get yearly automatic rotation.
     async fn create_tek(&self, tek: &str) -> Result<TekInfo, ProviderError> {
-        match self.info(tek).await {
-            Err(ProviderError::NotFound { .. }) => {}
-            other => return other,
-        }
-        if !tek.starts_with("alias/") {
-            return Err(ProviderError::Misconfigured {
-                backend: BACKEND,
-                reason: format!("TEK '{tek}' does not exist, and only an alias/... can be created"),
-            });
-        }
-        let created = self
-            .client
-            .create_key()
-            .description(format!("kafka-e2ee topic encryption key {tek}"))
-            .tags(
-                aws_sdk_kms::types::Tag::builder()
-                    .tag_key("managed-by")
-                    .tag_value("kafka-e2ee")
-                    .build()
-                    .map_err(|e| ProviderError::Misconfigured {
-                        backend: BACKEND,
-                        reason: e.to_string(),
-                    })?,
-            )
-            .send()
-            .await
-            .map_err(|e| classify(e, tek, None))?;
-        let key_id = created
-            .key_metadata()
-            .map(|m| m.key_id().to_owned())
-            .ok_or_else(|| ProviderError::Unavailable {
-                backend: BACKEND,
-                tek: tek.to_owned(),
-                reason: "CreateKey returned no key id".into(),
-            })?;
-        self.client
-            .enable_key_rotation()
-            .key_id(&key_id)
-            .send()
-            .await
-            .map_err(|e| classify(e, tek, None))?;
-        match self
-            .client
-            .create_alias()
-            .alias_name(tek)
-            .target_key_id(&key_id)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            // Another creator won the race: use its key, retire ours (7-day waiting period).
-            Err(e)
-                if e.as_service_error().and_then(|s| s.code())
-                    == Some("AlreadyExistsException") =>
-            {
-                let _ = self
-                    .client
-                    .schedule_key_deletion()
-                    .key_id(&key_id)
-                    .pending_window_in_days(7)
-                    .send()
-                    .await;
-            }
-            Err(e) => return Err(classify(e, tek, None)),
-        }
-        self.info(tek).await
+        self.create(tek, None).await
+    }
+
+    async fn create_tek_for(
+        &self,
+        tek: &str,
+        owner: &TekOwner<'_>,
+    ) -> Result<TekInfo, ProviderError> {
+        self.create(tek, Some(owner)).await
     }
 
     async fn describe_tek(&self, tek: &str) -> Result<TekInfo, ProviderError> {
@@ -484,38 +588,11 @@ impl TekManager for AwsKms {
     }
 
     async fn delete_tek(&self, tek: &str) -> Result<(), ProviderError> {
-        let key_id = match self.key_id(tek).await {
-            Err(ProviderError::NotFound { .. }) => return Ok(()),
-            other => other?,
-        };
-        // KMS never deletes at once: 7 days (its minimum) to cancel a mistake.
-        match self
-            .client
-            .schedule_key_deletion()
-            .key_id(&key_id)
-            .pending_window_in_days(7)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            // Already pending deletion: what we asked for.
-            Err(e)
-                if e.as_service_error().and_then(|s| s.code())
-                    == Some("KMSInvalidStateException") => {}
-            Err(e) => return Err(classify(e, tek, None)),
-        }
-        if tek.starts_with("alias/") {
-            // The alias would otherwise keep pointing at a key that is going away, and block a
-            // new topic of the same name from getting a fresh key.
-            match self.client.delete_alias().alias_name(tek).send().await {
-                Ok(_) => {}
-                Err(e)
-                    if e.as_service_error().and_then(|s| s.code()) == Some("NotFoundException") => {
-                }
-                Err(e) => return Err(classify(e, tek, None)),
-            }
-        }
-        Ok(())
+        self.delete(tek, None).await
+    }
+
+    async fn delete_tek_of(&self, tek: &str, owner: &TekOwner<'_>) -> Result<(), ProviderError> {
+        self.delete(tek, Some(owner)).await
     }
 
     async fn rewrap_dek(

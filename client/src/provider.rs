@@ -62,6 +62,14 @@ pub enum ProviderError {
         backend: &'static str,
         reason: String,
     },
+    /// The KMS marks the TEK as created for another object (AWS: its `kafka-e2ee.io/owner`
+    /// tag): it is not this object's to delete.
+    #[error("{backend}: TEK '{tek}' was created for another object ({owner})")]
+    NotOwned {
+        backend: &'static str,
+        tek: String,
+        owner: String,
+    },
 }
 
 impl ProviderError {
@@ -75,6 +83,7 @@ impl ProviderError {
             Self::Unavailable { .. } => "unavailable",
             Self::InvalidCiphertext { .. } => "invalid_ciphertext",
             Self::Misconfigured { .. } => "misconfigured",
+            Self::NotOwned { .. } => "not_owned",
         }
     }
 
@@ -176,6 +185,28 @@ pub trait TekManager: KeyProvider {
     /// not exist is not an error.
     fn delete_tek(&self, tek: &str) -> impl Future<Output = Result<(), ProviderError>> + Send;
 
+    /// [`Self::create_tek`], marking the TEK in the KMS as created for `owner` where the KMS
+    /// can hold such a mark (AWS: a tag). Others just create it.
+    fn create_tek_for(
+        &self,
+        tek: &str,
+        owner: &TekOwner<'_>,
+    ) -> impl Future<Output = Result<TekInfo, ProviderError>> + Send {
+        let _ = owner;
+        self.create_tek(tek)
+    }
+
+    /// [`Self::delete_tek`], refused with `NotOwned` where the KMS marks the TEK as created for
+    /// another owner.
+    fn delete_tek_of(
+        &self,
+        tek: &str,
+        owner: &TekOwner<'_>,
+    ) -> impl Future<Output = Result<(), ProviderError>> + Send {
+        let _ = owner;
+        self.delete_tek(tek)
+    }
+
     /// Re-wraps many EDEKs (after a rotation); results in the same order. Backends with a
     /// batch API (Hadoop's `_reencryptbatch`) override this; the default goes one by one.
     fn rewrap_deks(
@@ -191,6 +222,14 @@ pub trait TekManager: KeyProvider {
             Ok(out)
         }
     }
+}
+
+/// Whom the operator creates a TEK for: an EncryptedTopic's uid (what ownership is checked
+/// by) and `namespace/name` (for people reading the KMS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TekOwner<'a> {
+    pub uid: &'a str,
+    pub object: &'a str,
 }
 
 /// A commitment to a DEK and the context it belongs to, stored beside the EDEK.

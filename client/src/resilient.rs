@@ -22,7 +22,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
-use crate::provider::{DekContext, Edek, KeyProvider, ProviderError, TekInfo, TekManager};
+use crate::provider::{
+    DekContext, Edek, KeyProvider, ProviderError, TekInfo, TekManager, TekOwner,
+};
 use crate::secret::KeyMaterial;
 
 /// Timeouts, retries and the rate limit. The defaults suit a KMS across a network.
@@ -322,6 +324,24 @@ impl<P: TekManager> TekManager for Resilient<P> {
     async fn delete_tek(&self, tek: &str) -> Result<(), ProviderError> {
         self.run("delete_tek", tek, true, || self.inner.delete_tek(tek))
             .await
+    }
+
+    async fn create_tek_for(
+        &self,
+        tek: &str,
+        owner: &TekOwner<'_>,
+    ) -> Result<TekInfo, ProviderError> {
+        self.run("create_tek", tek, true, || {
+            self.inner.create_tek_for(tek, owner)
+        })
+        .await
+    }
+
+    async fn delete_tek_of(&self, tek: &str, owner: &TekOwner<'_>) -> Result<(), ProviderError> {
+        self.run("delete_tek", tek, true, || {
+            self.inner.delete_tek_of(tek, owner)
+        })
+        .await
     }
 
     async fn rewrap_deks(

@@ -49,7 +49,9 @@ pub struct EncryptedTopicSpec {
     /// The KMS connection object that holds this topic's encryption key.
     pub kms_ref: KmsRef,
     /// Name of the TEK in the KMS (for AWS KMS an alias, `alias/...`). Defaults to
-    /// `kafka-e2ee-<namespace>-<name>` (`alias/` prefixed for AWS KMS). Immutable.
+    /// `kafka-e2ee_<namespace>_<name>` (AWS KMS: `alias/kafka-e2ee/<namespace>/<name>`, dots
+    /// as `_`). On a ClusterKmsConnection it must start with that same namespace prefix
+    /// unless the connection sets `allowAnyTekName`. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 250))]
     pub tek: Option<String>,
@@ -108,9 +110,25 @@ impl EncryptedTopicSpec {
 pub struct KmsRef {
     /// Kind of the referenced object. Immutable.
     pub kind: KmsRefKind,
-    /// Name of the referenced object (in this namespace for KmsConnection).
+    /// Name of the referenced object (in this namespace for KmsConnection). Immutable.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+}
+
+impl std::fmt::Display for KmsRef {
+    /// `Kind/name`, as in `KmsConnection/vault`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.kind.as_str(), self.name)
+    }
+}
+
+impl KmsRefKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::KmsConnection => "KmsConnection",
+            Self::ClusterKmsConnection => "ClusterKmsConnection",
+        }
+    }
 }
 
 /// The two scopes a KMS connection object comes in.
@@ -253,6 +271,13 @@ pub struct TekStatus {
     /// When the next scheduled rotation is due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_rotation: Option<Time>,
+    /// The uid of the EncryptedTopic the operator created this TEK for. Only such a TEK is
+    /// deleted by crypto-shredding; an adopted one (it existed before) is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_for: Option<String>,
+    /// The connection it lives in, `Kind/name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
 }
 
 /// DEK versions over all partitions.

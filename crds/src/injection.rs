@@ -26,6 +26,10 @@ pub const CONTAINERS_ANNOTATION: &str = "kafka-e2ee.io/containers";
 pub const AWS_ROLE_ARN_ANNOTATION: &str = "kafka-e2ee.io/aws-role-arn";
 /// Pod annotation the webhook writes: what it injected ([`InjectionRecord`] as JSON).
 pub const INJECTED_ANNOTATION: &str = "kafka-e2ee.io/injected";
+/// Pod label (`"true"`): the pod must not be created without its injection. The chart's
+/// mutating webhook entry for such pods fails closed (`failurePolicy: Fail`); the one for
+/// other pods fails open, so the webhook being down blocks only pods that say so.
+pub const REQUIRE_INJECTION_LABEL: &str = "kafka-e2ee.io/require-injection";
 
 /// The operator's ConfigMap in each namespace with EncryptedTopics.
 pub const CLIENT_CONFIGMAP: &str = "kafka-e2ee-client";

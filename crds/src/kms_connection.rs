@@ -355,6 +355,12 @@ kms_connection_spec!(
     ClusterKmsConnectionSpec {
         /// The namespaces whose EncryptedTopics may use this connection. Unset: all.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        namespaces: Option<NamespaceSelection>
+        namespaces: Option<NamespaceSelection>,
+        /// Let EncryptedTopics name any TEK in `spec.tek`. Unset, a TEK name must start with
+        /// the topic's namespace prefix (`kafka-e2ee_<namespace>_`, AWS
+        /// `alias/kafka-e2ee/<namespace>/`), so one namespace cannot name (and have the
+        /// operator's identity use or delete) another's TEK.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        allow_any_tek_name: bool
     }
 );

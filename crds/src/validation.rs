@@ -93,9 +93,17 @@ pub enum SpecError {
     )]
     TopicNameChanged { from: String, to: String },
     #[error(
-        "spec.kmsRef.kind: {from} cannot become {to}; the TEK lives in the KMS the topic was created with"
+        "spec.kmsRef: {from} cannot become {to}; the TEK lives in the KMS the topic was created with"
     )]
-    KmsRefKindChanged { from: String, to: String },
+    KmsRefChanged { from: String, to: String },
+    #[error(
+        "spec.tek: {from} cannot become {to}; the topic's keys are wrapped under the TEK it was created with"
+    )]
+    TekChanged { from: String, to: String },
+    #[error(
+        "spec.deletionPolicy: Delete cannot crypto-shred a keystore TEK (the keystore Secret is yours: delete the key from it); use Retain"
+    )]
+    KeystoreDelete,
     #[error("spec.cipher: {from} cannot be downgraded to {to}")]
     CipherDowngrade { from: String, to: String },
     #[error(
@@ -126,7 +134,9 @@ impl SpecError {
             }
             Self::KeystoreRotation => "KeystoreRotation",
             Self::TopicNameChanged { .. } => "TopicNameChanged",
-            Self::KmsRefKindChanged { .. } => "KmsRefKindChanged",
+            Self::KmsRefChanged { .. } => "KmsRefChanged",
+            Self::TekChanged { .. } => "TekChanged",
+            Self::KeystoreDelete => "KeystoreDelete",
             Self::CipherDowngrade { .. } => "CipherDowngrade",
             Self::PartitionsDecreased { .. } => "PartitionsDecreased",
         }
@@ -141,6 +151,7 @@ pub struct ValidSpec {
     pub tek_rotation: Option<Duration>,
     pub dek_max_age: Duration,
     pub dek_max_records: u64,
+    pub deletion_policy: DeletionPolicy,
 }
 
 const RESERVED_TOPICS: &[&str] = &[
@@ -224,6 +235,7 @@ pub fn validate_encrypted_topic(topic: &EncryptedTopic) -> Result<ValidSpec, Vec
             tek_rotation: tek_rotation.flatten(),
             dek_max_age,
             dek_max_records: u64::try_from(max_records).unwrap_or(1),
+            deletion_policy: spec.deletion_policy,
         }),
         _ => Err(errors),
     }
@@ -245,11 +257,21 @@ pub fn validate_update(old: &EncryptedTopic, new: &EncryptedTopic) -> Vec<SpecEr
             to: to.to_owned(),
         });
     }
-    let (from, to) = (&old.spec.kms_ref.kind, &new.spec.kms_ref.kind);
+    let (from, to) = (&old.spec.kms_ref, &new.spec.kms_ref);
     if from != to {
-        errors.push(SpecError::KmsRefKindChanged {
-            from: format!("{from:?}"),
-            to: format!("{to:?}"),
+        errors.push(SpecError::KmsRefChanged {
+            from: from.to_string(),
+            to: to.to_string(),
+        });
+    }
+    if old.spec.tek != new.spec.tek {
+        let show = |t: &Option<String>| {
+            t.as_deref()
+                .map_or("unset (the default name)".to_owned(), |t| format!("'{t}'"))
+        };
+        errors.push(SpecError::TekChanged {
+            from: show(&old.spec.tek),
+            to: show(&new.spec.tek),
         });
     }
     let (from, to) = (old.spec.cipher, new.spec.cipher);
@@ -407,10 +429,14 @@ pub fn validate_backend<'a>(
     }
 }
 
-/// Rules that need both the topic and its connection.
-pub fn validate_pairing(spec: &ValidSpec, backend: KmsBackend<'_>) -> Result<(), SpecError> {
-    if spec.tek_rotation.is_some() && matches!(backend, KmsBackend::Keystore(_)) {
+/// Rules that need both the topic and its connection's backend kind ([`KmsBackend::kind`]).
+pub fn validate_pairing(spec: &ValidSpec, backend_kind: &str) -> Result<(), SpecError> {
+    let keystore = backend_kind == "keystore";
+    if spec.tek_rotation.is_some() && keystore {
         return Err(SpecError::KeystoreRotation);
+    }
+    if spec.deletion_policy == DeletionPolicy::Delete && keystore {
+        return Err(SpecError::KeystoreDelete);
     }
     Ok(())
 }
@@ -458,6 +484,7 @@ mod tests {
                 tek_rotation: None,
                 dek_max_age: Duration::from_secs(30 * 86_400),
                 dek_max_records: 1_000_000_000,
+                deletion_policy: DeletionPolicy::Retain,
             }
         );
         let valid = validate_encrypted_topic(&topic(|s| {
@@ -581,9 +608,23 @@ mod tests {
             ),
             (
                 |s| s.kms_ref.kind = KmsRefKind::ClusterKmsConnection,
-                SpecError::KmsRefKindChanged {
-                    from: "KmsConnection".into(),
-                    to: "ClusterKmsConnection".into(),
+                SpecError::KmsRefChanged {
+                    from: "KmsConnection/vault".into(),
+                    to: "ClusterKmsConnection/vault".into(),
+                },
+            ),
+            (
+                |s| s.kms_ref.name = "other".into(),
+                SpecError::KmsRefChanged {
+                    from: "KmsConnection/vault".into(),
+                    to: "KmsConnection/other".into(),
+                },
+            ),
+            (
+                |s| s.tek = Some("another-tek".into()),
+                SpecError::TekChanged {
+                    from: "unset (the default name)".into(),
+                    to: "'another-tek'".into(),
                 },
             ),
             (
@@ -610,7 +651,6 @@ mod tests {
             |s| s.partitions = 12,
             // Naming the topic explicitly as what metadata.name already implied.
             |s| s.topic_name = Some("orders".into()),
-            |s| s.kms_ref.name = "vault-eu".into(),
             |s| s.dek_rollover.max_age = "7d".into(),
             |s| s.plaintext_policy = crate::PlaintextPolicy::Allow,
             |s| s.cipher = crate::Cipher::Aes256Gcm,
@@ -880,19 +920,25 @@ mod tests {
     }
 
     #[test]
-    fn keystore_topics_cannot_ask_for_rotation() {
+    fn keystore_topics_cannot_ask_for_rotation_or_shredding() {
         let keystore = KeystoreBackend {
             secret_ref: secret_key(),
         };
         let mut spec = validate_encrypted_topic(&topic(|_| {})).unwrap();
         assert_eq!(
-            validate_pairing(&spec, KmsBackend::Keystore(&keystore)),
+            validate_pairing(&spec, KmsBackend::Keystore(&keystore).kind()),
             Ok(())
         );
         spec.tek_rotation = Some(Duration::from_secs(3600));
         assert_eq!(
-            validate_pairing(&spec, KmsBackend::Keystore(&keystore)),
+            validate_pairing(&spec, KmsBackend::Keystore(&keystore).kind()),
             Err(SpecError::KeystoreRotation)
+        );
+        spec.tek_rotation = None;
+        spec.deletion_policy = DeletionPolicy::Delete;
+        assert_eq!(
+            validate_pairing(&spec, KmsBackend::Keystore(&keystore).kind()),
+            Err(SpecError::KeystoreDelete)
         );
     }
 }

@@ -74,7 +74,9 @@ pub async fn apply<P: TekManager>(
         Some(info) if !plan.create_tek => info.clone(),
         _ => {
             applied.tek_created = true;
-            provider.create_tek(tek_name).await?
+            provider
+                .create_tek_for(tek_name, &desired.owner.as_tek_owner())
+                .await?
         }
     };
     if plan.rotate_tek {

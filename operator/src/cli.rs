@@ -129,8 +129,9 @@ pub struct RunArgs {
     #[arg(long, env = "KAFKA_E2EE_CLIENT_BOOTSTRAP_SERVERS")]
     pub client_bootstrap_servers: Option<String>,
     /// A non-secret librdkafka property for client pods' configuration, `key=value`;
-    /// repeatable (e.g. security.protocol=ssl). Never put credentials here: the ConfigMap is
-    /// readable by the namespace.
+    /// repeatable (e.g. security.protocol=ssl). Keys that look like credentials (`*password*`,
+    /// `*secret*`, `sasl.jaas.config`, `ssl.key.*`) are refused: the ConfigMap is published
+    /// in every namespace with EncryptedTopics.
     #[arg(long = "client-property", value_parser = parse_property)]
     pub client_properties: Vec<(String, String)>,
     /// How often every namespace's client ConfigMap is compared with the apiserver (changes
@@ -180,10 +181,27 @@ pub struct AdoptArgs {
 }
 
 fn parse_property(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
+    let (key, value) = s
+        .split_once('=')
         .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
         .filter(|(k, _)| !k.is_empty())
-        .ok_or_else(|| format!("'{s}' is not key=value"))
+        .ok_or_else(|| format!("'{s}' is not key=value"))?;
+    if secret_looking(&key) {
+        return Err(format!(
+            "'{key}' looks like a credential, and client properties are published in every namespace's client ConfigMap; give credentials to workloads through their own Secrets"
+        ));
+    }
+    Ok((key, value))
+}
+
+/// librdkafka properties that carry credentials or private keys.
+fn secret_looking(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.contains("password")
+        || key.contains("secret")
+        || key == "sasl.jaas.config"
+        || key.starts_with("ssl.key.")
+        || key == "sasl.oauthbearer.config"
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -205,8 +205,9 @@ pub fn injectable(topic: &EncryptedTopic) -> bool {
     let Some(ready) = status.conditions.iter().find(|c| c.type_ == READY) else {
         return false;
     };
+    // `topic` is recorded only once the keys were in place.
     ready.status == "True"
-        || (status.tek.is_some() && OUTAGE_REASONS.contains(&ready.reason.as_str()))
+        || (status.topic.is_some() && OUTAGE_REASONS.contains(&ready.reason.as_str()))
 }
 
 /// The ConfigMap data for one namespace: the index and the entries of every usable profile.
@@ -629,7 +630,12 @@ mod tests {
         }
     }
 
-    fn with_ready(mut t: EncryptedTopic, status: &str, reason: &str, tek: bool) -> EncryptedTopic {
+    fn with_ready(
+        mut t: EncryptedTopic,
+        status: &str,
+        reason: &str,
+        provisioned: bool,
+    ) -> EncryptedTopic {
         t.status = Some(EncryptedTopicStatus {
             conditions: vec![Condition {
                 type_: READY.into(),
@@ -639,7 +645,8 @@ mod tests {
                 last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
                 observed_generation: None,
             }],
-            tek: tek.then(|| TekStatus {
+            topic: provisioned.then(|| t.kafka_topic_name().unwrap_or_default().to_owned()),
+            tek: provisioned.then(|| TekStatus {
                 reference: "tek".into(),
                 ..TekStatus::default()
             }),

@@ -9,12 +9,16 @@ pub const CRASH_AT_ENV: &str = "KAFKA_E2EE_CRASH_AT";
 
 /// Every crash point of a reconciliation, in the order it passes them.
 pub const POINTS: &[&str] = &[
+    "after-tek-claimed",
     "after-tek",
     "after-topic",
     "after-rewrap",
     "after-edeks",
     "after-policy",
 ];
+
+/// Every crash point of crypto-shredding, in the order it passes them.
+pub const SHRED_POINTS: &[&str] = &["shred-after-tek", "shred-after-keys", "shred-after-topic"];
 
 /// Every crash point of a signing-key rotation, in the order it passes them.
 pub const ROTATION_POINTS: &[&str] = &[

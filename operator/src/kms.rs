@@ -465,15 +465,6 @@ pub fn public_config(backend: KmsBackend<'_>) -> BTreeMap<String, String> {
     out
 }
 
-/// The TEK name an EncryptedTopic gets when `spec.tek` is unset. AWS aliases allow no dots.
-pub fn default_tek_name(backend: KmsBackend<'_>, namespace: &str, name: &str) -> String {
-    let base = format!("kafka-e2ee-{namespace}-{name}");
-    match backend {
-        KmsBackend::AwsKms(_) => format!("alias/{}", base.replace('.', "_")),
-        _ => base,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use kafka_e2ee_crds::{AwsKmsBackend, KeystoreBackend};
@@ -481,35 +472,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_tek_names_fit_each_backend() {
-        let aws = AwsKmsBackend {
-            region: None,
-            endpoint: None,
-            credentials_secret_ref: None,
-            web_identity: None,
-        };
-        assert_eq!(
-            default_tek_name(KmsBackend::AwsKms(&aws), "shop", "orders.v1"),
-            "alias/kafka-e2ee-shop-orders_v1"
-        );
+    fn public_config_names_no_secret() {
         let keystore = KeystoreBackend {
             secret_ref: SecretKeyRef {
                 name: "ks".into(),
                 key: "keystore.json".into(),
             },
         };
-        assert_eq!(
-            default_tek_name(KmsBackend::Keystore(&keystore), "shop", "orders.v1"),
-            "kafka-e2ee-shop-orders.v1"
-        );
         assert!(public_config(KmsBackend::Keystore(&keystore)).is_empty());
         let aws = AwsKmsBackend {
             region: Some("eu-west-1".into()),
-            ..aws
+            endpoint: None,
+            credentials_secret_ref: Some(kafka_e2ee_crds::SecretRef { name: "aws".into() }),
+            web_identity: None,
         };
         assert_eq!(
             public_config(KmsBackend::AwsKms(&aws)),
             BTreeMap::from([("region".to_owned(), "eu-west-1".to_owned())])
+        );
+    }
+
+    #[test]
+    fn sts_session_names_fit_their_pattern() {
+        assert_eq!(session_name("shop", "aws"), "kafka-e2ee@shop.aws");
+        let long = session_name(&"n".repeat(63), "conn/x");
+        assert_eq!(long.len(), 64);
+        assert!(
+            long.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(c))
         );
     }
 }

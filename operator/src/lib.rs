@@ -15,6 +15,7 @@ pub mod kafka_ops;
 pub mod kms;
 pub mod leader;
 pub mod metrics;
+pub mod ownership;
 pub mod plan;
 pub mod reconcile;
 mod run;

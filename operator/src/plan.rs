@@ -24,6 +24,25 @@ pub struct Desired {
     pub dek_max_age: Duration,
     pub dek_max_records: u64,
     pub tek_rotation: Option<Duration>,
+    /// The EncryptedTopic a TEK is created for.
+    pub owner: Owner,
+}
+
+/// An EncryptedTopic, as the owner of a TEK.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: String,
+    /// `namespace/name`.
+    pub object: String,
+}
+
+impl Owner {
+    pub fn as_tek_owner(&self) -> kafka_e2ee_client::provider::TekOwner<'_> {
+        kafka_e2ee_client::provider::TekOwner {
+            uid: &self.uid,
+            object: &self.object,
+        }
+    }
 }
 
 /// What exists right now.
@@ -367,6 +386,7 @@ mod tests {
             dek_max_age: 24 * HOUR,
             dek_max_records: 1000,
             tek_rotation: None,
+            owner: Owner::default(),
         }
     }
 

@@ -78,7 +78,7 @@ async fn vault_topics_rotate_their_tek_and_crypto_shred_on_delete() {
     let tek = obj.status.as_ref().unwrap().tek.clone().unwrap();
     assert_eq!(
         tek.reference,
-        format!("kafka-e2ee-{}-payments", env.namespace)
+        format!("kafka-e2ee_{}_payments", env.namespace)
     );
     assert_eq!(tek.version.as_deref(), Some("1"));
     assert!(tek.next_rotation.is_some());
@@ -185,7 +185,7 @@ async fn aws_kms_topics_are_provisioned_and_retained_on_delete() {
             .tek
             .unwrap()
             .reference
-            .starts_with("alias/kafka-e2ee-")
+            .starts_with(&format!("alias/kafka-e2ee/{}/", env.namespace))
     );
 
     // Retain (the default): deleting the object leaves topic, keys and TEK alone.

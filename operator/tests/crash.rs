@@ -1,7 +1,8 @@
 //! Crash safety: the operator is aborted (as abruptly as `kill -9`: no destructors, no
-//! flushing) at each step of provisioning, rollover and TEK rotation, then restarted. Every
-//! time: no duplicate or missing DEK versions, the policy names only EDEKs that exist, records
-//! written around the crash decrypt, and the object is Ready again.
+//! flushing) at each step of provisioning, rollover, TEK rotation and crypto-shredding, then
+//! restarted. Every time: no duplicate or missing DEK versions, the policy names only EDEKs
+//! that exist, records written around the crash decrypt, and the object is Ready again (or,
+//! when deleting, gone with its TEK).
 
 #![allow(
     clippy::unwrap_used,
@@ -140,6 +141,29 @@ async fn crashes_around_tek_creation_and_rotation_are_repaired() {
     let env = TestEnv::new("op-crash-tek").await;
     let provider = env.vault().await;
 
+    // Crash after recording the TEK about to be created, before the KMS call: the TEK the
+    // restart creates is still recorded as created for this object.
+    let mut crashing = env.start_operator(Some("after-tek-claimed"), NO_ELECTION);
+    env.apply("claimed", env.spec("claimed", 1, "vault")).await;
+    assert!(crashing.wait_for_crash(WAIT).await);
+    let claimed = env.topics().get("claimed").await.unwrap();
+    let uid = claimed.metadata.uid.clone();
+    assert_eq!(
+        claimed
+            .status
+            .as_ref()
+            .and_then(|s| s.tek.as_ref())
+            .and_then(|t| t.created_for.clone()),
+        uid,
+        "claimed before the KMS call"
+    );
+    let operator = env.start_operator(None, NO_ELECTION);
+    let ready = env.wait_ready("claimed").await;
+    let tek = ready.status.unwrap().tek.unwrap();
+    assert_eq!(tek.created_for, uid);
+    assert_eq!(tek.connection.as_deref(), Some("KmsConnection/vault"));
+    operator.kill().await;
+
     // Crash right after the TEK was created in the KMS.
     let mut crashing = env.start_operator(Some("after-tek"), NO_ELECTION);
     let mut s = env.spec("v", 2, "vault");
@@ -165,7 +189,7 @@ async fn crashes_around_tek_creation_and_rotation_are_repaired() {
     let two_hours_ago =
         k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(2);
     let patch = serde_json::json!({"status": {"tek": {
-        "reference": format!("kafka-e2ee-{}-v", env.namespace),
+        "reference": format!("kafka-e2ee_{}_v", env.namespace),
         "version": "1",
         "lastRotation": two_hours_ago.to_string()}}});
     env.topics()
@@ -209,4 +233,63 @@ async fn crashes_around_tek_creation_and_rotation_are_repaired() {
     sent.sort();
     assert_eq!(consume(&fresh, &topic, 10).await, sent);
     operator.kill().await;
+}
+
+/// Crypto-shredding aborted after each of its steps and restarted: it resumes where it
+/// stopped, and ends with the TEK gone from the KMS, the key records tombstoned and the topic
+/// deleted; `CryptoShredded` is announced once, at the end.
+#[tokio::test]
+async fn a_crash_between_shredding_steps_resumes_and_ends_with_the_tek_gone() {
+    use kafka_e2ee_client::provider::{ProviderError, TekManager};
+    use kafka_e2ee_crds::DeletionPolicy;
+    use kafka_e2ee_operator::crash::SHRED_POINTS;
+
+    let env = TestEnv::new("op-crash-shred").await;
+    env.vault().await;
+    let vault = kafka_e2ee_tests::bed::vault_root();
+    for (i, point) in SHRED_POINTS.iter().enumerate() {
+        let name = format!("s{i}");
+        let operator = env.start_operator(None, NO_ELECTION);
+        let mut s = env.spec(&name, 2, "vault");
+        let topic = env.topic_name(&name);
+        s.deletion_policy = DeletionPolicy::Delete;
+        s.confirm_deletion = Some(topic.clone());
+        env.apply(&name, s).await;
+        let ready = env.wait_ready(&name).await;
+        let tek = ready.status.unwrap().tek.unwrap().reference;
+        operator.kill().await;
+
+        let mut crashing = env.start_operator(Some(point), NO_ELECTION);
+        env.delete(&name).await;
+        assert!(crashing.wait_for_crash(WAIT).await, "{point}");
+        // Whatever step it died after, the TEK went first.
+        assert!(
+            matches!(
+                vault.describe_tek(&tek).await,
+                Err(ProviderError::NotFound { .. })
+            ),
+            "{point}: the TEK is deleted before anything else"
+        );
+        assert!(
+            !env.event_reasons(&name)
+                .await
+                .iter()
+                .any(|r| r == "CryptoShredded"),
+            "{point}: no success announced before the end"
+        );
+        let operator = env.start_operator(None, NO_ELECTION);
+        env.wait_deleted(&name).await;
+        let keys = env.keys(&topic).await;
+        assert!(
+            keys.policy.is_none() && keys.edeks.is_empty(),
+            "{point}: {keys:?}"
+        );
+        let reasons = env.event_reasons(&name).await;
+        assert_eq!(
+            reasons.iter().filter(|r| *r == "CryptoShredded").count(),
+            1,
+            "{point}: {reasons:?}"
+        );
+        operator.kill().await;
+    }
 }

@@ -159,7 +159,13 @@ async fn start_server() -> (u16, String) {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(serve_tls(listener, tls, app, std::future::pending()));
+    tokio::spawn(serve_tls(
+        listener,
+        tls,
+        app,
+        kafka_e2ee_webhook::server::ConnectionLimits::default(),
+        std::future::pending(),
+    ));
     (port, ca)
 }
 

@@ -95,6 +95,20 @@ pub struct Args {
         value_delimiter = ','
     )]
     pub validating_configurations: Vec<String>,
+    /// A TLS handshake not finished within this is dropped (half-open connections from any
+    /// pod must not pile up).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Duration,
+    /// Request headers not complete within this (also between requests on a kept-alive
+    /// connection) close the connection.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// A kept-alive connection is closed (after its current request) at this age.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub max_connection_age: Duration,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -102,6 +116,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 impl Args {
+    /// What one client may hold of the HTTPS server.
+    pub fn connection_limits(&self) -> crate::server::ConnectionLimits {
+        crate::server::ConnectionLimits {
+            handshake_timeout: self.tls_handshake_timeout,
+            header_read_timeout: self.header_read_timeout,
+            max_connections: self.max_connections,
+            max_connection_age: self.max_connection_age,
+        }
+    }
+
     /// The names the self-managed certificate is issued for.
     pub fn certificate_names(&self) -> Vec<String> {
         let (svc, ns) = (&self.service_name, &self.namespace);

@@ -51,6 +51,27 @@ struct PodSpecView {
     containers: Option<Vec<ContainerView>>,
     #[serde(default)]
     init_containers: Option<Vec<ContainerView>>,
+    #[serde(default)]
+    security_context: Option<SecurityContextView>,
+}
+
+/// The parts of a (pod or container) security context that decide who can read the
+/// injected files.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SecurityContextView {
+    #[serde(default)]
+    fs_group: Option<i64>,
+    #[serde(default)]
+    run_as_user: Option<i64>,
+    #[serde(default)]
+    run_as_non_root: Option<bool>,
+}
+
+impl SecurityContextView {
+    fn non_root(&self) -> bool {
+        self.run_as_user.is_some_and(|u| u != 0) || self.run_as_non_root == Some(true)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,6 +82,8 @@ struct ContainerView {
     env: Option<Vec<Value>>,
     #[serde(default)]
     volume_mounts: Option<Vec<Value>>,
+    #[serde(default)]
+    security_context: Option<SecurityContextView>,
 }
 
 impl PodView {
@@ -161,10 +184,11 @@ pub enum Decision {
     Skip(Skip),
     /// Everything is already in place (a reinvocation).
     AlreadyInjected,
-    /// JSON patch operations (RFC 6902) and what they inject.
+    /// JSON patch operations (RFC 6902) and what they inject, with warnings for the user.
     Inject {
         patch: Vec<Value>,
         record: InjectionRecord,
+        warnings: Vec<String>,
     },
     Problem(Problem),
 }
@@ -363,7 +387,9 @@ fn plan<'a>(
         containers: containers.iter().map(|(_, c)| c.name.clone()).collect(),
     };
     Ok(Plan {
-        volume: json!({"name": VOLUME_NAME, "projected": {"sources": sources}}),
+        // Owner and group only: the configuration names the KMS and the token is a
+        // credential (the pod's fsGroup, if set, is the group).
+        volume: json!({"name": VOLUME_NAME, "projected": {"defaultMode": INJECTED_FILE_MODE, "sources": sources}}),
         env,
         mount: json!({"name": VOLUME_NAME, "mountPath": MOUNT_PATH, "readOnly": true}),
         containers,
@@ -446,6 +472,9 @@ impl Plan<'_> {
             Ok(patch) if patch.is_empty() => Decision::AlreadyInjected,
             Ok(patch) => Decision::Inject {
                 patch,
+                warnings: unreadable_warning(pod, &self.containers)
+                    .into_iter()
+                    .collect(),
                 record: self.record,
             },
             Err(problem) => Decision::Problem(problem),
@@ -517,6 +546,34 @@ impl Plan<'_> {
         }
         Ok(ops)
     }
+}
+
+/// The injected files' mode: 0440.
+pub const INJECTED_FILE_MODE: u32 = 0o440;
+
+/// A warning when a chosen container runs as a non-root user and the pod sets no fsGroup:
+/// the injected files (mode 0440, owned by root) would not be readable to it.
+fn unreadable_warning(pod: &PodView, containers: &[(String, &ContainerView)]) -> Option<String> {
+    let pod_context = pod.spec.security_context.as_ref();
+    if pod_context.is_some_and(|c| c.fs_group.is_some()) {
+        return None;
+    }
+    let pod_non_root = pod_context.is_some_and(SecurityContextView::non_root);
+    let non_root: Vec<&str> = containers
+        .iter()
+        .filter(|(_, c)| {
+            c.security_context.as_ref().map_or(pod_non_root, |own| {
+                own.non_root() || (own.run_as_user.is_none() && pod_non_root)
+            })
+        })
+        .map(|(_, c)| c.name.as_str())
+        .collect();
+    (!non_root.is_empty()).then(|| {
+        format!(
+            "kafka-e2ee: the injected files are mode 0440 and the pod sets no securityContext.fsGroup, so container(s) {} running as a non-root user may not read them; set spec.securityContext.fsGroup",
+            non_root.join(", ")
+        )
+    })
 }
 
 /// Whether `existing` holds everything `ours` sets, with the same values. Extra fields are
@@ -662,9 +719,45 @@ mod tests {
 
     fn inject(pod: &Value) -> (Value, InjectionRecord) {
         match decide(&view(pod), "shop", &excluded(), || Some(Arc::new(index()))) {
-            Decision::Inject { patch, record } => (apply(pod, &patch), record),
+            Decision::Inject { patch, record, .. } => (apply(pod, &patch), record),
             other => panic!("{other:?}"),
         }
+    }
+
+    fn warnings(pod: &Value) -> Vec<String> {
+        match decide(&view(pod), "shop", &excluded(), || Some(Arc::new(index()))) {
+            Decision::Inject { warnings, .. } => warnings,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The files are for the pod's own user and group only; a pod that runs as non-root and
+    /// sets no fsGroup is told why it may not read them.
+    #[test]
+    fn injected_files_are_0440_and_unreadable_setups_are_warned() {
+        let mut p = pod(json!({TOPICS_ANNOTATION: "orders"}));
+        let (injected, _) = inject(&p);
+        assert_eq!(
+            injected["spec"]["volumes"][0]["projected"]["defaultMode"],
+            0o440
+        );
+        assert!(warnings(&p).is_empty(), "root (the default): readable");
+        p["spec"]["securityContext"] = json!({"runAsUser": 1000});
+        let told = warnings(&p);
+        assert_eq!(told.len(), 1);
+        assert!(
+            told[0].contains("app, sidecar") && told[0].contains("fsGroup"),
+            "{told:?}"
+        );
+        p["spec"]["securityContext"]["fsGroup"] = json!(2000);
+        assert!(warnings(&p).is_empty(), "the fsGroup can read them");
+        let mut c = pod(json!({TOPICS_ANNOTATION: "orders"}));
+        c["spec"]["containers"][1]["securityContext"] = json!({"runAsNonRoot": true});
+        let told = warnings(&c);
+        assert!(
+            told[0].contains("sidecar") && !told[0].contains("app,"),
+            "{told:?}"
+        );
     }
 
     #[test]
@@ -673,7 +766,7 @@ mod tests {
         let (injected, record) = inject(&original);
         assert_eq!(
             injected["spec"]["volumes"],
-            json!([{"name": "kafka-e2ee", "projected": {"sources": [
+            json!([{"name": "kafka-e2ee", "projected": {"defaultMode": 0o440, "sources": [
                 {"configMap": {"name": "kafka-e2ee-client",
                     "items": [{"key": "kmsconnection.vault.yaml", "path": "client.yaml"}]}},
                 {"serviceAccountToken": {"audience": "vault", "expirationSeconds": 3600, "path": "vault-token"}},
@@ -759,9 +852,11 @@ mod tests {
             .as_array_mut()
             .unwrap()
             .push(json!({"name": "late", "image": "x"}));
-        let Decision::Inject { patch, record } = decide(&view(&grown), "shop", &excluded(), || {
-            Some(Arc::new(index()))
-        }) else {
+        let Decision::Inject { patch, record, .. } =
+            decide(&view(&grown), "shop", &excluded(), || {
+                Some(Arc::new(index()))
+            })
+        else {
             panic!()
         };
         assert_eq!(record.containers, ["app", "sidecar", "late"]);
@@ -812,8 +907,8 @@ mod tests {
     fn our_injection_is_recognised_after_the_apiserver_defaulted_it() {
         let (mut injected, _) = inject(&pod(json!({TOPICS_ANNOTATION: "orders"})));
         // What the apiserver adds between mutating webhooks.
-        injected["spec"]["volumes"][0]["projected"]["defaultMode"] = json!(420);
         injected["spec"]["containers"][0]["volumeMounts"][0]["mountPropagation"] = json!("None");
+        injected["spec"]["containers"][0]["terminationMessagePath"] = json!("/dev/termination-log");
         assert_eq!(
             decide(&view(&injected), "shop", &excluded(), || Some(Arc::new(
                 index()

@@ -9,6 +9,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use kafka_e2ee_crds::KmsRef;
+
 use base64::Engine as _;
 use kafka_e2ee_crds::injection::ClientIndex;
 use serde::{Deserialize, Serialize};
@@ -172,9 +174,17 @@ pub enum ProblemMode {
     Warn,
 }
 
-/// Where the mutating webhook finds a namespace's client index.
+/// What the webhooks read from the cluster (watched, never fetched per request): a
+/// namespace's client index, and the kind of backend a KMS connection holds.
 pub trait IndexSource: Send + Sync {
     fn index(&self, namespace: &str) -> Option<Arc<ClientIndex>>;
+
+    /// The backend kind ([`kafka_e2ee_crds::KmsBackend::kind`]) of the connection that
+    /// `kms_ref` names from `namespace`; `None` when unknown (not created yet).
+    fn connection_kind(&self, namespace: &str, kms_ref: &KmsRef) -> Option<&'static str> {
+        let _ = (namespace, kms_ref);
+        None
+    }
 }
 
 /// What the handlers need besides the body.
@@ -209,7 +219,9 @@ impl<I: IndexSource> Admission<I> {
         };
         let (response, outcome, reasons) = match webhook {
             Webhook::Mutate => self.mutate(&request),
-            Webhook::Validate => validate(&request),
+            Webhook::Validate => validate(&request, |namespace, kms_ref| {
+                self.indexes.connection_kind(namespace, kms_ref)
+            }),
         };
         let review = ReviewOut {
             api_version: &api_version,
@@ -254,8 +266,16 @@ impl<I: IndexSource> Admission<I> {
         let index = || self.indexes.index(namespace);
         match inject::decide(&pod, namespace, &self.excluded_namespaces, index) {
             Decision::Skip(_) | Decision::AlreadyInjected => (allowed, Outcome::Allowed, vec![]),
-            Decision::Inject { patch, .. } => match serde_json::to_vec(&patch) {
-                Ok(operations) => (allowed.with_patch(&operations), Outcome::Patched, vec![]),
+            Decision::Inject {
+                patch, warnings, ..
+            } => match serde_json::to_vec(&patch) {
+                Ok(operations) => {
+                    let mut patched = allowed.with_patch(&operations);
+                    if !warnings.is_empty() {
+                        patched.warnings = Some(warnings);
+                    }
+                    (patched, Outcome::Patched, vec![])
+                }
                 Err(e) => {
                     let message = format!("kafka-e2ee: cannot encode the patch: {e}");
                     (allowed.deny(message), Outcome::Denied, vec!["Internal"])
@@ -283,7 +303,10 @@ impl<I: IndexSource> Admission<I> {
     }
 }
 
-fn validate(request: &Request<'_>) -> (Response, Outcome, Vec<&'static str>) {
+fn validate(
+    request: &Request<'_>,
+    connection_kind: impl Fn(&str, &KmsRef) -> Option<&'static str>,
+) -> (Response, Outcome, Vec<&'static str>) {
     let allowed = Response::allow(request);
     let kind = (request.kind.group == kafka_e2ee_crds::GROUP)
         .then(|| Kind::from_name(&request.kind.kind))
@@ -291,7 +314,15 @@ fn validate(request: &Request<'_>) -> (Response, Outcome, Vec<&'static str>) {
     let Some(kind) = kind.filter(|_| request.sub_resource.is_none()) else {
         return (allowed, Outcome::Allowed, Vec::new());
     };
-    match validate::review(kind, request.operation, request.object, request.old_object) {
+    let namespace = request.namespace.as_deref().unwrap_or_default();
+    let lookup = |kms_ref: &KmsRef| connection_kind(namespace, kms_ref);
+    match validate::review(
+        kind,
+        request.operation,
+        request.object,
+        request.old_object,
+        lookup,
+    ) {
         Ok(()) => (allowed, Outcome::Allowed, Vec::new()),
         Err(refusal) => (
             allowed.deny(refusal.message),

@@ -9,7 +9,7 @@ use thiserror::Error;
 
 use crate::certs::SelfManaged;
 use crate::cli::Args;
-use crate::index::ConfigMapIndexes;
+use crate::index::ClusterCache;
 use crate::metrics::Metrics;
 use crate::review::Admission;
 use crate::server::{AppState, router, serve_tls};
@@ -73,7 +73,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         }
     }
 
-    let (indexes, watch) = ConfigMapIndexes::watch(client);
+    let (indexes, watch) = ClusterCache::watch(client);
     tokio::spawn(watch);
     let mut excluded: BTreeSet<String> = args.excluded_namespaces.iter().cloned().collect();
     excluded.insert("kube-system".into());
@@ -110,6 +110,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         listener,
         server_config(resolver)?,
         router(state),
+        args.connection_limits(),
         kafka_e2ee_telemetry::shutdown_signal(),
     )
     .await

@@ -2,7 +2,7 @@
 //! connection (the TLS handshake included, so a slow client never holds up the accept loop).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -10,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -73,6 +73,33 @@ fn handle<I: IndexSource>(state: &AppState<I>, webhook: Webhook, body: &[u8]) ->
     (status, [(header::CONTENT_TYPE, content_type)], handled.body).into_response()
 }
 
+/// What one client may hold of the server: any pod can open connections to the webhook's
+/// port, so none may keep a descriptor or task for long without completing requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// A TLS handshake not finished within this is dropped.
+    pub handshake_timeout: Duration,
+    /// Request headers not complete within this (also between requests on a kept-alive
+    /// connection) close the connection.
+    pub header_read_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// A connection is asked to close after this long (after its current request), so none
+    /// lives forever and the apiserver spreads over restarted replicas.
+    pub max_connection_age: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            max_connection_age: Duration::from_secs(600),
+        }
+    }
+}
+
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -83,13 +110,25 @@ pub async fn serve_tls(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     app: Router,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let acceptor = TlsAcceptor::from(tls);
     let (closing, _) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
+        // A slot first: at the cap, new connections wait in the kernel's backlog instead of
+        // costing a descriptor and a task each.
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            () = &mut shutdown => break,
+        };
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -109,19 +148,33 @@ pub async fn serve_tls(
         let service = TowerToHyperService::new(app.clone());
         let mut closing = closing.subscribe();
         connections.spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(tls) => tls,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-            };
+            let _slot = slot;
+            let tls =
+                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
             let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
                 .serve_connection(TokioIo::new(tls), service);
             tokio::pin!(connection);
+            let too_old = tokio::time::sleep(limits.max_connection_age);
+            tokio::pin!(too_old);
             let served = tokio::select! {
                 served = connection.as_mut() => served,
                 _ = closing.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+                () = &mut too_old => {
                     connection.as_mut().graceful_shutdown();
                     connection.await
                 }

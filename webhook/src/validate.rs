@@ -3,9 +3,10 @@
 //! acts, so the webhook and the operator never disagree.
 
 use kafka_e2ee_crds::validation::{
-    ConnectionScope, SpecError, validate_backend, validate_encrypted_topic, validate_update,
+    ConnectionScope, SpecError, validate_backend, validate_encrypted_topic, validate_pairing,
+    validate_update,
 };
-use kafka_e2ee_crds::{ClusterKmsConnection, EncryptedTopic, KmsConnection};
+use kafka_e2ee_crds::{ClusterKmsConnection, EncryptedTopic, KmsConnection, KmsRef};
 use kube::core::object::HasSpec;
 use serde_json::value::RawValue;
 
@@ -37,12 +38,14 @@ impl Kind {
     }
 }
 
-/// Validates a CREATE or UPDATE of `kind`. Other operations pass.
+/// Validates a CREATE or UPDATE of `kind`. Other operations pass. `connection_kind` tells an
+/// EncryptedTopic's backend kind where its connection is known (rules that need both).
 pub fn review(
     kind: Kind,
     operation: Operation,
     object: Option<&RawValue>,
     old: Option<&RawValue>,
+    connection_kind: impl Fn(&KmsRef) -> Option<&'static str>,
 ) -> Result<(), Refusal> {
     if !matches!(operation, Operation::Create | Operation::Update) {
         return Ok(());
@@ -54,7 +57,10 @@ pub fn review(
         Kind::EncryptedTopic => {
             let new: EncryptedTopic = parse(object)?;
             let mut errors = match validate_encrypted_topic(&new) {
-                Ok(_) => Vec::new(),
+                Ok(valid) => connection_kind(&new.spec.kms_ref)
+                    .and_then(|backend| validate_pairing(&valid, backend).err())
+                    .into_iter()
+                    .collect(),
                 Err(errors) => errors,
             };
             if let (Operation::Update, Some(old)) = (operation, old) {
@@ -134,6 +140,11 @@ mod tests {
 
     use super::*;
 
+    /// No connection known (the webhook has not seen it, or it does not exist yet).
+    fn unknown(_: &KmsRef) -> Option<&'static str> {
+        None
+    }
+
     fn dynamic(value: serde_json::Value) -> Box<RawValue> {
         RawValue::from_string(value.to_string()).unwrap()
     }
@@ -158,8 +169,14 @@ mod tests {
             s.partitions = 0;
             s.dek_rollover.max_age = "1s".into();
         });
-        let refusal =
-            review(Kind::EncryptedTopic, Operation::Create, Some(&*bad), None).unwrap_err();
+        let refusal = review(
+            Kind::EncryptedTopic,
+            Operation::Create,
+            Some(&*bad),
+            None,
+            unknown,
+        )
+        .unwrap_err();
         assert_eq!(refusal.reasons, ["Partitions", "Rollover"]);
         assert_eq!(
             refusal.message,
@@ -168,7 +185,13 @@ mod tests {
         );
         let good = topic(|_| {});
         assert_eq!(
-            review(Kind::EncryptedTopic, Operation::Create, Some(&*good), None),
+            review(
+                Kind::EncryptedTopic,
+                Operation::Create,
+                Some(&*good),
+                None,
+                unknown
+            ),
             Ok(())
         );
     }
@@ -182,6 +205,7 @@ mod tests {
             Operation::Update,
             Some(&shrunk),
             Some(&old),
+            unknown,
         )
         .unwrap_err();
         assert_eq!(refusal.reasons, ["PartitionsDecreased"]);
@@ -195,12 +219,59 @@ mod tests {
                 Kind::EncryptedTopic,
                 Operation::Update,
                 Some(&finalizer_removed),
-                Some(&stale)
+                Some(&stale),
+                unknown
             ),
             Ok(())
         );
         assert_eq!(
-            review(Kind::EncryptedTopic, Operation::Delete, None, Some(&*old)),
+            review(
+                Kind::EncryptedTopic,
+                Operation::Delete,
+                None,
+                Some(&*old),
+                unknown
+            ),
+            Ok(())
+        );
+    }
+
+    /// Rules that need the connection apply when the webhook knows it; the operator applies
+    /// them too (it knows it always).
+    #[test]
+    fn a_keystore_topic_cannot_ask_for_crypto_shredding() {
+        let shredding = topic(|s| {
+            s.deletion_policy = kafka_e2ee_crds::DeletionPolicy::Delete;
+            s.confirm_deletion = Some("orders".into());
+        });
+        let keystore = |_: &KmsRef| Some("keystore");
+        let refusal = review(
+            Kind::EncryptedTopic,
+            Operation::Create,
+            Some(&*shredding),
+            None,
+            keystore,
+        )
+        .unwrap_err();
+        assert_eq!(refusal.reasons, ["KeystoreDelete"]);
+        assert_eq!(
+            review(
+                Kind::EncryptedTopic,
+                Operation::Create,
+                Some(&*shredding),
+                None,
+                |_| Some("vault")
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            review(
+                Kind::EncryptedTopic,
+                Operation::Create,
+                Some(&*shredding),
+                None,
+                unknown
+            ),
             Ok(())
         );
     }
@@ -217,6 +288,7 @@ mod tests {
             Operation::Create,
             Some(&*two),
             None,
+            unknown,
         )
         .unwrap_err();
         assert_eq!(refusal.reasons, ["KmsConnection"]);
@@ -230,8 +302,14 @@ mod tests {
             "metadata": {"name": "vault", "namespace": "shop"},
             "spec": {"vault": {"address": "vault:8200", "auth": {}}},
         }));
-        let refusal =
-            review(Kind::KmsConnection, Operation::Create, Some(&*vault), None).unwrap_err();
+        let refusal = review(
+            Kind::KmsConnection,
+            Operation::Create,
+            Some(&*vault),
+            None,
+            unknown,
+        )
+        .unwrap_err();
         assert!(
             refusal
                 .message
@@ -254,11 +332,17 @@ mod tests {
             "apiVersion": "kafka-e2ee.io/v1alpha1", "kind": "EncryptedTopic",
             "metadata": {"name": "orders"}, "spec": {"partitions": "many"},
         }));
-        let refusal =
-            review(Kind::EncryptedTopic, Operation::Create, Some(&*wrong), None).unwrap_err();
+        let refusal = review(
+            Kind::EncryptedTopic,
+            Operation::Create,
+            Some(&*wrong),
+            None,
+            unknown,
+        )
+        .unwrap_err();
         assert_eq!(refusal.reasons, ["Malformed"]);
         assert_eq!(
-            review(Kind::EncryptedTopic, Operation::Create, None, None)
+            review(Kind::EncryptedTopic, Operation::Create, None, None, unknown)
                 .unwrap_err()
                 .reasons,
             ["Malformed"]

@@ -13,7 +13,9 @@
 mod support;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kafka_e2ee_crds::injection::{INJECTED_ANNOTATION, InjectionRecord, NAMESPACE_LABEL};
+use kafka_e2ee_crds::injection::{
+    INJECTED_ANNOTATION, InjectionRecord, NAMESPACE_LABEL, REQUIRE_INJECTION_LABEL,
+};
 use kube::ResourceExt;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -225,8 +227,10 @@ async fn pods_that_do_not_opt_in_and_protected_namespaces_are_left_alone() {
         .delete(&system_pod, &Default::default())
         .await;
 
-    // The webhook down: namespaces that did not opt in still admit pods; opted-in ones
-    // refuse (failurePolicy Fail), so no pod runs without the encryption it asked for.
+    // The webhook down: namespaces that did not opt in still admit pods; in an opted-in one
+    // a pod labelled to require injection is refused (failurePolicy Fail: it never runs
+    // without the encryption it asked for), and every other pod is admitted as it is (its
+    // client, finding no configuration, refuses to run unencrypted).
     webhook.kill().await;
     let pod = world
         .create_pod(&other, "while-down", json!({"kafka-e2ee.io/topics": topic}))
@@ -234,12 +238,34 @@ async fn pods_that_do_not_opt_in_and_protected_namespaces_are_left_alone() {
         .unwrap();
     assert!(plain(&pod));
     let refused = world
-        .create_pod(&ns, "while-down", json!({"kafka-e2ee.io/topics": topic}))
+        .create_labelled_pod(
+            &ns,
+            "required-while-down",
+            json!({REQUIRE_INJECTION_LABEL: "true"}),
+            json!({"kafka-e2ee.io/topics": topic}),
+        )
         .await
         .unwrap_err();
     assert!(
         refused.to_string().contains("failed calling webhook"),
         "{refused}"
+    );
+    let unrelated = world
+        .create_pod(&ns, "unrelated-while-down", json!({}))
+        .await
+        .unwrap();
+    assert!(plain(&unrelated));
+    let best_effort = world
+        .create_pod(
+            &ns,
+            "asking-while-down",
+            json!({"kafka-e2ee.io/topics": topic}),
+        )
+        .await
+        .unwrap();
+    assert!(
+        plain(&best_effort),
+        "admitted uninjected: it did not require injection"
     );
 }
 

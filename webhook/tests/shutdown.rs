@@ -38,7 +38,7 @@ async fn in_flight_requests_finish_and_idle_connections_close_on_shutdown() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_tls(listener, tls, app, async {
+    let server = tokio::spawn(serve_tls(listener, tls, app, Default::default(), async {
         let _ = stopped.await;
     }));
 

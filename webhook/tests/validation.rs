@@ -147,7 +147,7 @@ async fn kubectl_apply_of_a_bad_object_is_refused_with_its_rule() {
         "Rollover",
         "PartitionsDecreased",
         "TopicNameChanged",
-        "KmsRefKindChanged",
+        "KmsRefChanged",
         "KmsConnection",
         "TopicName",
     ] {

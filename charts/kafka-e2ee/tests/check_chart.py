@@ -171,15 +171,24 @@ def renders():
     check("--leader-election=true" in operator_args, "operator: leader election on")
     pdbs = by_kind(docs, "PodDisruptionBudget")
     check(len(pdbs) == 1 and pdbs[0]["spec"]["minAvailable"] == 1, "webhook PodDisruptionBudget minAvailable 1")
-    mutating = by_kind(docs, "MutatingWebhookConfiguration")[0]["webhooks"][0]
+    mutating_entries = by_kind(docs, "MutatingWebhookConfiguration")[0]["webhooks"]
     validating = by_kind(docs, "ValidatingWebhookConfiguration")[0]["webhooks"][0]
-    for w in (mutating, validating):
+    for w in mutating_entries + [validating]:
         excluded = [e for e in w["namespaceSelector"]["matchExpressions"] if e["key"] == "kubernetes.io/metadata.name"]
         check(excluded and excluded[0]["operator"] == "NotIn" and set(excluded[0]["values"]) == {"kube-system", "kafka-e2ee"}, f"{w['name']}: excludes kube-system and the release namespace")
-        check(w["failurePolicy"] == "Fail" and w["timeoutSeconds"] == 5 and w["sideEffects"] == "None", f"{w['name']}: Fail, 5 s, no side effects")
-    check(mutating["reinvocationPolicy"] == "IfNeeded", "mutating: reinvocationPolicy IfNeeded")
-    check(mutating["namespaceSelector"]["matchLabels"] == {"kafka-e2ee.io/injection": "enabled"}, "mutating: opt-in namespaces only")
-    check(mutating["objectSelector"]["matchExpressions"][0]["values"] == ["kafka-e2ee"], "mutating: never our own pods")
+        check(w["timeoutSeconds"] == 5 and w["sideEffects"] == "None", f"{w['name']}: 5 s, no side effects")
+    # Fail closed only for pods that require injection; every other pod, and the validating
+    # webhook (the operator enforces the same rules), fail open.
+    policies = {}
+    for w in mutating_entries:
+        required = [e for e in w["objectSelector"]["matchExpressions"] if e["key"] == "kafka-e2ee.io/require-injection"]
+        check(len(required) == 1 and required[0]["values"] == ["true"], f"{w['name']}: selects on kafka-e2ee.io/require-injection")
+        policies[required[0]["operator"] if required else None] = w["failurePolicy"]
+        check(w["reinvocationPolicy"] == "IfNeeded", f"{w['name']}: reinvocationPolicy IfNeeded")
+        check(w["namespaceSelector"]["matchLabels"] == {"kafka-e2ee.io/injection": "enabled"}, f"{w['name']}: opt-in namespaces only")
+        check(w["objectSelector"]["matchExpressions"][0]["values"] == ["kafka-e2ee"], f"{w['name']}: never our own pods")
+    check(policies == {"In": "Fail", "NotIn": "Ignore"}, f"mutating: Fail for pods that require injection, Ignore for the rest: {policies}")
+    check(validating["failurePolicy"] == "Ignore", "validating: Ignore (never blocks finalizer removal)")
     connections = by_kind(render(VALUE_SETS["cluster KMS connections"]), "ClusterKmsConnection")
     check(sorted(c["metadata"]["name"] for c in connections) == ["aws-eu", "vault"], "clusterKmsConnections: one ClusterKmsConnection each")
     cm = render(VALUE_SETS["cert-manager, own CA"])

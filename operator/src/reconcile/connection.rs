@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Namespace;
+use kafka_e2ee_crds::validation::validate_backend;
 use kafka_e2ee_crds::{
     BackendSelectionError, ClusterKmsConnection, EncryptedTopic, KmsBackend, KmsConnection,
     KmsRefKind,
@@ -73,6 +74,27 @@ impl Connection {
             resource_version,
             holder,
         })
+    }
+
+    /// Its backend, valid for its kind (a namespaced one authenticates only as the tenant).
+    pub fn backend(&self) -> Result<KmsBackend<'_>, ReconcileFailure> {
+        validate_backend(self.holder.backend(), self.key.scope()).map_err(|errors| {
+            let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            ReconcileFailure::ConnectionInvalid(text.join("; "))
+        })
+    }
+
+    /// Whether its EncryptedTopics may name any TEK (a ClusterKmsConnection that says so).
+    pub fn any_tek_name(&self) -> bool {
+        match &self.holder {
+            Holder::Namespaced(_) => false,
+            Holder::Cluster(c) => c.spec.allow_any_tek_name,
+        }
+    }
+
+    /// `Kind/name`, as status records it.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.key.kind.as_str(), self.key.name)
     }
 
     /// The connection's provider (built on first use, cached per resourceVersion).

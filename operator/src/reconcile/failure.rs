@@ -9,6 +9,7 @@ use thiserror::Error;
 
 use crate::kafka_ops::KafkaOpsError;
 use crate::kms::ConnectionError;
+use crate::ownership::ClaimError;
 use crate::plan::PlanError;
 
 /// Ready condition reasons (docs/operator.md explains each and what to do).
@@ -23,6 +24,10 @@ pub mod reason {
     pub const KAFKA_UNAVAILABLE: &str = "KafkaUnavailable";
     pub const KAFKA_REFUSED: &str = "KafkaRefused";
     pub const TOPIC_CONFLICT: &str = "TopicConflict";
+    pub const TEK_CONFLICT: &str = "TekConflict";
+    pub const TEK_NOT_IN_NAMESPACE: &str = "TekNotInNamespace";
+    pub const WAITING_FOR_DELETION: &str = "WaitingForDeletion";
+    pub const IMMUTABLE_FIELD_CHANGED: &str = "ImmutableFieldChanged";
     pub const PARTITIONS_EXCEED_SPEC: &str = "PartitionsExceedSpec";
     pub const KUBERNETES_API_ERROR: &str = "KubernetesApiError";
     pub const PAUSED: &str = "Paused";
@@ -31,6 +36,9 @@ pub mod reason {
     /// KeyRecordsVerified condition reasons.
     pub const VERIFIED: &str = "Verified";
     pub const UNVERIFIED_KEY_RECORDS: &str = "UnverifiedKeyRecords";
+    /// TekOwned condition reasons.
+    pub const TEK_CREATED: &str = "Created";
+    pub const TEK_ADOPTED: &str = "Adopted";
 }
 
 /// The usual wait before trying a failed step again.
@@ -63,13 +71,10 @@ pub enum ReconcileFailure {
     Kms(ProviderError),
     #[error(transparent)]
     Kafka(Box<KafkaOpsError>),
-    /// Another EncryptedTopic manages the Kafka topic.
-    #[error("topic {topic} is managed by EncryptedTopic {namespace}/{name}")]
-    TopicClaimed {
-        topic: String,
-        namespace: String,
-        name: String,
-    },
+    /// Another EncryptedTopic holds the topic or TEK, the TEK is outside the namespace's
+    /// names, or an immutable field changed.
+    #[error(transparent)]
+    Claim(#[from] ClaimError),
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error("{what} failed")]
@@ -94,9 +99,13 @@ impl ReconcileFailure {
             Self::Kms(_) => reason::KMS_DENIED,
             Self::Kafka(e) if refused(e) => reason::KAFKA_REFUSED,
             Self::Kafka(_) => reason::KAFKA_UNAVAILABLE,
-            Self::TopicClaimed { .. } | Self::Plan(PlanError::Conflict(_)) => {
+            Self::Claim(ClaimError::Held { deleting: true, .. }) => reason::WAITING_FOR_DELETION,
+            Self::Claim(ClaimError::Held { what: "TEK", .. }) => reason::TEK_CONFLICT,
+            Self::Claim(ClaimError::Held { .. }) | Self::Plan(PlanError::Conflict(_)) => {
                 reason::TOPIC_CONFLICT
             }
+            Self::Claim(ClaimError::OutsideNamespace { .. }) => reason::TEK_NOT_IN_NAMESPACE,
+            Self::Claim(ClaimError::Changed { .. }) => reason::IMMUTABLE_FIELD_CHANGED,
             Self::Plan(PlanError::VersionsExhausted { .. }) => reason::KEY_VERSIONS_EXHAUSTED,
             Self::Kubernetes { .. } => reason::KUBERNETES_API_ERROR,
         }
@@ -110,7 +119,9 @@ impl ReconcileFailure {
             // The broker said no (e.g. no CreatePartitions): retrying soon will not help, but
             // a broker upgrade or a spec change may.
             Self::Kafka(e) if refused(e) => Some(RETRY * 6),
-            Self::TopicClaimed { .. } | Self::Plan(_) => Some(RETRY * 6),
+            // The deletion it waits for usually finishes in seconds.
+            Self::Claim(e) if e.is_wait() => Some(RETRY / 2),
+            Self::Claim(_) | Self::Plan(_) => Some(RETRY * 6),
             _ => Some(RETRY),
         }
     }
@@ -204,14 +215,37 @@ mod tests {
                 "partition 2 of topic orders",
             ),
             (
-                ReconcileFailure::TopicClaimed {
-                    topic: "orders".into(),
+                ReconcileFailure::Claim(ClaimError::Held {
+                    what: "topic",
+                    value: "orders".into(),
                     namespace: "a".into(),
                     name: "o".into(),
-                },
+                    deleting: false,
+                }),
                 reason::TOPIC_CONFLICT,
                 Some(RETRY * 6),
-                "managed by EncryptedTopic a/o",
+                "topic orders is held by EncryptedTopic a/o",
+            ),
+            (
+                ReconcileFailure::Claim(ClaimError::Held {
+                    what: "TEK",
+                    value: "kafka-e2ee_a_o".into(),
+                    namespace: "a".into(),
+                    name: "o".into(),
+                    deleting: true,
+                }),
+                reason::WAITING_FOR_DELETION,
+                Some(RETRY / 2),
+                "(being deleted: this object waits until it is gone)",
+            ),
+            (
+                ReconcileFailure::Claim(ClaimError::OutsideNamespace {
+                    tek: "kafka-e2ee_a_o".into(),
+                    prefix: "kafka-e2ee_b_".into(),
+                }),
+                reason::TEK_NOT_IN_NAMESPACE,
+                Some(RETRY * 6),
+                "allowAnyTekName",
             ),
         ];
         for (failure, reason_, retry, text) in cases {

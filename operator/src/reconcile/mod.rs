@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use kafka_e2ee_client::key_records::{PlaintextPolicy as WirePlaintext, ProviderRef};
 use kafka_e2ee_client::nonce::MAX_RECORDS_PER_DEK;
 use kafka_e2ee_client::provider::{ProviderError, TekManager};
-use kafka_e2ee_crds::validation::{validate_backend, validate_encrypted_topic, validate_pairing};
+use kafka_e2ee_crds::validation::{validate_encrypted_topic, validate_pairing};
 use kafka_e2ee_crds::{DeletionPolicy, EncryptedTopic, KmsBackend, PlaintextPolicy};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{EventType, Recorder};
@@ -30,10 +30,12 @@ use kube::{Api, ResourceExt};
 use thiserror::Error;
 
 use crate::apply::{ApplyError, apply};
+use crate::crash;
 use crate::kafka_ops::KafkaOps;
-use crate::kms::{ProviderCache, default_tek_name, public_config};
+use crate::kms::{ProviderCache, public_config};
 use crate::metrics::Metrics;
-use crate::plan::{Desired, Observed, plan};
+use crate::ownership;
+use crate::plan::{Desired, Observed, Owner, plan};
 use connection::Connection;
 pub use failure::{RETRY, ReconcileFailure, reason};
 use kafka_e2ee_telemetry::chain;
@@ -144,17 +146,21 @@ async fn converge(
         ReconcileFailure::InvalidSpec(errors.iter().map(ToString::to_string).collect())
     };
     let valid = validate_encrypted_topic(obj).map_err(invalid)?;
-    check_topic_claim(obj, &valid.topic, &ctx.topics)?;
 
     let namespace = obj.namespace().unwrap_or_default();
     let connection = Connection::fetch(obj, ctx).await?;
-    let backend = validate_backend(connection.holder.backend(), connection.key.scope()).map_err(
-        |errors| {
-            let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            ReconcileFailure::ConnectionInvalid(text.join("; "))
-        },
-    )?;
-    validate_pairing(&valid, backend).map_err(|e| invalid(vec![e]))?;
+    let backend = connection.backend()?;
+    validate_pairing(&valid, backend.kind()).map_err(|e| invalid(vec![e]))?;
+    // The TEK and topic are this object's to act on: in its namespace's names, unchanged
+    // since provisioning, and held by no older EncryptedTopic (one being deleted included).
+    let tek = ownership::tek_name(obj, backend);
+    let wants = ownership::Wants {
+        topic: &valid.topic,
+        tek: &tek,
+        backend,
+        any_tek_name: connection.any_tek_name(),
+    };
+    ownership::check(obj, &wants, &ctx.topics.state())?;
     // Only a valid spec gets the finalizer: deletion never shreds without the confirmation.
     writes::finalizer(obj, ctx, obj.spec.deletion_policy == DeletionPolicy::Delete)
         .await
@@ -166,9 +172,22 @@ async fn converge(
         )?;
     let provider = connection.provider(ctx, backend).await?;
 
-    let desired = desired(obj, &valid, backend, &namespace);
+    let desired = desired(obj, &valid, backend, tek);
     let mut observed = observe(&*provider, &ctx.kafka, obj, &desired).await?;
     let mut the_plan = plan(&desired, &observed, now)?;
+    let uid = &desired.owner.uid;
+    if the_plan.create_tek {
+        // Recorded before the KMS call: a crash right after it must not leave a TEK this
+        // object created looking adopted (then deletion would not destroy it).
+        let claim = status::tek_claimed(obj, &desired.provider.tek, uid, &connection.label(), now);
+        writes::status(obj, ctx, claim).await.map_err(
+            |ReconcileError::Kube { source, .. }| ReconcileFailure::Kubernetes {
+                what: "recording the TEK about to be created",
+                source,
+            },
+        )?;
+        crash::point("after-tek-claimed");
+    }
     if the_plan.rotate_tek {
         // The last rotation is known from status only, and the cached object can predate the
         // status this operator wrote moments ago: confirm with a fresh read before rotating.
@@ -213,6 +232,9 @@ async fn converge(
             extra_partitions,
             rejected: &rejected,
             key_topic: ctx.kafka.writer.key_topic(),
+            created_for: (applied.tek_created || ownership::created_for_this(obj, backend))
+                .then_some(uid.as_str()),
+            connection: &connection.label(),
         },
         now,
     );
@@ -239,47 +261,12 @@ async fn converge(
     Ok((new, until_due.min(ctx.count_check_interval)))
 }
 
-/// Two EncryptedTopics (in any namespaces) must not manage one Kafka topic: the older one
-/// keeps it; the newer one reports TopicConflict and touches nothing.
-fn check_topic_claim(
-    obj: &EncryptedTopic,
-    topic: &str,
-    store: &Store<EncryptedTopic>,
-) -> Result<(), ReconcileFailure> {
-    let rank = |o: &EncryptedTopic| {
-        (
-            o.metadata.creation_timestamp.clone(),
-            o.metadata.uid.clone(),
-        )
-    };
-    let mine = rank(obj);
-    let older = store.state().into_iter().find(|other| {
-        other.metadata.uid != obj.metadata.uid
-            && other.metadata.deletion_timestamp.is_none()
-            && other.kafka_topic_name() == Some(topic)
-            && rank(other) < mine
-    });
-    match older {
-        Some(other) => Err(ReconcileFailure::TopicClaimed {
-            topic: topic.to_owned(),
-            namespace: other.namespace().unwrap_or_default(),
-            name: other.name_any(),
-        }),
-        None => Ok(()),
-    }
-}
-
 fn desired(
     obj: &EncryptedTopic,
     valid: &kafka_e2ee_crds::validation::ValidSpec,
     backend: KmsBackend<'_>,
-    namespace: &str,
+    tek: String,
 ) -> Desired {
-    let tek = obj
-        .spec
-        .tek
-        .clone()
-        .unwrap_or_else(|| default_tek_name(backend, namespace, &obj.name_any()));
     Desired {
         topic: valid.topic.clone(),
         partitions: valid.partitions,
@@ -299,6 +286,10 @@ fn desired(
         dek_max_age: valid.dek_max_age,
         dek_max_records: valid.dek_max_records,
         tek_rotation: valid.tek_rotation,
+        owner: Owner {
+            uid: obj.metadata.uid.clone().unwrap_or_default(),
+            object: format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()),
+        },
     }
 }
 

@@ -20,6 +20,10 @@ pub const READY: &str = "Ready";
 /// replayed): the topic keeps working on its verified records, but someone with write access
 /// to the key topic tried something.
 pub const KEY_RECORDS_VERIFIED: &str = "KeyRecordsVerified";
+/// Whether the TEK was created for this object (so deletion with `Delete` destroys it).
+pub const TEK_OWNED: &str = "TekOwned";
+/// Deletion's progress: the last crypto-shredding step done, or why it cannot go on.
+pub const DELETING: &str = "Deleting";
 
 /// What a reconciliation that converged found and did.
 pub struct Converged<'a> {
@@ -32,6 +36,10 @@ pub struct Converged<'a> {
     pub extra_partitions: Option<i32>,
     pub rejected: &'a RejectedKeyRecords,
     pub key_topic: &'a str,
+    /// The uid the operator created the TEK for, when it is this object's.
+    pub created_for: Option<&'a str>,
+    /// The connection, `Kind/name`.
+    pub connection: &'a str,
 }
 
 /// Kubernetes stores whole seconds: rounded so that a re-read status compares equal.
@@ -100,6 +108,7 @@ pub fn converged_status(
                 &previous, READY, status_, reason_, &message, generation, now,
             ),
             verified_condition(&previous, desired, c, generation, now),
+            owned_condition(&previous, desired, c, generation, now),
         ],
         topic: Some(desired.topic.clone()),
         tek: c.applied.tek.as_ref().map(|t| TekStatus {
@@ -107,6 +116,8 @@ pub fn converged_status(
             version: t.latest_version.clone(),
             last_rotation,
             next_rotation,
+            created_for: c.created_for.map(str::to_owned),
+            connection: Some(c.connection.to_owned()),
         }),
         keys: summarize_versions(&versions).map(|(min, max, summary)| KeysStatus {
             partitions: i32::try_from(versions.len()).unwrap_or(i32::MAX),
@@ -129,16 +140,28 @@ pub fn with_ready(
     message: &str,
     now: SystemTime,
 ) -> EncryptedTopicStatus {
+    with_condition(obj, READY, status, reason_, message, now)
+}
+
+/// The previous status with only the condition `type_` replaced (or added).
+pub fn with_condition(
+    obj: &EncryptedTopic,
+    type_: &str,
+    status: &str,
+    reason_: &str,
+    message: &str,
+    now: SystemTime,
+) -> EncryptedTopicStatus {
     let previous = obj.status.clone().unwrap_or_default();
     let generation = obj.metadata.generation;
     let mut conditions = vec![condition(
-        &previous, READY, status, reason_, message, generation, now,
+        &previous, type_, status, reason_, message, generation, now,
     )];
     conditions.extend(
         previous
             .conditions
             .iter()
-            .filter(|c| c.type_ != READY)
+            .filter(|c| c.type_ != type_)
             .cloned(),
     );
     EncryptedTopicStatus {
@@ -146,6 +169,59 @@ pub fn with_ready(
         conditions,
         ..previous
     }
+}
+
+/// The previous status recording that `tek` is about to be created for `uid` in
+/// `connection` (written before the KMS call).
+pub fn tek_claimed(
+    obj: &EncryptedTopic,
+    tek: &str,
+    uid: &str,
+    connection: &str,
+    now: SystemTime,
+) -> EncryptedTopicStatus {
+    let previous = obj.status.clone().unwrap_or_default();
+    EncryptedTopicStatus {
+        tek: Some(TekStatus {
+            reference: tek.to_owned(),
+            created_for: Some(uid.to_owned()),
+            connection: Some(connection.to_owned()),
+            last_rotation: time(now),
+            ..TekStatus::default()
+        }),
+        ..previous
+    }
+}
+
+/// `TekOwned`: whether the operator created the TEK for this object. Deletion with `Delete`
+/// destroys only such a TEK; an adopted one is named so that nobody is surprised later.
+fn owned_condition(
+    previous: &EncryptedTopicStatus,
+    desired: &Desired,
+    c: &Converged<'_>,
+    generation: Option<i64>,
+    now: SystemTime,
+) -> Condition {
+    let tek = &desired.provider.tek;
+    let (status, reason_, message) = match c.created_for {
+        Some(_) => (
+            "True",
+            reason::TEK_CREATED,
+            format!(
+                "TEK {tek} was created for this object; deletion with deletionPolicy Delete destroys it"
+            ),
+        ),
+        None => (
+            "False",
+            reason::TEK_ADOPTED,
+            format!(
+                "TEK {tek} existed before this object and was adopted; deletion never destroys it (delete it in the KMS yourself if you mean to)"
+            ),
+        ),
+    };
+    condition(
+        previous, TEK_OWNED, status, reason_, &message, generation, now,
+    )
 }
 
 /// `KeyRecordsVerified`: True while no refused key record of the topic is pending; False
@@ -237,7 +313,7 @@ mod tests {
     use kafka_e2ee_crds::{EncryptedTopicSpec, KmsRef, KmsRefKind};
 
     use super::*;
-    use crate::plan::to_millis;
+    use crate::plan::{Owner, to_millis};
 
     const HOUR: Duration = Duration::from_secs(3600);
 
@@ -277,6 +353,7 @@ mod tests {
             dek_max_age: 24 * HOUR,
             dek_max_records: 1000,
             tek_rotation: Some(48 * HOUR),
+            owner: Owner::default(),
         }
     }
 
@@ -338,6 +415,8 @@ mod tests {
             extra_partitions: None,
             rejected: &r,
             key_topic: "__encryption_keys",
+            created_for: Some("uid-1"),
+            connection: "KmsConnection/vault",
         };
         let s = converged_status(&obj(4), &c, now());
         assert_eq!(s.observed_generation, Some(4));
@@ -348,12 +427,19 @@ mod tests {
         );
         let verified = find(Some(&s), KEY_RECORDS_VERIFIED).unwrap();
         assert_eq!(verified.reason, "Verified");
-        let keys = s.keys.unwrap();
+        let keys = s.keys.clone().unwrap();
         assert_eq!((keys.summary.as_str(), keys.stored_edeks), ("v2-v3", 3));
         // Next rollover: the older current DEK (10 h) plus 24 h; last: the newest current one.
         assert_eq!(s.next_rollover, time(now() + 14 * HOUR));
         assert_eq!(s.last_rollover, time(now() - 2 * HOUR));
+        let owned = find(Some(&s), TEK_OWNED).unwrap();
+        assert_eq!(
+            (owned.status.as_str(), owned.reason.as_str()),
+            ("True", "Created")
+        );
         let tek = s.tek.unwrap();
+        assert_eq!(tek.created_for.as_deref(), Some("uid-1"));
+        assert_eq!(tek.connection.as_deref(), Some("KmsConnection/vault"));
         assert_eq!(tek.last_rotation, time(now() - HOUR));
         assert_eq!(tek.next_rotation, time(now() + 47 * HOUR));
     }
@@ -376,8 +462,16 @@ mod tests {
             extra_partitions: Some(3),
             rejected: &r,
             key_topic: "__encryption_keys",
+            created_for: None,
+            connection: "KmsConnection/vault",
         };
         let s = converged_status(&obj(1), &c, now());
+        let owned = find(Some(&s), TEK_OWNED).unwrap();
+        assert_eq!(
+            (owned.status.as_str(), owned.reason.as_str()),
+            ("False", "Adopted")
+        );
+        assert_eq!(s.tek.as_ref().unwrap().created_for, None);
         let ready = find(Some(&s), READY).unwrap();
         assert_eq!(ready.reason, "PartitionsExceedSpec");
         let verified = find(Some(&s), KEY_RECORDS_VERIFIED).unwrap();
@@ -400,6 +494,12 @@ mod tests {
         assert!(!verified.message.contains("/95"), "five named at most");
     }
 
+    fn failed_obj(o: &EncryptedTopic, status: &EncryptedTopicStatus) -> EncryptedTopic {
+        let mut o = o.clone();
+        o.status = Some(status.clone());
+        o
+    }
+
     #[test]
     fn transition_times_move_only_when_a_status_changes_and_other_conditions_stay() {
         let earlier = now() - HOUR;
@@ -418,6 +518,8 @@ mod tests {
             extra_partitions: None,
             rejected: &r,
             key_topic: "k",
+            created_for: Some("u"),
+            connection: "KmsConnection/vault",
         };
         o.status = Some(converged_status(&o, &c, earlier));
         // Ready again later: same transition time.
@@ -433,6 +535,20 @@ mod tests {
             time(now()).unwrap()
         );
         assert!(find(Some(&failed), KEY_RECORDS_VERIFIED).is_some());
+        assert!(find(Some(&failed), TEK_OWNED).is_some());
+        // Claiming a TEK before creating it keeps everything else.
+        let claimed = tek_claimed(
+            &failed_obj(&o, &failed),
+            "tek-2",
+            "u",
+            "KmsConnection/vault",
+            now(),
+        );
+        assert_eq!(claimed.conditions, failed.conditions);
+        assert_eq!(
+            claimed.tek.as_ref().unwrap().created_for.as_deref(),
+            Some("u")
+        );
         assert_eq!(
             failed.keys,
             o.status.as_ref().unwrap().keys,

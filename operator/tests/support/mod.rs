@@ -275,6 +275,30 @@ impl TestEnv {
         .await
     }
 
+    /// The reasons of the events about object `name` (events.k8s.io), oldest first.
+    pub async fn event_reasons(&self, name: &str) -> Vec<String> {
+        let api: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        let mut events: Vec<_> = api
+            .list(&kube::api::ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .collect();
+        events.sort_by_key(|e| e.metadata.creation_timestamp.clone());
+        events.into_iter().filter_map(|e| e.reason).collect()
+    }
+
+    /// Waits for the `Deleting` condition at `status` with `reason`.
+    pub async fn wait_deleting(&self, name: &str, status: &str, reason: &str) -> EncryptedTopic {
+        self.wait_for(name, &format!("Deleting={status} {reason}"), |o| {
+            deleting(o).is_some_and(|(s, r)| s == status && r == reason)
+        })
+        .await
+    }
+
     /// Waits for a Ready condition with `reason` at the current generation.
     pub async fn wait_reason(&self, name: &str, reason: &str) -> EncryptedTopic {
         self.wait_for(name, reason, |o| ready_reason(o).as_deref() == Some(reason))
@@ -463,4 +487,14 @@ pub fn ready_message(obj: &EncryptedTopic) -> String {
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
         .map(|c| c.message.clone())
         .unwrap_or_default()
+}
+
+/// The `Deleting` condition's status and reason.
+pub fn deleting(obj: &EncryptedTopic) -> Option<(String, String)> {
+    obj.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Deleting")
+        .map(|c| (c.status.clone(), c.reason.clone()))
 }

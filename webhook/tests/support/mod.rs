@@ -19,7 +19,9 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
 use kafka_e2ee_client::config::{ClientConfig, EncryptionClient};
-use kafka_e2ee_crds::injection::{CLIENT_CONFIGMAP, INDEX_KEY, MOUNT_PATH, NAMESPACE_LABEL};
+use kafka_e2ee_crds::injection::{
+    CLIENT_CONFIGMAP, INDEX_KEY, MOUNT_PATH, NAMESPACE_LABEL, REQUIRE_INJECTION_LABEL,
+};
 use kafka_e2ee_crds::{
     EncryptedTopic, EncryptedTopicSpec, KeystoreBackend, KmsConnectionSpec, KmsRef, KmsRefKind,
     SecretKeyRef,
@@ -230,16 +232,23 @@ impl World {
             cc
         };
         let selector = json!({"matchLabels": {NAMESPACE_LABEL: "enabled", TEST_LABEL: self.id}});
-        let mutating_entry = |name: &str| {
+        // The chart's shape: pods labelled to require injection get `failure_policy`, every
+        // other pod `Ignore` (the webhook being down blocks only pods that say so). A second
+        // pair exercises reinvocation.
+        let mutating_entry = |name: &str, required: bool| {
+            let operator = if required { "In" } else { "NotIn" };
             json!({
-                "name": name,
+                "name": format!("{}{name}", if required { "required-" } else { "" }),
                 "clientConfig": client_config("/mutate"),
                 "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
                 "namespaceSelector": selector,
+                "objectSelector": {"matchExpressions": [
+                    {"key": REQUIRE_INJECTION_LABEL, "operator": operator, "values": ["true"]},
+                ]},
                 "sideEffects": "None",
                 "admissionReviewVersions": ["v1", "v1beta1"],
                 "reinvocationPolicy": "IfNeeded",
-                "failurePolicy": failure_policy,
+                "failurePolicy": if required { failure_policy } else { "Ignore" },
                 "timeoutSeconds": 5,
             })
         };
@@ -247,7 +256,12 @@ impl World {
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "MutatingWebhookConfiguration",
             "metadata": {"name": self.id},
-            "webhooks": [mutating_entry("inject.kafka-e2ee.io"), mutating_entry("inject-again.kafka-e2ee.io")],
+            "webhooks": [
+                mutating_entry("inject.kafka-e2ee.io", true),
+                mutating_entry("inject.kafka-e2ee.io", false),
+                mutating_entry("inject-again.kafka-e2ee.io", true),
+                mutating_entry("inject-again.kafka-e2ee.io", false),
+            ],
         }))
         .unwrap();
         let validating: ValidatingWebhookConfiguration = serde_json::from_value(json!({
@@ -454,9 +468,21 @@ impl World {
         name: &str,
         annotations: Value,
     ) -> Result<Pod, kube::Error> {
+        self.create_labelled_pod(namespace, name, json!({}), annotations)
+            .await
+    }
+
+    /// [`Self::create_pod`] with labels.
+    pub async fn create_labelled_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        labels: Value,
+        annotations: Value,
+    ) -> Result<Pod, kube::Error> {
         let pod: Pod = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "annotations": annotations},
+            "metadata": {"name": name, "labels": labels, "annotations": annotations},
             "spec": {"containers": [
                 {"name": "app", "image": "example.invalid/app:1"},
                 {"name": "sidecar", "image": "example.invalid/proxy:1", "env": [{"name": "A", "value": "1"}]},
