@@ -205,6 +205,10 @@ pub struct ClientConfig {
     /// says `Allow`. Every other topic rejects plaintext.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub allow_plaintext: BTreeSet<String>,
+    /// The topics whose key records this client reads (the injected configuration names
+    /// those of its profile); the rest of the key topic is skipped unread. Empty: all.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub topics: BTreeSet<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_wait_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -239,6 +243,7 @@ impl ClientConfig {
             provider,
             trusted_keys,
             allow_plaintext: BTreeSet::new(),
+            topics: BTreeSet::new(),
             key_wait_ms: None,
             dek_cache: None,
         }
@@ -250,6 +255,7 @@ impl ClientConfig {
             keys: TrustedKeys::new(self.trusted_keys.iter().cloned()),
             allow_plaintext: self.allow_plaintext.clone(),
             retired: BTreeSet::new(),
+            topics: (!self.topics.is_empty()).then(|| self.topics.clone()),
         }
     }
 

@@ -88,6 +88,24 @@ pub struct Trust {
     /// Signing keys this reader retired itself (the operator's own, after a rotation): their
     /// records are history, refused without being reported as forgeries.
     pub retired: BTreeSet<KeyId>,
+    /// The topics whose key records this reader reads; the others are skipped unverified and
+    /// never held (a client's memory grows with its own topics, not the cluster's). `None`:
+    /// every topic (the operator).
+    pub topics: Option<BTreeSet<String>>,
+}
+
+impl Trust {
+    /// Whether records of the topic a record key names are read at all. Keys that name no
+    /// topic are read (and refused as malformed).
+    fn reads(&self, record_key: &[u8]) -> bool {
+        let topic = std::str::from_utf8(record_key)
+            .ok()
+            .and_then(key_records::topic_of_key);
+        match (&self.topics, topic) {
+            (Some(topics), Some(topic)) => topics.contains(topic),
+            _ => true,
+        }
+    }
 }
 
 /// Everything the key topic holds for one topic right now.
@@ -106,6 +124,8 @@ pub struct TopicKeysSnapshot {
 pub struct KeyDirectoryStats {
     /// Key-topic records applied.
     pub applied: AtomicU64,
+    /// Records of topics this reader does not read, passed over.
+    pub skipped: AtomicU64,
     /// Signed records that could not be decoded, and records without a key.
     pub malformed: AtomicU64,
     /// Records without a signature.
@@ -163,6 +183,33 @@ impl prometheus_client::collector::Collector for KeyDirectoryMetrics {
             ConstCounter::new(count).encode(family.encode_family(&ReasonLabel { reason })?)?;
         }
         Ok(())
+    }
+}
+
+impl KeyDirectoryMetrics {
+    /// The counters of several directories (one per key topic), summed now: a collector of
+    /// a changing set of directories builds one at every scrape.
+    pub fn sum<'a>(stats: impl IntoIterator<Item = &'a KeyDirectoryStats>) -> Self {
+        let total = KeyDirectoryStats::default();
+        let add = |to: &AtomicU64, from: &AtomicU64| {
+            to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        };
+        for s in stats {
+            for (to, from) in [
+                (&total.applied, &s.applied),
+                (&total.skipped, &s.skipped),
+                (&total.malformed, &s.malformed),
+                (&total.unsigned, &s.unsigned),
+                (&total.malformed_signature, &s.malformed_signature),
+                (&total.unknown_signer, &s.unknown_signer),
+                (&total.retired_signer, &s.retired_signer),
+                (&total.bad_signature, &s.bad_signature),
+                (&total.stale_generation, &s.stale_generation),
+            ] {
+                add(to, from);
+            }
+        }
+        Self(Arc::new(total))
     }
 }
 
@@ -710,7 +757,10 @@ impl Reader {
         trust: &Trust,
         verifier: &mut Verifier,
     ) -> bool {
-        let messages: Vec<&BorrowedMessage<'_>> = received.iter().flatten().collect();
+        // Records of topics this reader does not read are passed over unverified.
+        let read = |m: &BorrowedMessage<'_>| trust.reads(m.key().unwrap_or_default());
+        let messages: Vec<&BorrowedMessage<'_>> =
+            received.iter().flatten().filter(|m| read(m)).collect();
         let headers: Vec<Result<Option<&[u8]>, SignatureError>> =
             messages.iter().map(|m| signature_header(*m)).collect();
         let to_verify: Vec<ToVerify<'_>> = messages
@@ -728,6 +778,16 @@ impl Reader {
         let mut failed = false;
         for received in received {
             match received {
+                Ok(message) if !read(message) => {
+                    self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                    self.state
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .mark_read(Position {
+                            partition: message.partition(),
+                            offset: message.offset(),
+                        });
+                }
                 Ok(message) => {
                     let Some((outcome, header)) = verified.next() else {
                         break;

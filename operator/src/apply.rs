@@ -14,7 +14,7 @@ use kafka_e2ee_client::provider::{DekContext, ProviderError, TekInfo, TekManager
 use thiserror::Error;
 
 use crate::crash;
-use crate::kafka_ops::{KafkaOps, KafkaOpsError};
+use crate::kafka_ops::{KafkaOpsError, TopicKafka};
 use crate::metrics::{Metrics, TriggerLabels};
 use crate::plan::{Desired, KeyStep, Observed, Plan, TopicStep, stale_edeks};
 
@@ -53,7 +53,7 @@ pub struct Applied {
 
 pub async fn apply<P: TekManager>(
     provider: &P,
-    kafka: &KafkaOps,
+    kafka: TopicKafka<'_>,
     metrics: &Metrics,
     desired: &Desired,
     observed: &Observed,
@@ -63,7 +63,7 @@ pub async fn apply<P: TekManager>(
     let tek_name = &desired.provider.tek;
     // Shared with other reconciles; exclusive only while a signing-key rotation signs the
     // directory's records again.
-    let _writing = kafka.writes.read().await;
+    let _writing = kafka.ops.writes.read().await;
     let mut applied = Applied {
         policy: observed.keys.policy.as_deref().cloned(),
         ..Applied::default()
@@ -93,6 +93,7 @@ pub async fn apply<P: TekManager>(
     match plan.topic {
         Some(TopicStep::Create { partitions }) => {
             kafka
+                .ops
                 .create_topic(&TopicSpec {
                     name: desired.topic.clone(),
                     partitions,
@@ -104,7 +105,7 @@ pub async fn apply<P: TekManager>(
             end_offsets = (0..partitions).map(|p| (p, 0)).collect();
         }
         Some(TopicStep::Grow { from, to }) => {
-            kafka.grow_topic(&desired.topic, to).await?;
+            kafka.ops.grow_topic(&desired.topic, to).await?;
             applied.topic_grown_to = Some(to);
             end_offsets.extend((from..to).map(|p| (p, 0)));
         }
@@ -153,7 +154,7 @@ pub async fn apply<P: TekManager>(
                 ..(*old).clone()
             })
             .collect();
-        kafka.writer.publish_edeks(&updated).await?;
+        kafka.keys.writer.publish_edeks(&updated).await?;
         metrics.key_topic_writes.inc_by(updated.len() as u64);
         metrics.edeks_rewrapped.inc_by(updated.len() as u64);
         applied.rewrapped = updated.len();
@@ -177,7 +178,7 @@ pub async fn apply<P: TekManager>(
         fresh.push(record);
     }
     if !fresh.is_empty() {
-        kafka.writer.publish_edeks(&fresh).await?;
+        kafka.keys.writer.publish_edeks(&fresh).await?;
         metrics.keys_generated.inc_by(fresh.len() as u64);
         metrics.key_topic_writes.inc_by(fresh.len() as u64);
         crash::point("after-edeks");
@@ -187,7 +188,7 @@ pub async fn apply<P: TekManager>(
     if plan.publish_policy
         && let Some(policy) = &plan.policy
     {
-        kafka.writer.publish_policy(policy).await?;
+        kafka.keys.writer.publish_policy(policy).await?;
         metrics.key_topic_writes.inc();
         for step in &plan.keys {
             metrics
@@ -202,7 +203,7 @@ pub async fn apply<P: TekManager>(
         crash::point("after-policy");
     }
     if !plan.is_noop() {
-        kafka.read_own_writes().await?;
+        kafka.keys.read_own_writes().await?;
     }
     applied.keys = plan.keys;
     applied.tek = Some(tek);

@@ -87,8 +87,13 @@ pub struct RunArgs {
     pub kafka: KafkaArgs,
     #[command(flatten)]
     pub home: HomeArgs,
-    /// Replication factor of the key topic when the operator creates it (broker default
-    /// when unset).
+    /// One key topic per namespace instead of the shared --key-topic: a name with
+    /// `{namespace}` in it (e.g. `__encryption_keys.{namespace}`), so that Kafka ACLs can give
+    /// each namespace's principals read access to its own key records only (docs/security.md).
+    #[arg(long, env = "KAFKA_E2EE_KEY_TOPIC_TEMPLATE", value_parser = parse_key_topic_template)]
+    pub key_topic_template: Option<String>,
+    /// Replication factor of a key topic when the operator creates it (broker default when
+    /// unset).
     #[arg(long, env = "KAFKA_E2EE_KEY_TOPIC_REPLICATION")]
     pub key_topic_replication: Option<i32>,
     /// Elect a leader through a Lease (run 2 replicas safely). Disable only for one replica.
@@ -124,6 +129,12 @@ pub struct RunArgs {
     /// Reconcile EncryptedTopics of this namespace only (default: all namespaces).
     #[arg(long, env = "KAFKA_E2EE_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
+    /// Reconcile only EncryptedTopics with these labels (a label selector, e.g.
+    /// `team=payments`): for a canary operator beside the main one. The selections of two
+    /// operators must not share a namespace (each publishes its namespaces' client
+    /// ConfigMaps), nor a Kafka topic or TEK name (each sees only its own objects' claims).
+    #[arg(long, env = "KAFKA_E2EE_WATCH_SELECTOR")]
+    pub watch_selector: Option<String>,
     /// Bootstrap servers written into client pods' configuration (default: --bootstrap-servers;
     /// set it when clients reach Kafka by another address than the operator).
     #[arg(long, env = "KAFKA_E2EE_CLIENT_BOOTSTRAP_SERVERS")]
@@ -204,6 +215,20 @@ fn secret_looking(key: &str) -> bool {
         || key == "sasl.oauthbearer.config"
 }
 
+fn parse_key_topic_template(s: &str) -> Result<String, String> {
+    use crate::kafka_ops::NAMESPACE_PLACEHOLDER;
+    if s.matches(NAMESPACE_PLACEHOLDER).count() != 1 {
+        return Err(format!(
+            "'{s}' must contain {NAMESPACE_PLACEHOLDER} exactly once"
+        ));
+    }
+    // The longest namespace name (63 characters) must still give a valid topic name.
+    let longest = s.replace(NAMESPACE_PLACEHOLDER, &"n".repeat(63));
+    kafka_e2ee_crds::validate_topic_name(&longest)
+        .map_err(|e| format!("'{s}' does not make valid topic names: {e}"))?;
+    Ok(s.to_owned())
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     kafka_e2ee_crds::duration::parse_duration(s).map_err(|e| e.to_string())
 }
@@ -221,6 +246,14 @@ pub enum KafkaSettingsError {
 
 impl RunArgs {
     /// What the client ConfigMaps carry besides each KMS connection's provider.
+    /// Where key records go: the shared key topic, or one per namespace.
+    pub fn key_topic_names(&self) -> crate::kafka_ops::KeyTopicNames {
+        match &self.key_topic_template {
+            Some(template) => crate::kafka_ops::KeyTopicNames::PerNamespace(template.clone()),
+            None => crate::kafka_ops::KeyTopicNames::Shared(self.kafka.key_topic.clone()),
+        }
+    }
+
     pub fn client_settings(&self) -> crate::client_config::ClientSettings {
         crate::client_config::ClientSettings {
             bootstrap_servers: self
@@ -228,7 +261,7 @@ impl RunArgs {
                 .clone()
                 .unwrap_or_else(|| self.kafka.bootstrap_servers.clone()),
             properties: self.client_properties.iter().cloned().collect(),
-            key_topic: self.kafka.key_topic.clone(),
+            key_topics: self.key_topic_names(),
             cluster_namespace: self.home.namespace.clone(),
         }
     }
@@ -337,5 +370,36 @@ mod tests {
         };
         let err = run.kafka.connection().unwrap_err().to_string();
         assert!(err.contains("/nonexistent/password"), "{err}");
+    }
+
+    #[test]
+    fn key_topic_templates_name_one_valid_topic_per_namespace() {
+        assert!(parse_key_topic_template("__encryption_keys.{namespace}").is_ok());
+        assert!(parse_key_topic_template("__encryption_keys").is_err());
+        assert!(parse_key_topic_template("{namespace}.{namespace}").is_err());
+        assert!(parse_key_topic_template("keys/{namespace}").is_err());
+        assert!(parse_key_topic_template(&format!("{}{{namespace}}", "k".repeat(200))).is_err());
+    }
+
+    #[test]
+    fn client_properties_refuse_credentials() {
+        assert_eq!(
+            parse_property("security.protocol=ssl"),
+            Ok(("security.protocol".into(), "ssl".into()))
+        );
+        for key in [
+            "sasl.password",
+            "ssl.key.password",
+            "ssl.key.pem",
+            "sasl.jaas.config",
+            "sasl.oauthbearer.client.secret",
+            "SASL.Password",
+        ] {
+            let refused = parse_property(&format!("{key}=x")).unwrap_err();
+            assert!(
+                refused.contains("looks like a credential"),
+                "{key}: {refused}"
+            );
+        }
     }
 }

@@ -37,6 +37,7 @@ use kube::{Api, ResourceExt};
 use tokio::sync::Notify;
 
 use crate::ca;
+use crate::kafka_ops::KeyTopicNames;
 use crate::reconcile::{MANAGER, READY, reason};
 
 /// What every client configuration gets besides its provider.
@@ -45,7 +46,8 @@ pub struct ClientSettings {
     pub bootstrap_servers: String,
     /// Non-secret librdkafka properties for clients (e.g. `security.protocol`).
     pub properties: BTreeMap<String, String>,
-    pub key_topic: String,
+    /// Where each namespace's key records are.
+    pub key_topics: KeyTopicNames,
     /// Where ClusterKmsConnection Secrets live (the operator's namespace).
     pub cluster_namespace: String,
 }
@@ -63,10 +65,12 @@ pub struct ConnectionView<'a> {
     pub ca: Option<Result<&'a str, &'a str>>,
 }
 
-/// What a profile's file trusts: the operator's keys, and its topics that allow plaintext.
+/// What a profile's file trusts: the operator's keys, and its topics that allow plaintext;
+/// and which topics' key records it reads.
 struct ProfileTrust<'a> {
     keys: &'a [PublicKey],
     allow_plaintext: BTreeSet<String>,
+    topics: BTreeSet<String>,
 }
 
 /// A profile and, when pods can use it, its ConfigMap entries (the client configuration file
@@ -167,8 +171,9 @@ fn profile(
             trust.keys.to_vec(),
         );
         config.allow_plaintext = trust.allow_plaintext;
+        config.topics = trust.topics;
         config.properties = settings.properties.clone();
-        config.key_topic = settings.key_topic.clone();
+        config.key_topic = settings.key_topics.for_namespace(namespace);
         serde_yaml::to_string(&config).map_err(|e| format!("cannot render its configuration: {e}"))
     });
     let unavailable = match rendered {
@@ -225,8 +230,9 @@ pub fn namespace_data<'a>(
         format: INDEX_FORMAT,
         ..ClientIndex::default()
     };
-    // Profile name -> its connection and the topics of it that allow plaintext.
-    let mut profiles: BTreeMap<String, (ConnectionView<'a>, BTreeSet<String>)> = BTreeMap::new();
+    // Profile name -> its connection, its topics, and those of them that allow plaintext.
+    let mut profiles: BTreeMap<String, (ConnectionView<'a>, BTreeSet<String>, BTreeSet<String>)> =
+        BTreeMap::new();
     for topic in topics {
         if topic.metadata.deletion_timestamp.is_some() || !injectable(topic) {
             continue;
@@ -243,9 +249,10 @@ pub fn namespace_data<'a>(
             KmsRefKind::ClusterKmsConnection => "clusterkmsconnection",
         };
         let name = injection::profile_name(kind, conn.name);
-        let (_, allow) = profiles
+        let (_, topics, allow) = profiles
             .entry(name.clone())
-            .or_insert_with(|| (conn, BTreeSet::new()));
+            .or_insert_with(|| (conn, BTreeSet::new(), BTreeSet::new()));
+        topics.insert(valid.topic.clone());
         if topic.spec.plaintext_policy == PlaintextPolicy::Allow {
             allow.insert(valid.topic.clone());
         }
@@ -261,10 +268,11 @@ pub fn namespace_data<'a>(
         return BTreeMap::new();
     }
     let mut files = BTreeMap::new();
-    for (name, (conn, allow_plaintext)) in profiles {
+    for (name, (conn, topics, allow_plaintext)) in profiles {
         let trust = ProfileTrust {
             keys: trusted,
             allow_plaintext,
+            topics,
         };
         let (profile, entries) = profile(conn, &name, namespace, settings, trust);
         files.extend(entries);
@@ -341,6 +349,8 @@ pub struct Publisher {
     pub resync: Duration,
     /// Restrict to one namespace (the operator's --watch-namespace).
     pub watch_namespace: Option<String>,
+    /// The label selector of the EncryptedTopics watched (the operator's --watch-selector).
+    pub selector: Option<String>,
     /// The operator's public signing keys, as a rotation changes them.
     pub trusted: tokio::sync::watch::Receiver<Arc<Vec<PublicKey>>>,
 }
@@ -379,9 +389,11 @@ impl Publisher {
             resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             resync.tick().await;
             let mut trusted = self.trusted.clone();
+            let mut full = true;
             loop {
-                self.publish_all(&connections, &cluster_connections, &mut published)
+                self.publish_all(&connections, &cluster_connections, &mut published, full)
                     .await;
+                full = false;
                 tokio::select! {
                     // A signing-key rotation changed what every file trusts.
                     Ok(()) = trusted.changed() => {}
@@ -389,10 +401,8 @@ impl Publisher {
                         // Let a burst of reconciles settle into one pass.
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
-                    _ = resync.tick() => {
-                        // A resync compares with the apiserver again, not our memory.
-                        published.clear();
-                    }
+                    // A resync compares with the apiserver again, not our memory.
+                    _ = resync.tick() => full = true,
                 }
             }
         };
@@ -404,6 +414,7 @@ impl Publisher {
         connections: &Store<KmsConnection>,
         cluster_connections: &Store<ClusterKmsConnection>,
         published: &mut HashMap<String, BTreeMap<String, String>>,
+        full: bool,
     ) {
         let topics = self.topics.state();
         let mut by_namespace: BTreeMap<String, Vec<&EncryptedTopic>> = BTreeMap::new();
@@ -415,10 +426,11 @@ impl Publisher {
         }
         // Namespaces whose last topic went away still hold a ConfigMap to delete: those we
         // published ourselves, and on a full pass (start, resync) any the apiserver holds, so
-        // that the passes after every reconcile cost no list call.
+        // that the passes after every reconcile cost no list call. An operator that watches a
+        // selection of EncryptedTopics leaves alone the ConfigMaps it did not publish.
         let mut namespaces: BTreeSet<String> = by_namespace.keys().cloned().collect();
         namespaces.extend(published.keys().cloned());
-        if published.is_empty() {
+        if full && self.selector.is_none() {
             match self.existing_configmaps().await {
                 Ok(existing) => namespaces.extend(existing),
                 Err(e) => tracing::warn!(error = %e, "cannot list client ConfigMaps"),
@@ -464,7 +476,7 @@ impl Publisher {
                 &self.settings,
                 &trusted,
             );
-            if published.get(&namespace) == Some(&data) {
+            if !full && published.get(&namespace) == Some(&data) {
                 continue;
             }
             match self.write(&namespace, &data).await {
@@ -625,7 +637,7 @@ mod tests {
         ClientSettings {
             bootstrap_servers: "kafka:9092".into(),
             properties: BTreeMap::from([("security.protocol".into(), "ssl".into())]),
-            key_topic: "__encryption_keys".into(),
+            key_topics: KeyTopicNames::PerNamespace("__encryption_keys.{namespace}".into()),
             cluster_namespace: "kafka-e2ee".into(),
         }
     }
@@ -796,6 +808,15 @@ mod tests {
             "Reject topics pin nothing"
         );
         assert_eq!(config.properties["security.protocol"], "ssl");
+        assert_eq!(
+            config.key_topic, "__encryption_keys.shop",
+            "the namespace's key topic"
+        );
+        assert_eq!(
+            config.topics.iter().collect::<Vec<_>>(),
+            ["orders", "payments"],
+            "only the profile's topics' key records are read"
+        );
         let ProviderConfig::Vault {
             kubernetes_auth: Some(auth),
             mount,

@@ -1,17 +1,20 @@
-//! The operator's Kafka side: topic administration, partition end offsets, and the key topic
-//! (its writer and the live directory the plans are made from).
+//! The operator's Kafka side: topic administration, partition end offsets, and the key topics
+//! (one shared, or one per namespace; each with its writer and the live directory the plans
+//! are made from).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_e2ee_client::kafka::{self, EnsureOutcome, KafkaConnection, TopicSpec};
-use kafka_e2ee_client::key_directory::{KeyDirectory, KeyDirectoryError, KeyLookupError, Trust};
+use kafka_e2ee_client::key_directory::{
+    KeyDirectory, KeyDirectoryError, KeyDirectoryMetrics, KeyLookupError, Trust,
+};
 use kafka_e2ee_client::key_management::{KeyManagementError, KeyTopicWriter, ensure_key_topic};
 use kafka_e2ee_client::signing::Signer;
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::BaseConsumer;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use thiserror::Error;
 
@@ -55,11 +58,131 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to wait for the directory to show our own writes, or to first catch up.
 pub const DIRECTORY_WAIT: Duration = Duration::from_secs(30);
 
+/// Stands for the namespace in a key-topic template.
+pub const NAMESPACE_PLACEHOLDER: &str = "{namespace}";
+
+/// Which key topic holds a namespace's key records: one shared by all, or one per namespace
+/// (so that Kafka ACLs can give each tenant's principals only its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyTopicNames {
+    Shared(String),
+    /// A name with `{namespace}` in it.
+    PerNamespace(String),
+}
+
+impl KeyTopicNames {
+    pub fn for_namespace(&self, namespace: &str) -> String {
+        match self {
+            Self::Shared(name) => name.clone(),
+            Self::PerNamespace(template) => template.replace(NAMESPACE_PLACEHOLDER, namespace),
+        }
+    }
+
+    /// Whether `topic` is one of these key topics (existing ones are opened at start).
+    pub fn matches(&self, topic: &str) -> bool {
+        match self {
+            Self::Shared(name) => topic == name,
+            Self::PerNamespace(template) => {
+                let (before, after) = template
+                    .split_once(NAMESPACE_PLACEHOLDER)
+                    .unwrap_or((template, ""));
+                topic.len() > before.len() + after.len()
+                    && topic.starts_with(before)
+                    && topic.ends_with(after)
+            }
+        }
+    }
+}
+
+/// One key topic: the writer of the operator's records and the live directory the plans are
+/// made from.
+pub struct KeyTopic {
+    pub name: String,
+    pub writer: KeyTopicWriter,
+    pub directory: KeyDirectory,
+}
+
+impl KeyTopic {
+    /// Waits until the directory shows everything this operator wrote.
+    pub async fn read_own_writes(&self) -> Result<(), KafkaOpsError> {
+        Ok(self
+            .directory
+            .wait_read_through(&self.writer.written_through(), DIRECTORY_WAIT)
+            .await?)
+    }
+}
+
+/// The Kafka side of one EncryptedTopic: the cluster, and its namespace's key topic.
+#[derive(Clone, Copy)]
+pub struct TopicKafka<'a> {
+    pub ops: &'a KafkaOps,
+    pub keys: &'a KeyTopic,
+}
+
+/// The key topics opened so far, shared with the metrics collector.
+#[derive(Default)]
+pub struct KeyTopics {
+    open: std::sync::RwLock<BTreeMap<String, Arc<KeyTopic>>>,
+}
+
+impl KeyTopics {
+    pub fn all(&self) -> Vec<Arc<KeyTopic>> {
+        self.open
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<KeyTopic>> {
+        self.open
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    fn insert(&self, topic: Arc<KeyTopic>) {
+        self.open
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(topic.name.clone(), topic);
+    }
+}
+
+/// Every open key topic's directory counters, summed at each scrape.
+pub struct KeyTopicsMetrics(pub Arc<KeyTopics>);
+
+impl std::fmt::Debug for KeyTopicsMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyTopicsMetrics")
+    }
+}
+
+impl prometheus_client::collector::Collector for KeyTopicsMetrics {
+    fn encode(
+        &self,
+        encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        let open = self.0.all();
+        let sum = KeyDirectoryMetrics::sum(open.iter().map(|t| t.directory.stats()));
+        prometheus_client::collector::Collector::encode(&sum, encoder)
+    }
+}
+
 pub struct KafkaOps {
     admin: AdminClient<DefaultClientContext>,
     metadata: Arc<BaseConsumer>,
-    pub writer: KeyTopicWriter,
-    pub directory: KeyDirectory,
+    connection: KafkaConnection,
+    names: KeyTopicNames,
+    replication: Option<i32>,
+    signer: Arc<Signer>,
+    /// What every key-topic reader believes (a signing-key rotation changes it).
+    trust: std::sync::RwLock<Trust>,
+    pub key_topics: Arc<KeyTopics>,
+    /// Serializes opening a key topic (two reconciles of one new namespace open it once).
+    opening: tokio::sync::Mutex<()>,
     /// Reconciles write key records under the shared half; signing records again after a
     /// signing-key rotation takes the exclusive half (it rewrites what the directory holds,
     /// which must not race a newer record of the same key).
@@ -67,28 +190,114 @@ pub struct KafkaOps {
 }
 
 impl KafkaOps {
-    /// Connects, creates the key topic if needed and reads it to its end, believing what
-    /// `trust` verifies; `signer` signs what it writes, with generations above any read.
+    /// Connects and opens the key topics that exist (the shared one is created if needed),
+    /// each read to its end believing what `trust` verifies; `signer` signs what the
+    /// operator writes, with generations above any read.
     pub async fn connect(
         connection: &KafkaConnection,
-        key_topic: &str,
-        key_topic_replication: Option<i32>,
+        names: KeyTopicNames,
+        replication: Option<i32>,
         signer: Arc<Signer>,
         trust: Trust,
+        key_topics: Arc<KeyTopics>,
     ) -> Result<Self, KafkaOpsError> {
-        ensure_key_topic(connection, key_topic, key_topic_replication)
-            .await
-            .map_err(Box::new)?;
-        let directory = KeyDirectory::start(connection, key_topic, trust).await?;
-        directory.wait_caught_up(DIRECTORY_WAIT).await?;
-        signer.observe_generation(directory.max_generation());
-        Ok(Self {
+        let ops = Self {
             admin: connection.admin()?,
             metadata: Arc::new(connection.metadata_consumer()?),
-            writer: KeyTopicWriter::new(connection, key_topic, signer)?,
-            directory,
+            connection: connection.clone(),
+            names,
+            replication,
+            signer,
+            trust: std::sync::RwLock::new(trust),
+            key_topics,
+            opening: tokio::sync::Mutex::new(()),
             writes: tokio::sync::RwLock::new(()),
+        };
+        // Every key topic there is, so that a signing-key rotation re-signs their records
+        // before it retires a key (not only those of namespaces reconciled since).
+        let existing = match &ops.names {
+            KeyTopicNames::Shared(name) => vec![name.clone()],
+            KeyTopicNames::PerNamespace(_) => ops.existing_key_topics().await?,
+        };
+        for name in existing {
+            ops.open(&name).await?;
+        }
+        Ok(ops)
+    }
+
+    /// The key topic of `namespace`, opened (created, read to its end) on first use.
+    pub async fn keys(&self, namespace: &str) -> Result<Arc<KeyTopic>, KafkaOpsError> {
+        let name = self.names.for_namespace(namespace);
+        if let Some(open) = self.key_topics.get(&name) {
+            return Ok(open);
+        }
+        self.open(&name).await
+    }
+
+    /// The name of `namespace`'s key topic.
+    pub fn key_topic_name(&self, namespace: &str) -> String {
+        self.names.for_namespace(namespace)
+    }
+
+    async fn open(&self, name: &str) -> Result<Arc<KeyTopic>, KafkaOpsError> {
+        let _one_at_a_time = self.opening.lock().await;
+        if let Some(open) = self.key_topics.get(name) {
+            return Ok(open);
+        }
+        ensure_key_topic(&self.connection, name, self.replication)
+            .await
+            .map_err(Box::new)?;
+        let trust = self
+            .trust
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let directory = KeyDirectory::start(&self.connection, name, trust).await?;
+        directory.wait_caught_up(DIRECTORY_WAIT).await?;
+        self.signer.observe_generation(directory.max_generation());
+        let topic = Arc::new(KeyTopic {
+            name: name.to_owned(),
+            writer: KeyTopicWriter::new(&self.connection, name, Arc::clone(&self.signer))?,
+            directory,
+        });
+        self.key_topics.insert(Arc::clone(&topic));
+        tracing::info!(key_topic = %name, "key topic read to its end");
+        Ok(topic)
+    }
+
+    /// Changes what every key-topic reader believes (each reads its topic again).
+    pub fn set_trust(&self, trust: Trust) {
+        for topic in self.key_topics.all() {
+            topic.directory.set_trust(trust.clone());
+        }
+        *self
+            .trust
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = trust;
+    }
+
+    /// The per-namespace key topics the broker has.
+    async fn existing_key_topics(&self) -> Result<Vec<String>, KafkaOpsError> {
+        let consumer = Arc::clone(&self.metadata);
+        let metadata = tokio::task::spawn_blocking(move || {
+            consumer.fetch_metadata(None, CALL_TIMEOUT).map(|m| {
+                m.topics()
+                    .iter()
+                    .map(|t| t.name().to_owned())
+                    .collect::<Vec<_>>()
+            })
         })
+        .await
+        .map_err(|_| KafkaOpsError::Blocking)?
+        .map_err(|source| KafkaOpsError::Admin {
+            op: "listing",
+            topic: "key topics".into(),
+            source,
+        })?;
+        Ok(metadata
+            .into_iter()
+            .filter(|name| self.names.matches(name))
+            .collect())
     }
 
     /// Partition end offsets of `topic`, or `None` if it does not exist.
@@ -147,14 +356,6 @@ impl KafkaOps {
             }) => Ok(()),
             other => other,
         }
-    }
-
-    /// Waits until the directory shows everything this operator wrote.
-    pub async fn read_own_writes(&self) -> Result<(), KafkaOpsError> {
-        Ok(self
-            .directory
-            .wait_read_through(&self.writer.written_through(), DIRECTORY_WAIT)
-            .await?)
     }
 }
 

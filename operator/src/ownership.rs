@@ -130,14 +130,18 @@ pub fn created_for_this(obj: &EncryptedTopic, backend: KmsBackend<'_>) -> bool {
 }
 
 /// Where `obj` stands among all EncryptedTopics for one thing it wants (a TEK or a topic).
-/// The oldest wins; ties by uid.
+/// One whose status records it holds it before one that does not (two objects created in the
+/// same second must not take it from the one already provisioned); then the oldest; ties by
+/// uid.
 fn holder<'a>(
     obj: &EncryptedTopic,
     others: &'a [Arc<EncryptedTopic>],
     wants_same: impl Fn(&EncryptedTopic) -> bool,
+    recorded: impl Fn(&EncryptedTopic) -> bool,
 ) -> Option<&'a EncryptedTopic> {
     let rank = |o: &EncryptedTopic| {
         (
+            !recorded(o),
             o.metadata.creation_timestamp.clone(),
             o.metadata.uid.clone(),
         )
@@ -202,13 +206,24 @@ pub fn check(
         }
     }
     unchanged(obj, wants)?;
-    if let Some(by) = holder(obj, others, |o| o.kafka_topic_name() == Some(wants.topic)) {
+    let records_topic = |o: &EncryptedTopic| {
+        o.status.as_ref().and_then(|s| s.topic.as_deref()) == Some(wants.topic)
+    };
+    if let Some(by) = holder(
+        obj,
+        others,
+        |o| o.kafka_topic_name() == Some(wants.topic),
+        records_topic,
+    ) {
         return Err(held("topic", wants.topic, by));
     }
     let mine = connection_of(obj);
-    if let Some(by) = holder(obj, others, |o| {
-        connection_of(o) == mine && holds_tek(o, wants.backend, wants.tek)
-    }) {
+    if let Some(by) = holder(
+        obj,
+        others,
+        |o| connection_of(o) == mine && holds_tek(o, wants.backend, wants.tek),
+        |o| recorded_tek(o) == Some(wants.tek),
+    ) {
         return Err(held("TEK", wants.tek, by));
     }
     Ok(())
@@ -583,6 +598,34 @@ mod tests {
                 tek: None,
                 topic: None
             })
+        );
+    }
+
+    /// Created in the same second (the apiserver's resolution): the one already provisioned
+    /// keeps the topic, whatever the uids say.
+    #[test]
+    fn the_provisioned_object_keeps_a_topic_claimed_in_the_same_second() {
+        let ks = keystore();
+        let backend = KmsBackend::Keystore(&ks);
+        let owner = provisioned(
+            object("a", "orders", "zzz", 5),
+            "kafka-e2ee_a_orders",
+            Some("zzz"),
+        );
+        let mut squatter = object("b", "squat", "aaa", 5);
+        squatter.spec.topic_name = Some("orders".into());
+        let all = [Arc::new(owner.clone()), Arc::new(squatter.clone())];
+        assert!(matches!(
+            check(
+                &squatter,
+                &wants(&squatter, backend, "kafka-e2ee_b_squat"),
+                &all
+            ),
+            Err(ClaimError::Held { what: "topic", .. })
+        ));
+        assert_eq!(
+            check(&owner, &wants(&owner, backend, "kafka-e2ee_a_orders"), &all),
+            Ok(())
         );
     }
 

@@ -17,7 +17,7 @@ use prometheus_client::registry::Registry;
 use thiserror::Error;
 
 use crate::cli::{AdoptArgs, Args, Command, KafkaSettingsError, RunArgs};
-use crate::kafka_ops::{KafkaOps, KafkaOpsError};
+use crate::kafka_ops::{KafkaOps, KafkaOpsError, KeyTopics, KeyTopicsMetrics};
 use crate::kms::ProviderCache;
 use crate::leader::{LeaderElector, LeaderError, LeaseSettings};
 use crate::metrics::Metrics;
@@ -88,10 +88,10 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
     let mut registry = Registry::default();
     metrics.register(&mut registry);
     kms_metrics.register(&mut registry);
-    // Filled once the key topic is connected (after the leader lease): the registry is shared
-    // with the HTTP server from the start.
-    let directory_metrics = Arc::new(std::sync::OnceLock::new());
-    registry.register_collector(Box::new(LateCollector(Arc::clone(&directory_metrics))));
+    // Key topics open once the operator leads (and more as namespaces come): the collector
+    // sums over whatever is open at each scrape.
+    let key_topics = Arc::new(KeyTopics::default());
+    registry.register_collector(Box::new(KeyTopicsMetrics(Arc::clone(&key_topics))));
     let ready = Arc::new(AtomicBool::new(false));
     let http = tokio::spawn(kafka_e2ee_telemetry::serve(
         args.http_addr,
@@ -139,14 +139,14 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
     .map_err(Error::SigningKeys)?;
     let kafka = KafkaOps::connect(
         &connection,
-        &args.kafka.key_topic,
+        args.key_topic_names(),
         args.key_topic_replication,
         rotation.signer(),
         rotation.trust(),
+        key_topics,
     )
     .await
     .map_err(Error::Kafka)?;
-    tracing::info!(key_topic = %args.kafka.key_topic, "key topic read to its end");
 
     let topics: Api<EncryptedTopic> = match &args.watch_namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -158,10 +158,13 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
     };
     // One unpaginated list from the apiserver's watch cache: in a 5,000-object run, a paginated
     // relist left exactly the first 500-object page out of the cache.
-    let list_config = watcher::Config {
+    let mut list_config = watcher::Config {
         page_size: None,
         ..watcher::Config::default().any_semantic()
     };
+    if let Some(selector) = &args.watch_selector {
+        list_config = list_config.labels(selector);
+    }
     let controller = Controller::new(topics, list_config)
         .with_config(controller::Config::default().concurrency(args.concurrency));
     let store = controller.store();
@@ -187,7 +190,6 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
             )
         }
     };
-    let _ = directory_metrics.set(kafka.directory.metrics());
     let trusted = rotation.published();
     let client_config_changed = Arc::new(tokio::sync::Notify::new());
     let ctx = Arc::new(Context {
@@ -224,6 +226,7 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
         changed: client_config_changed,
         resync: args.client_config_resync,
         watch_namespace: args.watch_namespace.clone(),
+        selector: args.watch_selector.clone(),
         trusted,
     }
     .run();
@@ -271,25 +274,6 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
     }
     tracing::info!("stopped");
     outcome
-}
-
-/// A collector registered before what it collects exists (the key directory is created after
-/// the leader lease is won, the registry before).
-#[derive(Debug)]
-struct LateCollector(
-    Arc<std::sync::OnceLock<kafka_e2ee_client::key_directory::KeyDirectoryMetrics>>,
-);
-
-impl prometheus_client::collector::Collector for LateCollector {
-    fn encode(
-        &self,
-        encoder: prometheus_client::encoding::DescriptorEncoder,
-    ) -> Result<(), std::fmt::Error> {
-        match self.0.get() {
-            Some(metrics) => prometheus_client::collector::Collector::encode(metrics, encoder),
-            None => Ok(()),
-        }
-    }
 }
 
 /// EncryptedTopics that use a given connection (to re-reconcile them when it changes).

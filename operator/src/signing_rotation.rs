@@ -13,7 +13,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::crash;
-use crate::kafka_ops::{KafkaOps, KafkaOpsError};
+use crate::kafka_ops::{KafkaOps, KafkaOpsError, KeyTopic};
 use crate::metrics::Metrics;
 use crate::signing_keys::{
     KeyRing, KeyStore, RotationSettings, RotationStep, SigningKeysError, next_step,
@@ -75,6 +75,7 @@ impl SigningRotation {
             keys: TrustedKeys::new(self.ring.published()),
             allow_plaintext: BTreeSet::new(),
             retired: self.ring.retired().collect(),
+            topics: None,
         }
     }
 
@@ -113,7 +114,10 @@ impl SigningRotation {
         metrics: &Metrics,
     ) -> Result<Option<SystemTime>, RotationError> {
         let active = self.ring.active().ok_or(RotationError::NoActiveKey)?;
-        let others_signed = !kafka.directory.signed_by_others(active.id()).is_empty();
+        let key_topics = kafka.key_topics.all();
+        let others_signed = key_topics
+            .iter()
+            .any(|t| !t.directory.signed_by_others(active.id()).is_empty());
         let now = SystemTime::now();
         let step = next_step(&self.ring, self.settings, others_signed, now);
         match step {
@@ -122,13 +126,15 @@ impl SigningRotation {
                 // Alone with the key topic: a policy signed again from what the directory
                 // holds must not overwrite one a reconcile is publishing at the same time.
                 let _exclusive = kafka.writes.write().await;
-                kafka
-                    .read_own_writes()
-                    .await
-                    .map_err(RotationError::Resign)?;
-                let records = kafka.directory.signed_by_others(active.id());
-                let count = resign(kafka, records).await?;
-                metrics.key_records_resigned.inc_by(count as u64);
+                for key_topic in &key_topics {
+                    key_topic
+                        .read_own_writes()
+                        .await
+                        .map_err(RotationError::Resign)?;
+                    let records = key_topic.directory.signed_by_others(active.id());
+                    let count = resign(key_topic, records).await?;
+                    metrics.key_records_resigned.inc_by(count as u64);
+                }
                 crash::point("after-resign");
             }
             RotationStep::Prepare | RotationStep::Activate | RotationStep::Retire(_) => {
@@ -153,7 +159,7 @@ impl SigningRotation {
     async fn took_effect(&self, kafka: &KafkaOps) -> Result<(), RotationError> {
         self.signer
             .set_key(self.ring.active().ok_or(RotationError::NoActiveKey)?);
-        kafka.directory.set_trust(self.trust());
+        kafka.set_trust(self.trust());
         let published = self.ring.published();
         self.store.publish(&published).await?;
         self.published.send_replace(Arc::new(published));
@@ -162,7 +168,7 @@ impl SigningRotation {
 }
 
 /// Writes every record again, same content, signed by the active key; returns how many.
-async fn resign(kafka: &KafkaOps, records: Vec<KeyRecord>) -> Result<usize, RotationError> {
+async fn resign(kafka: &KeyTopic, records: Vec<KeyRecord>) -> Result<usize, RotationError> {
     let total = records.len();
     let mut edeks: Vec<EdekRecord> = Vec::new();
     for record in records {
@@ -187,6 +193,7 @@ async fn resign(kafka: &KafkaOps, records: Vec<KeyRecord>) -> Result<usize, Rota
         .map_err(RotationError::Resign)?;
     tracing::info!(
         records = total,
+        key_topic = %kafka.name,
         "key records signed again with the active key"
     );
     Ok(total)

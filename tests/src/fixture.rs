@@ -239,6 +239,7 @@ impl Fixture {
                 .map(|p| p.topic.clone())
                 .collect(),
             retired: Default::default(),
+            topics: None,
         }
     }
 

@@ -31,7 +31,7 @@ use thiserror::Error;
 
 use crate::apply::{ApplyError, apply};
 use crate::crash;
-use crate::kafka_ops::KafkaOps;
+use crate::kafka_ops::{KafkaOps, TopicKafka};
 use crate::kms::{ProviderCache, public_config};
 use crate::metrics::Metrics;
 use crate::ownership;
@@ -173,7 +173,12 @@ async fn converge(
     let provider = connection.provider(ctx, backend).await?;
 
     let desired = desired(obj, &valid, backend, tek);
-    let mut observed = observe(&*provider, &ctx.kafka, obj, &desired).await?;
+    let key_topic = ctx.kafka.keys(&namespace).await?;
+    let kafka = TopicKafka {
+        ops: &ctx.kafka,
+        keys: &key_topic,
+    };
+    let mut observed = observe(&*provider, kafka, obj, &desired).await?;
     let mut the_plan = plan(&desired, &observed, now)?;
     let uid = &desired.owner.uid;
     if the_plan.create_tek {
@@ -206,7 +211,7 @@ async fn converge(
     let extra_partitions = the_plan.extra_partitions;
     let applied = apply(
         &*provider,
-        &ctx.kafka,
+        kafka,
         &ctx.metrics,
         &desired,
         &observed,
@@ -220,8 +225,8 @@ async fn converge(
     })?;
     events::applied(obj, ctx, &applied).await;
 
-    let keys = ctx.kafka.directory.topic_keys(&desired.topic);
-    let rejected = ctx.kafka.directory.rejected(&desired.topic);
+    let keys = key_topic.directory.topic_keys(&desired.topic);
+    let rejected = key_topic.directory.rejected(&desired.topic);
     let new = status::converged_status(
         obj,
         &status::Converged {
@@ -231,7 +236,7 @@ async fn converge(
             keys: &keys,
             extra_partitions,
             rejected: &rejected,
-            key_topic: ctx.kafka.writer.key_topic(),
+            key_topic: &key_topic.name,
             created_for: (applied.tek_created || ownership::created_for_this(obj, backend))
                 .then_some(uid.as_str()),
             connection: &connection.label(),
@@ -295,7 +300,7 @@ fn desired(
 
 async fn observe<P: TekManager>(
     provider: &P,
-    kafka: &KafkaOps,
+    kafka: TopicKafka<'_>,
     obj: &EncryptedTopic,
     desired: &Desired,
 ) -> Result<Observed, ReconcileFailure> {
@@ -304,7 +309,7 @@ async fn observe<P: TekManager>(
         Err(ProviderError::NotFound { .. }) => None,
         Err(e) => return Err(ReconcileFailure::Kms(e)),
     };
-    let end_offsets = kafka.end_offsets(&desired.topic).await?;
+    let end_offsets = kafka.ops.end_offsets(&desired.topic).await?;
     Ok(Observed {
         tek,
         last_tek_rotation: last_rotation(obj, desired),
@@ -312,7 +317,7 @@ async fn observe<P: TekManager>(
             .as_ref()
             .map(|o| i32::try_from(o.len()).unwrap_or(i32::MAX)),
         end_offsets: end_offsets.unwrap_or_default(),
-        keys: kafka.directory.topic_keys(&desired.topic),
+        keys: kafka.keys.directory.topic_keys(&desired.topic),
     })
 }
 

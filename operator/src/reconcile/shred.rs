@@ -179,7 +179,7 @@ async fn crypto_shred(
     }
     if done == 1 {
         let tombstoned = if owns_topic {
-            tombstone_keys(ctx, topic).await?
+            tombstone_keys(ctx, &obj.namespace().unwrap_or_default(), topic).await?
         } else {
             0
         };
@@ -280,9 +280,10 @@ async fn delete_tek(obj: &EncryptedTopic, ctx: &Context, topic: &str) -> Result<
 }
 
 /// Step 2: tombstones for the topic's policy and every EDEK the key directory holds.
-async fn tombstone_keys(ctx: &Context, topic: &str) -> Result<usize, Blocked> {
+async fn tombstone_keys(ctx: &Context, namespace: &str, topic: &str) -> Result<usize, Blocked> {
+    let key_topic = ctx.kafka.keys(namespace).await?;
     let _writing = ctx.kafka.writes.read().await;
-    let keys = ctx.kafka.directory.topic_keys(topic);
+    let keys = key_topic.directory.topic_keys(topic);
     let mut records: Vec<String> = keys
         .edeks
         .iter()
@@ -291,12 +292,12 @@ async fn tombstone_keys(ctx: &Context, topic: &str) -> Result<usize, Blocked> {
     if keys.policy.is_some() {
         records.push(policy_key(topic));
     }
-    ctx.kafka
+    key_topic
         .writer
         .tombstones(&records)
         .await
         .map_err(ReconcileFailure::from)?;
     ctx.metrics.key_topic_writes.inc_by(records.len() as u64);
-    ctx.kafka.read_own_writes().await?;
+    key_topic.read_own_writes().await?;
     Ok(records.len())
 }

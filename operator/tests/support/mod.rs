@@ -144,6 +144,34 @@ impl TestEnv {
     /// Starts the operator binary (watching this namespace only), optionally set to crash.
     /// `KE_OPERATOR_BIN` runs another build instead (benchmarks compare releases with it).
     pub fn start_operator(&self, crash_at: Option<&str>, extra: &[&str]) -> Operator {
+        let scope = [
+            "--key-topic".to_owned(),
+            self.key_topic.clone(),
+            "--watch-namespace".to_owned(),
+            self.namespace.clone(),
+        ];
+        self.spawn_operator(crash_at, &scope, extra)
+    }
+
+    /// Starts the operator for several namespaces: every EncryptedTopic labelled `selector`
+    /// (in any namespace), with a key topic per namespace named by `key_topic_template`; this
+    /// env's namespace is its own (signing keys, lease).
+    pub fn start_operator_selecting(
+        &self,
+        selector: &str,
+        key_topic_template: &str,
+        extra: &[&str],
+    ) -> Operator {
+        let scope = [
+            "--watch-selector".to_owned(),
+            selector.to_owned(),
+            "--key-topic-template".to_owned(),
+            key_topic_template.to_owned(),
+        ];
+        self.spawn_operator(None, &scope, extra)
+    }
+
+    fn spawn_operator(&self, crash_at: Option<&str>, scope: &[String], extra: &[&str]) -> Operator {
         let http_port = free_port();
         let bin = std::env::var_os("KE_OPERATOR_BIN")
             .unwrap_or_else(|| env!("CARGO_BIN_EXE_kafka-e2ee-operator").into());
@@ -152,17 +180,14 @@ impl TestEnv {
             "run",
             "--bootstrap-servers",
             &self.bootstrap,
-            "--key-topic",
-            &self.key_topic,
             "--namespace",
-            &self.namespace,
-            "--watch-namespace",
             &self.namespace,
             "--lease-name",
             &self.lease,
             "--http-addr",
             &format!("127.0.0.1:{http_port}"),
         ])
+        .args(scope)
         .args(extra)
         // Tests roll over by count within seconds; the default checks once a minute.
         .args(if extra.contains(&"--count-check-interval") {
