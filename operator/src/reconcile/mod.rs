@@ -2,11 +2,11 @@
 //! (ordered, idempotent) -> status (pure, then server-side apply only when it changed).
 //! Failures become a Ready=False condition with a reason a user can act on, and a requeue.
 //!
-//! - [`connection`]: the KMS connection an object names, and its provider;
+//! - `connection`: the KMS connection an object names, and its provider;
 //! - [`failure`]: why a reconciliation did not converge (reason and retry per variant);
 //! - [`status`]: the status, as pure functions;
-//! - [`shred`]: deletion and crypto-shredding;
-//! - [`events`], [`writes`]: what the operator tells and writes about the object.
+//! - `shred`: deletion and crypto-shredding;
+//! - [`events`], `writes`: what the operator tells and writes about the object.
 
 mod connection;
 pub mod events;
