@@ -235,8 +235,11 @@ pub struct EncryptedTopicStatus {
     /// The metadata.generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, with a reason when it is not: InvalidSpec, KmsConnectionNotFound, KmsUnavailable,
-    /// KmsDenied, KafkaUnavailable, TopicConflict, Paused, Unmanaged.
+    /// Ready (with a reason when it is not: InvalidSpec, KmsConnectionNotFound,
+    /// KmsConnectionInvalid, KmsConnectionNotAdmitted, KmsUnavailable, KmsDenied,
+    /// KafkaUnavailable, TopicConflict, TekConflict, TekNotInNamespace, WaitingForDeletion,
+    /// ImmutableFieldChanged, Paused, Unmanaged, ...; docs/operator.md lists them all),
+    /// KeyRecordsVerified, TekOwned, and Deleting while crypto-shredding.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The Kafka topic this object manages.

@@ -228,8 +228,9 @@ def kubectl(*args, stdin=None, token=None, check_ok=True):
 
 def dry_run_apply():
     print("the chart on the test bed's kube-apiserver: CRDs applied, the rest as a server-side dry run")
-    # The chart's CRDs (crds/, what `helm install` applies first), for real.
-    kubectl("apply", "--server-side", "-f", str(CHART / "crds"))
+    # The chart's CRDs (crds/, what `helm install` applies first), for real; they win over
+    # what earlier tests applied on a reused test bed (an older build's descriptions).
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
     for crd in ("encryptedtopics", "kmsconnections", "clusterkmsconnections"):
         kubectl("wait", "--for", "condition=established", "--timeout=30s", f"crd/{crd}.kafka-e2ee.io")
     check(True, "the chart's CRDs are accepted and Established")
@@ -314,6 +315,22 @@ def rbac(bin_dir):
                 args = ["auth", "can-i", verb, resource] + (["-n", ns] if ns else [])
                 answer = kubectl(*args, token=tokens[sa], check_ok=False).stdout.strip()
                 check(answer == "no", f"{sa.rsplit('-', 1)[1]} may not {verb} {resource}{' in ' + ns if ns else ''}: {answer}")
+            # What tenancy needs, and no more: a token for a tenant's ServiceAccount (never
+            # the ServiceAccount itself), the namespace labels a ClusterKmsConnection selects
+            # on; the webhook sees the connections (the keystore rule).
+            for sa, verb, resource, ns, expected in [
+                (operator_sa, "create", "serviceaccounts/token", work_ns, "yes"),
+                (operator_sa, "get", "namespaces", None, "yes"),
+                (operator_sa, "create", "serviceaccounts", work_ns, "no"),
+                (operator_sa, "update", "namespaces", None, "no"),
+                (webhook_sa, "list", "kmsconnections.kafka-e2ee.io", work_ns, "yes"),
+                (webhook_sa, "watch", "clusterkmsconnections.kafka-e2ee.io", None, "yes"),
+                (webhook_sa, "create", "serviceaccounts/token", work_ns, "no"),
+            ]:
+                kind, _, sub = resource.partition("/")
+                args = ["auth", "can-i", verb, kind] + (["--subresource", sub] if sub else []) + (["-n", ns] if ns else [])
+                answer = kubectl(*args, token=tokens[sa], check_ok=False).stdout.strip()
+                check(answer == expected, f"{sa.rsplit('-', 1)[1]} {'may' if expected == 'yes' else 'may not'} {verb} {resource}{' in ' + ns if ns else ''}: {answer}")
             refused = kubectl("get", "secrets", "-n", "kube-system", token=tokens[operator_sa], check_ok=False)
             check(refused.returncode != 0 and "forbidden" in refused.stderr.lower(), "operator: listing kube-system Secrets is forbidden")
 
