@@ -75,7 +75,7 @@ async fn an_opted_in_pod_gets_exactly_its_config_once_and_it_works() {
         json!({"name": "KAFKA_E2EE_CONFIG", "value": "/var/run/kafka-e2ee/client.yaml"});
     let want = json!({
         "volumes": [{"name": "kafka-e2ee", "projected": {
-            "defaultMode": 420,
+            "defaultMode": kafka_e2ee_webhook::inject::INJECTED_FILE_MODE,
             "sources": [
                 {"configMap": {"name": "kafka-e2ee-client",
                     "items": [{"key": "kmsconnection.keystore.yaml", "path": "client.yaml"}]}},

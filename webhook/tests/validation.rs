@@ -90,7 +90,7 @@ async fn kubectl_apply_of_a_bad_object_is_refused_with_its_rule() {
             format!(
                 "  topicName: {topic}\n  partitions: 6\n  kmsRef: {{kind: ClusterKmsConnection, name: keystore}}\n"
             ),
-            "spec.kmsRef.kind: KmsConnection cannot become ClusterKmsConnection",
+            "spec.kmsRef: KmsConnection/keystore cannot become ClusterKmsConnection/keystore",
         ),
     ];
     for (spec, message) in &updates {
