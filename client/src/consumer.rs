@@ -168,11 +168,57 @@ struct Known {
     plaintext_allowed: Option<bool>,
 }
 
-pub struct DecryptingConsumer<P> {
-    consumer: StreamConsumer,
+/// A record as read from Kafka, before opening: what [`RecordOpener`] needs of it, whoever
+/// read it (rdkafka here, the proxy's own Fetch decoding there).
+pub trait IncomingRecord {
+    fn topic(&self) -> &str;
+    fn partition(&self) -> i32;
+    fn offset(&self) -> i64;
+    fn timestamp_ms(&self) -> Option<i64>;
+    fn key(&self) -> Option<&[u8]>;
+    fn payload(&self) -> Option<&[u8]>;
+    /// Calls `each` with every header, in order.
+    fn for_each_header<'a>(&'a self, each: &mut dyn FnMut(&'a str, Option<&'a [u8]>));
+}
+
+impl IncomingRecord for BorrowedMessage<'_> {
+    fn topic(&self) -> &str {
+        Message::topic(self)
+    }
+    fn partition(&self) -> i32 {
+        Message::partition(self)
+    }
+    fn offset(&self) -> i64 {
+        Message::offset(self)
+    }
+    fn timestamp_ms(&self) -> Option<i64> {
+        Message::timestamp(self).to_millis()
+    }
+    fn key(&self) -> Option<&[u8]> {
+        Message::key(self)
+    }
+    fn payload(&self) -> Option<&[u8]> {
+        Message::payload(self)
+    }
+    fn for_each_header<'a>(&'a self, each: &mut dyn FnMut(&'a str, Option<&'a [u8]>)) {
+        if let Some(headers) = Message::headers(self) {
+            for h in headers.iter() {
+                each(h.key, h.value);
+            }
+        }
+    }
+}
+
+/// Opens records: the one decrypting path, shared by [`DecryptingConsumer`] and the proxy.
+pub struct RecordOpener<P> {
     keys: Arc<KeyDirectory>,
     deks: Arc<DekCache<P>>,
     settings: ConsumerSettings,
+}
+
+pub struct DecryptingConsumer<P> {
+    consumer: StreamConsumer,
+    opener: RecordOpener<P>,
 }
 
 impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
@@ -197,9 +243,7 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
             })?;
         Ok(Self {
             consumer,
-            keys,
-            deks,
-            settings,
+            opener: RecordOpener::new(keys, deks, settings),
         })
     }
 
@@ -215,14 +259,7 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
     /// The next record, decrypted. On a per-record error the consumer stays at that record.
     pub async fn recv(&self) -> Result<ConsumedRecord, ConsumeError> {
         let message = self.consumer.recv().await.map_err(ConsumeError::Kafka)?;
-        // The steady state (DEK cached) opens synchronously; only a record that needs a key
-        // fetched or the topic's policy read takes the (boxed, so that the future of every
-        // `recv` stays small) waiting path.
-        let opened = match self.open_with(&message, &Known::default()) {
-            Ok(opened) => opened,
-            Err(need) => Box::pin(self.open_waiting(&message, need)).await,
-        };
-        match opened {
+        match self.opener.open(&message).await {
             Ok(record) => {
                 if let Err(e) = self.consumer.store_offset_from_message(&message) {
                     // Revoked in a rebalance meanwhile: the new owner reads it again.
@@ -265,12 +302,40 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
             tracing::warn!(record = %at, error = %e, "could not rewind to a failed record");
         }
     }
+}
+
+impl<P: KeyProvider + 'static> RecordOpener<P> {
+    pub fn new(
+        keys: Arc<KeyDirectory>,
+        deks: Arc<DekCache<P>>,
+        settings: ConsumerSettings,
+    ) -> Self {
+        Self {
+            keys,
+            deks,
+            settings,
+        }
+    }
+
+    /// Opens `record`: its original headers and value, or a typed error naming where it is.
+    /// The steady state (DEK cached) opens synchronously; only a record that needs a key
+    /// fetched or the topic's policy read takes the (boxed, so that the future of every call
+    /// stays small) waiting path.
+    pub async fn open(
+        &self,
+        record: &(impl IncomingRecord + ?Sized),
+    ) -> Result<ConsumedRecord, ConsumeError> {
+        match self.open_with(record, &Known::default()) {
+            Ok(opened) => opened,
+            Err(need) => Box::pin(self.open_waiting(record, need)).await,
+        }
+    }
 
     /// Opens `message` after fetching what [`Self::open_with`] said it needs: a DEK that is
     /// not cached or, for a plaintext record, the topic's policy.
     async fn open_waiting(
         &self,
-        message: &BorrowedMessage<'_>,
+        message: &(impl IncomingRecord + ?Sized),
         mut need: Need,
     ) -> Result<ConsumedRecord, ConsumeError> {
         let at = || RecordPosition {
@@ -302,7 +367,7 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
     /// Everything of opening that needs no waiting; `Err(Need)` says what to fetch first.
     fn open_with(
         &self,
-        message: &BorrowedMessage<'_>,
+        message: &(impl IncomingRecord + ?Sized),
         known: &Known,
     ) -> Result<Result<ConsumedRecord, ConsumeError>, Need> {
         let topic = message.topic();
@@ -315,24 +380,22 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
         let mut key_header = None;
         let mut key_headers = 0;
         let mut others = Vec::new();
-        if let Some(headers) = message.headers() {
-            for h in headers.iter() {
-                if h.key == KEY_HEADER {
-                    key_headers += 1;
-                    key_header = h.value;
-                } else {
-                    others.push(Header {
-                        key: h.key.to_owned(),
-                        value: h.value.map(<[u8]>::to_vec),
-                    });
-                }
+        message.for_each_header(&mut |key, value| {
+            if key == KEY_HEADER {
+                key_headers += 1;
+                key_header = value;
+            } else {
+                others.push(Header {
+                    key: key.to_owned(),
+                    value: value.map(<[u8]>::to_vec),
+                });
             }
-        }
+        });
         let record = |headers, value, seal_id: Option<SealId>| ConsumedRecord {
             topic: topic.to_owned(),
             partition: message.partition(),
             offset: message.offset(),
-            timestamp_ms: message.timestamp().to_millis(),
+            timestamp_ms: message.timestamp_ms(),
             key: message.key().map(<[u8]>::to_vec),
             headers,
             value,

@@ -56,6 +56,7 @@ pub mod producer;
 pub mod provider;
 pub mod record;
 pub mod resilient;
+pub mod sealing;
 pub mod secret;
 pub mod signing;
 #[cfg(feature = "vault")]

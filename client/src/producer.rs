@@ -7,10 +7,11 @@
 //! their `encryption_key` header (docs/wire-format.md); a tombstone with headers is refused,
 //! because its headers would be sent in the clear.
 //!
-//! Per-partition sealers are cached and rebuilt only when the key directory changes (an atomic
-//! compare per record), so KMS calls and allocations scale with key versions, not records.
+//! Per-partition sealers (`sealing::TopicSealers`, shared with the proxy) are cached and
+//! rebuilt only when the key directory changes (an atomic compare per record), so KMS calls and
+//! allocations scale with key versions, not records.
 
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminOptions, ResourceSpecifier};
@@ -20,17 +21,14 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use thiserror::Error;
 use tokio::time::Instant;
 
-use crate::FastMap;
 use crate::dek_cache::{DekCache, DekCacheError};
 use crate::kafka::{self, KafkaConnection};
 use crate::key_directory::{DEFAULT_KEY_WAIT, KeyDirectory, KeyLookupError};
-use crate::key_records::PolicyRecord;
-use crate::nonce::{MAX_RECORDS_PER_DEK, NonceError, NonceSequence};
+use crate::nonce::NonceError;
 use crate::partitioner::{RoundRobin, partition_for_key};
 use crate::provider::KeyProvider;
-use crate::record::{
-    Header, KEY_HEADER, PartitionSealer, RecordError, RecordLocation, ReusedBuffer,
-};
+use crate::record::{Header, KEY_HEADER, PartitionSealer, RecordError, ReusedBuffer};
+use crate::sealing::{TopicKeys, TopicSealers};
 
 thread_local! {
     /// Per-thread buffer records are sealed into before librdkafka copies them.
@@ -153,7 +151,7 @@ pub struct Delivered {
 pub struct Delivery {
     /// The topic state the record was sealed with: moved here from `send` (no extra reference
     /// count traffic per record), it names the topic in errors.
-    state: Arc<TopicState>,
+    state: Arc<TopicKeys>,
     partition: i32,
     inner: DeliveryFuture,
 }
@@ -198,25 +196,11 @@ impl Default for ProducerSettings {
     }
 }
 
-struct TopicState {
-    topic: Arc<str>,
-    /// Directory generation this state was built from.
-    generation: u64,
-    policy: Arc<PolicyRecord>,
-    partitions: u32,
-    max_message_bytes: usize,
-    /// Current-version sealers by partition, each built on first use; reading one is a
-    /// single atomic load.
-    sealers: Vec<OnceLock<Arc<PartitionSealer>>>,
-}
-
 pub struct EncryptingProducer<P> {
     producer: FutureProducer,
     connection: KafkaConnection,
-    keys: Arc<KeyDirectory>,
-    deks: Arc<DekCache<P>>,
+    sealers: TopicSealers<P>,
     settings: ProducerSettings,
-    topics: Mutex<FastMap<String, Arc<TopicState>>>,
     round_robin: RoundRobin,
 }
 
@@ -239,10 +223,8 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
         Ok(Self {
             producer,
             connection: connection.clone(),
-            keys,
-            deks,
+            sealers: TopicSealers::new(keys, deks, settings.key_wait),
             settings,
-            topics: Mutex::new(FastMap::default()),
             round_robin: RoundRobin::default(),
         })
     }
@@ -254,11 +236,11 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
     /// queue) nothing here waits: it seals and enqueues synchronously.
     pub async fn send(&self, record: OutgoingRecord<'_>) -> Result<Delivery, ProduceError> {
         let topic = record.topic;
-        let state = match self.current_state(topic) {
-            Some(state) => state,
+        let state = match self.sealers.current(topic) {
+            Some(state) if state.max_message_bytes.get().is_some() => state,
             // Slow paths are boxed so that the future of every `send` stays small: moving a
             // large future costs a memmove per record (docs/performance.md).
-            None => Box::pin(self.rebuild_topic_state(topic)).await?,
+            _ => Box::pin(self.rebuild_topic_state(topic)).await?,
         };
         let partition = match (record.partition, record.key) {
             (Some(p), _) => p,
@@ -282,7 +264,7 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
         let sealer: &PartitionSealer = match state.sealer(partition) {
             Some(sealer) => sealer,
             None => {
-                built = Box::pin(self.build_sealer(&state, topic, partition)).await?;
+                built = Box::pin(self.sealers.build_sealer(&state, topic, partition)).await?;
                 &built
             }
         };
@@ -369,7 +351,7 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
         &self,
         mut out: FutureRecord<'_, [u8], [u8]>,
         partition: i32,
-        state: Arc<TopicState>,
+        state: Arc<TopicKeys>,
     ) -> Result<Delivery, ProduceError> {
         let mut deadline = None;
         loop {
@@ -400,135 +382,14 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
         }
     }
 
-    /// The topic's state if it is built and still matches the key directory.
-    fn current_state(&self, topic: &str) -> Option<Arc<TopicState>> {
-        let generation = self.keys.generation();
-        self.topics
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(topic)
-            .filter(|state| state.generation == generation)
-            .cloned()
-    }
-
-    /// The topic's state built afresh from the key directory; `send` calls it when
-    /// [`Self::current_state`] has none that matches the directory's generation.
-    async fn rebuild_topic_state(&self, topic: &str) -> Result<Arc<TopicState>, ProduceError> {
-        let generation = self.keys.generation();
-        // The previous state, however old: its size limit and still-current sealers carry over.
-        let cached = self
-            .topics
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(topic)
-            .cloned();
-        let policy = self
-            .keys
-            .policy(topic, self.settings.key_wait)
-            .await
-            .map_err(|source| ProduceError::NotEncrypted {
-                topic: topic.to_owned(),
-                source,
-            })?;
-        let partitions = policy.current_versions.len();
-        if !policy
-            .current_versions
-            .keys()
-            .copied()
-            .eq(0..partitions as i32)
-        {
-            return Err(ProduceError::IncompletePolicy {
-                topic: topic.to_owned(),
-                partitions,
-            });
+    /// The topic's sealing state, with its `max.message.bytes` read once.
+    async fn rebuild_topic_state(&self, topic: &str) -> Result<Arc<TopicKeys>, ProduceError> {
+        let state = self.sealers.state(topic).await?;
+        if state.max_message_bytes.get().is_none() {
+            let limit = self.max_message_bytes(topic).await?;
+            let _ = state.max_message_bytes.set(limit);
         }
-        let max_message_bytes = match &cached {
-            Some(old) => old.max_message_bytes,
-            None => self.max_message_bytes(topic).await?,
-        };
-        let sealers = still_current(cached.as_deref(), &policy);
-        self.prefetch_next_versions(&policy);
-        let state = Arc::new(TopicState {
-            topic: Arc::from(topic),
-            generation,
-            policy,
-            partitions: partitions as u32,
-            max_message_bytes,
-            sealers,
-        });
-        self.topics
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(topic.to_owned(), Arc::clone(&state));
         Ok(state)
-    }
-
-    /// Starts unwrapping any version newer than the current one that is already published, so
-    /// the switch to it does not wait for the KMS.
-    fn prefetch_next_versions(&self, policy: &PolicyRecord) {
-        for (&partition, &version) in &policy.current_versions {
-            if let Some(next) = version
-                .checked_add(1)
-                .and_then(|v| self.keys.edek_now(&policy.topic, partition, v))
-            {
-                self.deks.prefetch((*next).clone());
-            }
-        }
-    }
-
-    /// Unwraps the partition's current DEK (through the cache) and builds its sealer.
-    async fn build_sealer(
-        &self,
-        state: &TopicState,
-        topic: &str,
-        partition: i32,
-    ) -> Result<Arc<PartitionSealer>, ProduceError> {
-        let version = state
-            .policy
-            .current_versions
-            .get(&partition)
-            .copied()
-            .ok_or_else(|| ProduceError::UnknownPartition {
-                topic: topic.to_owned(),
-                partition,
-                partitions: state.partitions,
-            })?;
-        let edek = self
-            .keys
-            .edek(topic, partition, version, self.settings.key_wait)
-            .await
-            .map_err(|source| ProduceError::KeyLookup {
-                topic: topic.to_owned(),
-                partition,
-                source,
-            })?;
-        let key = self.deks.get(&edek).await?;
-        let cap = state
-            .policy
-            .max_records_per_dek
-            .clamp(1, MAX_RECORDS_PER_DEK);
-        let nonces = NonceSequence::new(cap).map_err(|source| ProduceError::KeyExhausted {
-            topic: topic.to_owned(),
-            partition,
-            version,
-            source,
-        })?;
-        let sealer = Arc::new(PartitionSealer::new(
-            key,
-            nonces,
-            RecordLocation { topic, partition },
-            version,
-        ));
-        // Two tasks may race to build it; the first one stored wins and both use it.
-        let slot = usize::try_from(partition)
-            .ok()
-            .and_then(|p| state.sealers.get(p))
-            .ok_or_else(|| ProduceError::UnknownPartition {
-                topic: topic.to_owned(),
-                partition,
-                partitions: state.partitions,
-            })?;
-        Ok(Arc::clone(slot.get_or_init(|| sealer)))
     }
 
     async fn max_message_bytes(&self, topic: &str) -> Result<usize, ProduceError> {
@@ -552,27 +413,26 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
     }
 }
 
-impl TopicState {
-    fn sealer(&self, partition: i32) -> Option<&Arc<PartitionSealer>> {
-        self.sealers.get(usize::try_from(partition).ok()?)?.get()
-    }
-}
-
 /// The rdkafka record to enqueue, after checking its size against the topic's limit.
 fn outgoing<'a>(
     record: OutgoingRecord<'a>,
     partition: i32,
     sealed_value: Option<&'a [u8]>,
     key_header: Option<&[u8]>,
-    state: &TopicState,
+    state: &TopicKeys,
 ) -> Result<FutureRecord<'a, [u8], [u8]>, ProduceError> {
     let size = wire_size(record.key, sealed_value, key_header);
-    if size > state.max_message_bytes {
+    let limit = state
+        .max_message_bytes
+        .get()
+        .copied()
+        .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
+    if size > limit {
         return Err(ProduceError::RecordTooLarge {
             topic: record.topic.to_owned(),
             partition,
             size,
-            limit: state.max_message_bytes,
+            limit,
         });
     }
     let mut out: FutureRecord<'a, [u8], [u8]> = FutureRecord::to(record.topic).partition(partition);
@@ -613,28 +473,6 @@ fn seal_error(
             source,
         },
     }
-}
-
-/// One slot per partition of `policy`, keeping the old state's sealers whose partition still
-/// has the same current version (their nonce counters carry on).
-fn still_current(
-    old: Option<&TopicState>,
-    policy: &PolicyRecord,
-) -> Vec<OnceLock<Arc<PartitionSealer>>> {
-    policy
-        .current_versions
-        .iter()
-        .map(|(&partition, &version)| {
-            let slot = OnceLock::new();
-            if let Some(sealer) = old
-                .and_then(|o| o.sealer(partition))
-                .filter(|s| s.dek_version() == version)
-            {
-                let _ = slot.set(Arc::clone(sealer));
-            }
-            slot
-        })
-        .collect()
 }
 
 /// An upper bound of the bytes a single-record batch takes on the wire: the v2 batch header

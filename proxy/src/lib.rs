@@ -1,0 +1,24 @@
+//! kafka-e2ee's per-pod encrypting Kafka proxy (docs/proxy.md).
+//!
+//! It runs beside an application in its pod, on loopback only: the application (any language,
+//! any Kafka client) points its bootstrap servers at it; the proxy seals every record produced
+//! to an encrypted topic and opens every record fetched from one, with the Rust client's own
+//! record format and key handling, so plaintext never leaves the pod and the broker sees only
+//! ciphertext.
+//!
+//! - [`batch`]: record batches re-framed so that only values and headers change;
+//! - [`produce`], [`fetch`]: sealing requests, opening responses;
+//! - [`routes`]: a local port per broker, every broker address rewritten;
+//! - [`versions`]: what a client may negotiate;
+//! - [`server`]: connections, requests and responses in order;
+//! - [`crypto`]: topic rules, error codes, metrics.
+
+pub mod batch;
+pub mod cli;
+pub mod crypto;
+pub mod fetch;
+pub mod frame;
+pub mod produce;
+pub mod routes;
+pub mod server;
+pub mod versions;

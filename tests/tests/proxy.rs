@@ -1,0 +1,500 @@
+//! The encrypting proxy with Kafka clients nobody here wrote (Python's `kafka-python`, pure
+//! Python, and `confluent-kafka`, librdkafka from its wheel), against the test bed's broker:
+//! records round-trip exactly through the proxy with every codec; what the proxy seals opens in
+//! the Rust client and what the Rust client seals reads back through the proxy; the broker
+//! holds only ciphertext; a tampered record is an error for its partition, never ciphertext;
+//! plaintext for a topic the pod may not encrypt never reaches the broker.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_e2ee_client::config::{ClientConfig, EncryptionClient};
+use kafka_e2ee_client::producer::OutgoingRecord;
+use kafka_e2ee_client::record::{Header, KEY_HEADER};
+use kafka_e2ee_proxy::crypto::{Crypto, Metrics, TopicRules};
+use kafka_e2ee_proxy::server::{Proxy, Settings};
+use kafka_e2ee_tests::attacker::{self, Raw};
+use kafka_e2ee_tests::fixture::Fixture;
+use kafka_e2ee_tests::{Server, require, unique};
+use rdkafka::Message;
+use rdkafka::message::Headers;
+use serde_json::{Value, json};
+
+const KEY_WAIT: Duration = Duration::from_secs(10);
+const LIBS: [&str; 2] = ["kafka-python", "confluent-kafka"];
+const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
+
+/// The Python that has the client libraries (scripts/test sets it up).
+fn python() -> String {
+    std::env::var("KE_CLIENTS_PYTHON").unwrap_or_else(|_| {
+        panic!("KE_CLIENTS_PYTHON is not set: run scripts/test (it installs the Python Kafka clients in a venv and sets it)")
+    })
+}
+
+fn script() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::current_dir().unwrap())
+        .join("clients/py_client.py")
+}
+
+/// Runs the Python client; returns its JSON lines.
+async fn run_client(lib: &str, args: &[&str]) -> Vec<Value> {
+    let out = tokio::process::Command::new(python())
+        .arg(script())
+        .args(["--lib", lib])
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{lib} {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A proxy serving `config`, on ports of its own; returns its bootstrap address.
+async fn start_proxy(
+    mut config: ClientConfig,
+    passthrough: &[&str],
+) -> (String, Arc<EncryptionClient>) {
+    // The proxy's log, shown with --nocapture (RUST_LOG, default warnings).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+    // For the test's own Rust consumers, which subscribe after the records are written.
+    config
+        .properties
+        .insert("auto.offset.reset".into(), "earliest".into());
+    let client = Arc::new(EncryptionClient::with_config(config.clone()).await.unwrap());
+    let crypto = Crypto::new(
+        Arc::clone(client.key_directory()),
+        Arc::clone(client.dek_cache()),
+        KEY_WAIT,
+        TopicRules {
+            encrypted: config.topics.clone(),
+            passthrough: passthrough.iter().map(|s| (*s).to_owned()).collect(),
+        },
+        Metrics::default(),
+    );
+    // Ports of this proxy: a random block, so the tests of this file can run side by side.
+    let base = 20_000 + (rand::random::<u16>() % 400) * 100;
+    let settings = Settings {
+        listen: ([127, 0, 0, 1], base).into(),
+        broker_port_base: base + 1,
+        upstream: vec![require(Server::Kafka)],
+    };
+    let proxy = Proxy::new(settings, crypto, Default::default());
+    let serving = proxy.bind().await.unwrap();
+    tokio::spawn(serving);
+    (format!("127.0.0.1:{base}"), client)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The records each library sends: a marker in every value (searched for on the broker),
+/// binary bytes, a null key, a duplicate header name, an empty value, an explicit partition.
+fn records(tag: &str) -> Vec<Value> {
+    let marker = format!("PLAINTEXT-{tag}");
+    vec![
+        json!({"key": hex(b"k1"), "value": hex(format!("{marker}-one").as_bytes()),
+               "headers": [["trace", hex(b"abc")], ["trace", hex(b"def")], ["empty", hex(b"")]], "partition": 0}),
+        json!({"key": null, "value": hex(format!("{marker}-\u{0}\u{ff}-binary").as_bytes()), "headers": [], "partition": 1}),
+        json!({"key": hex(b"k3"), "value": hex(marker.as_bytes()), "headers": [["h", hex(b"")]], "partition": 0}),
+    ]
+}
+
+fn write_records(records: &[Value]) -> PathBuf {
+    let path = std::env::temp_dir().join(unique("proxy-records"));
+    let text: String = records.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// (key, value, headers) of a record line, for comparing sent with received.
+fn content(r: &Value) -> (Value, Value, Value) {
+    (r["key"].clone(), r["value"].clone(), r["headers"].clone())
+}
+
+fn sorted(mut v: Vec<(Value, Value, Value)>) -> Vec<(Value, Value, Value)> {
+    v.sort_by_key(|c| format!("{c:?}"));
+    v
+}
+
+/// Nothing readable on the broker: every record carries only the key header, no value holds
+/// the marker.
+fn assert_only_ciphertext(fixture: &Fixture, topic: &str, partitions: i32, marker: &str) -> usize {
+    let mut seen = 0;
+    for partition in 0..partitions {
+        for m in read_partition(fixture, topic, partition) {
+            seen += 1;
+            let headers = m
+                .headers()
+                .map(|h| h.iter().map(|h| h.key.to_owned()).collect::<Vec<_>>())
+                .unwrap_or_default();
+            assert_eq!(headers, [KEY_HEADER], "{topic}/{partition}@{}", m.offset());
+            let value = m.payload().unwrap_or_default();
+            assert!(
+                !value.windows(marker.len()).any(|w| w == marker.as_bytes()),
+                "plaintext on the broker at {topic}/{partition}@{}",
+                m.offset()
+            );
+        }
+    }
+    seen
+}
+
+fn read_partition(
+    fixture: &Fixture,
+    topic: &str,
+    partition: i32,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = fixture
+        .connection
+        .client_config()
+        .set("group.id", unique("raw"))
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut last_error = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push(m.detach()),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return out,
+            Some(Err(e)) => last_error = Some(e),
+            None => {}
+        }
+    }
+    panic!(
+        "could not read {topic}/{partition} to its end (read {}; last error {last_error:?})",
+        out.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stock_python_clients_round_trip_through_the_proxy_with_every_codec() {
+    let mut fixture = Fixture::new("proxy-rt").await.unwrap();
+    for lib in LIBS {
+        let topic = fixture.reject_topic(&format!("proxy-rt-{lib}"), 2).await;
+        let (bootstrap, client) = start_proxy(fixture.client_config(KEY_WAIT), &[]).await;
+        let mut sent = Vec::new();
+        for codec in CODECS {
+            let batch = records(&format!("{lib}-{codec}"));
+            let file = write_records(&batch);
+            let acks = run_client(
+                lib,
+                &[
+                    "produce",
+                    "--bootstrap",
+                    &bootstrap,
+                    "--topic",
+                    &topic,
+                    "--records",
+                    file.to_str().unwrap(),
+                    "--compression",
+                    codec,
+                    "--idempotent",
+                ],
+            )
+            .await;
+            assert_eq!(acks.len(), batch.len(), "{lib} {codec}: {acks:?}");
+            assert!(
+                acks.iter().all(|a| a.get("error").is_none()),
+                "{lib} {codec}: {acks:?}"
+            );
+            sent.extend(batch.iter().map(content));
+        }
+        // Read back through the proxy, in a consumer group with commits.
+        let got = run_client(
+            lib,
+            &[
+                "consume",
+                "--bootstrap",
+                &bootstrap,
+                "--topic",
+                &topic,
+                "--group",
+                &unique("g"),
+                "--expect",
+                &sent.len().to_string(),
+            ],
+        )
+        .await;
+        assert!(
+            got.iter().all(|r| r.get("error").is_none()),
+            "{lib}: {got:?}"
+        );
+        assert_eq!(
+            sorted(got.iter().map(content).collect()),
+            sorted(sent.clone()),
+            "{lib}"
+        );
+
+        // The broker holds ciphertext only.
+        assert_eq!(
+            assert_only_ciphertext(&fixture, &topic, 2, "PLAINTEXT-"),
+            sent.len()
+        );
+
+        // The Rust client opens what the proxy sealed, to the same bytes.
+        let consumer = client.consumer(&unique("rust")).unwrap();
+        {
+            use rdkafka::consumer::Consumer;
+            use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+            // Assigned, not subscribed: no group rebalance to wait for.
+            let mut tpl = TopicPartitionList::new();
+            for p in 0..2 {
+                tpl.add_partition_offset(&topic, p, Offset::Beginning)
+                    .unwrap();
+            }
+            consumer.inner().assign(&tpl).unwrap();
+        }
+        let mut rust = Vec::new();
+        while rust.len() < sent.len() {
+            let Ok(r) = tokio::time::timeout(Duration::from_secs(20), consumer.recv()).await else {
+                panic!(
+                    "{lib}: the Rust client read {} of {}",
+                    rust.len(),
+                    sent.len()
+                );
+            };
+            let r = r.unwrap();
+            assert!(r.was_encrypted);
+            rust.push((
+                r.key.as_deref().map_or(Value::Null, |k| json!(hex(k))),
+                json!(hex(r.value.as_deref().unwrap())),
+                json!(
+                    r.headers
+                        .iter()
+                        .map(|h| json!([h.key, h.value.as_deref().map(hex)]))
+                        .collect::<Vec<_>>()
+                ),
+            ));
+        }
+        assert_eq!(
+            sorted(rust),
+            sorted(sent),
+            "{lib}: the Rust client reads the same"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_the_rust_client_seals_reads_back_through_the_proxy() {
+    let mut fixture = Fixture::new("proxy-interop").await.unwrap();
+    let topic = fixture.reject_topic("proxy-interop", 2).await;
+    let (bootstrap, client) = start_proxy(fixture.client_config(KEY_WAIT), &[]).await;
+    let producer = client.producer().unwrap();
+    let headers = vec![Header {
+        key: "origin".into(),
+        value: Some(b"rust".to_vec()),
+    }];
+    for i in 0..4 {
+        let value = format!("PLAINTEXT-rust-{i}");
+        let key = format!("k{i}");
+        let mut record = OutgoingRecord::new(&topic, value.as_bytes());
+        record.key = Some(key.as_bytes());
+        record.headers = &headers;
+        producer.send_and_wait(record).await.unwrap();
+    }
+    for lib in LIBS {
+        let got = run_client(
+            lib,
+            &[
+                "consume",
+                "--bootstrap",
+                &bootstrap,
+                "--topic",
+                &topic,
+                "--group",
+                &unique("g"),
+                "--expect",
+                "4",
+            ],
+        )
+        .await;
+        assert_eq!(got.len(), 4, "{lib}: {got:?}");
+        let values: BTreeSet<String> = got
+            .iter()
+            .map(|r| r["value"].as_str().unwrap().to_owned())
+            .collect();
+        let expected: BTreeSet<String> = (0..4)
+            .map(|i| hex(format!("PLAINTEXT-rust-{i}").as_bytes()))
+            .collect();
+        assert_eq!(values, expected, "{lib}");
+        assert!(
+            got.iter()
+                .all(|r| r["headers"] == json!([["origin", hex(b"rust")]])),
+            "{lib}: {got:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tampered_record_is_an_error_for_its_partition_never_ciphertext() {
+    let mut fixture = Fixture::new("proxy-tamper").await.unwrap();
+    let topic = fixture.reject_topic("proxy-tamper", 1).await;
+    let (bootstrap, client) = start_proxy(fixture.client_config(KEY_WAIT), &[]).await;
+    let producer = client.producer().unwrap();
+    for i in 0..2 {
+        let value = format!("PLAINTEXT-good-{i}");
+        producer
+            .send_and_wait(OutgoingRecord::new(&topic, value.as_bytes()))
+            .await
+            .unwrap();
+    }
+    // The broker admin copies a sealed record with one bit flipped.
+    let stored = attacker::read_all(&fixture.connection, &topic);
+    let mut value = stored[0].payload().unwrap().to_vec();
+    let last = value.len() - 1;
+    value[last] ^= 1;
+    let key_header = attacker::header(&stored[0], KEY_HEADER).unwrap();
+    let tampered_at = attacker::inject(
+        &fixture.connection,
+        Raw::to(&topic, None, Some(&value)).header(KEY_HEADER, &key_header),
+    )
+    .await;
+    assert_eq!(tampered_at, 2);
+
+    for lib in LIBS {
+        let got = run_client(
+            lib,
+            &[
+                "consume",
+                "--bootstrap",
+                &bootstrap,
+                "--topic",
+                &topic,
+                "--group",
+                &unique("g"),
+                "--expect",
+                "3",
+                "--timeout",
+                "45",
+            ],
+        )
+        .await;
+        let records: Vec<_> = got.iter().filter(|r| r.get("error").is_none()).collect();
+        // The two good ones, and never the tampered one (nor its ciphertext).
+        assert_eq!(records.len(), 2, "{lib}: {got:?}");
+        assert!(
+            records.iter().all(|r| r["offset"].as_i64() < Some(2)),
+            "{lib}: {got:?}"
+        );
+        let errors: Vec<_> = got.iter().filter(|r| r.get("error").is_some()).collect();
+        assert!(
+            !errors.is_empty(),
+            "{lib}: the application is told: {got:?}"
+        );
+        eprintln!("{lib} reports: {errors:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plaintext_never_reaches_the_broker_for_a_topic_it_may_not_encrypt() {
+    let mut fixture = Fixture::new("proxy-refuse").await.unwrap();
+    let encrypted = fixture.reject_topic("proxy-refuse-ok", 1).await;
+    let unlisted = fixture.reject_topic("proxy-refuse-other", 1).await;
+    // Listed for this pod, but without a policy (no EncryptedTopic made it).
+    let no_policy = unique("proxy-refuse-nopolicy");
+    let admin = fixture.connection.admin().unwrap();
+    kafka_e2ee_client::kafka::ensure_topic(
+        &admin,
+        &kafka_e2ee_client::kafka::TopicSpec {
+            name: no_policy.clone(),
+            partitions: 1,
+            replication: None,
+            config: Default::default(),
+        },
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let mut config = fixture.client_config(Duration::from_secs(2));
+    config.topics = [encrypted.clone(), no_policy.clone()].into();
+    let (bootstrap, _client) = start_proxy(config, &[]).await;
+    let batch = records("refused");
+    let file = write_records(&batch[..1]);
+    for lib in LIBS {
+        for (topic, expected) in [(&unlisted, "authoriz"), (&no_policy, "polic")] {
+            let acks = run_client(
+                lib,
+                &[
+                    "produce",
+                    "--bootstrap",
+                    &bootstrap,
+                    "--topic",
+                    topic,
+                    "--records",
+                    file.to_str().unwrap(),
+                ],
+            )
+            .await;
+            let error = acks[0]["error"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{lib} {topic}: accepted: {acks:?}"));
+            assert!(
+                error.to_lowercase().contains(expected),
+                "{lib} {topic}: {error}"
+            );
+        }
+        // The pod's own topic still works.
+        let acks = run_client(
+            lib,
+            &[
+                "produce",
+                "--bootstrap",
+                &bootstrap,
+                "--topic",
+                &encrypted,
+                "--records",
+                file.to_str().unwrap(),
+            ],
+        )
+        .await;
+        assert!(acks[0].get("error").is_none(), "{lib}: {acks:?}");
+    }
+    assert!(
+        read_partition(&fixture, &unlisted, 0).is_empty(),
+        "nothing reached {unlisted}"
+    );
+    assert!(
+        read_partition(&fixture, &no_policy, 0).is_empty(),
+        "nothing reached {no_policy}"
+    );
+    assert_eq!(
+        assert_only_ciphertext(&fixture, &encrypted, 1, "PLAINTEXT-"),
+        2
+    );
+}
