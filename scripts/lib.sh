@@ -26,10 +26,14 @@ install_build_deps() {
 }
 
 # Kafka clients nobody here wrote, for the proxy's tests (tests/tests/proxy.rs): kafka-python
-# (pure Python) and confluent-kafka (librdkafka in its wheel), with the codecs they offer.
+# (pure Python) and confluent-kafka (librdkafka in its wheel), with the codecs they offer;
 CLIENTS_VENV="$KE_CACHE/venv-clients"
 CLIENT_LIBS=(kafka-python==3.0.12 confluent-kafka==2.16.1 lz4==4.4.5 python-snappy==0.7.3 zstandard==0.25.0)
-install_client_libs() {
+# Go's sarama comes from Debian (built offline in GOPATH mode: nothing is downloaded), kafkajs
+# from npm.
+NODE_CLIENTS="$KE_CACHE/node-clients"
+NODE_LIBS=(kafkajs@2.2.4 kafkajs-snappy@1.1.0)
+install_python_clients() {
   apt_install python3-venv
   [[ -x "$CLIENTS_VENV/bin/python" ]] || python3 -m venv "$CLIENTS_VENV"
   if [[ "$(cat "$CLIENTS_VENV/.installed" 2>/dev/null)" != "${CLIENT_LIBS[*]}" ]]; then
@@ -38,6 +42,31 @@ install_client_libs() {
     printf '%s' "${CLIENT_LIBS[*]}" > "$CLIENTS_VENV/.installed"
   fi
   export KE_CLIENTS_PYTHON="$CLIENTS_VENV/bin/python"
+}
+install_client_libs() {
+  install_python_clients
+  apt_install golang-go golang-github-shopify-sarama-dev
+  # Node may come from elsewhere (nodesource ships npm inside nodejs): only if missing.
+  command -v node >/dev/null || apt_install nodejs
+  command -v npm >/dev/null || apt_install npm
+  local sarama="$KE_CACHE/bin/sarama-client" src="$ROOT/tests/clients/sarama/main.go"
+  local sum; sum=$(sha256sum "$src" | cut -d' ' -f1)
+  if [[ ! -x "$sarama" || "$(cat "$sarama.sum" 2>/dev/null)" != "$sum" ]]; then
+    step "building the Go (sarama) Kafka client"
+    mkdir -p "$KE_CACHE/bin"
+    (cd "$ROOT/tests/clients/sarama" && GO111MODULE=off GOPATH=/usr/share/gocode GOPROXY=off GOFLAGS= \
+      GOCACHE="$KE_CACHE/go-build" go build -o "$sarama" . 2>&1 | grep -v -e 'deprecated' -e 'cgo-gcc-prolog' -e '^ ' -e 'zstd' || true)
+    [[ -x "$sarama" ]] || die "building tests/clients/sarama failed"
+    printf '%s' "$sum" > "$sarama.sum"
+  fi
+  export KE_SARAMA_CLIENT="$sarama"
+  if [[ "$(cat "$NODE_CLIENTS/.installed" 2>/dev/null)" != "${NODE_LIBS[*]}" ]]; then
+    step "installing the JavaScript Kafka client (${NODE_LIBS[*]})"
+    mkdir -p "$NODE_CLIENTS"
+    (cd "$NODE_CLIENTS" && npm install --no-audit --no-fund --silent "${NODE_LIBS[@]}")
+    printf '%s' "${NODE_LIBS[*]}" > "$NODE_CLIENTS/.installed"
+  fi
+  export KE_KAFKAJS_NODE_PATH="$NODE_CLIENTS/node_modules"
 }
 
 # The packaging checks' tools from PyPI (Helm's Go SDK wrapped for Python: there is no helm

@@ -24,6 +24,20 @@ pub const INJECT_ANNOTATION: &str = "kafka-e2ee.io/inject";
 pub const CONTAINERS_ANNOTATION: &str = "kafka-e2ee.io/containers";
 /// Pod annotation: the IAM role a pod assumes with AWS web identity (AWS KMS connections).
 pub const AWS_ROLE_ARN_ANNOTATION: &str = "kafka-e2ee.io/aws-role-arn";
+/// Pod annotation: `proxy` runs the encrypting proxy beside the application (any language,
+/// any Kafka client: docs/proxy.md) instead of configuring a client library in it (`client`,
+/// the default).
+pub const MODE_ANNOTATION: &str = "kafka-e2ee.io/mode";
+/// The value of [`MODE_ANNOTATION`] that injects the proxy.
+pub const MODE_PROXY: &str = "proxy";
+/// Pod annotation (proxy mode): the environment variable the application reads its bootstrap
+/// servers from (default [`DEFAULT_BOOTSTRAP_ENV`]); the webhook sets it to the proxy.
+pub const BOOTSTRAP_ENV_ANNOTATION: &str = "kafka-e2ee.io/bootstrap-env";
+pub const DEFAULT_BOOTSTRAP_ENV: &str = "KAFKA_BOOTSTRAP_SERVERS";
+/// The proxy sidecar's container name, bootstrap address (loopback) and health port.
+pub const PROXY_CONTAINER: &str = "kafka-e2ee-proxy";
+pub const PROXY_BOOTSTRAP: &str = "127.0.0.1:9092";
+pub const PROXY_HEALTH_PORT: u16 = 9190;
 /// Pod annotation the webhook writes: what it injected ([`InjectionRecord`] as JSON).
 pub const INJECTED_ANNOTATION: &str = "kafka-e2ee.io/injected";
 /// Pod label (`"true"`): the pod must not be created without its injection. The chart's
@@ -129,6 +143,9 @@ pub struct InjectionRecord {
     pub topics: Vec<String>,
     pub profile: String,
     pub containers: Vec<String>,
+    /// `proxy` when the proxy sidecar was injected (the containers then got its address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
 }
 
 /// The profile name (and ConfigMap key) of a connection: valid as a ConfigMap key

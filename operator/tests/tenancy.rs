@@ -910,12 +910,15 @@ async fn key_records_and_client_configuration_stay_within_the_namespace() {
     t.apply(&a, "one", keystore_topic(&a, "one", "ks1")).await;
     t.apply(&a, "two", keystore_topic(&a, "two", "ks2")).await;
     t.apply(&b, "mine", keystore_topic(&b, "mine", "ks1")).await;
-    let mut squat = keystore_topic(&b, "squat", "ks1");
-    squat.topic_name = Some(format!("{a}-one"));
-    t.apply(&b, "squat", squat).await;
     for (ns, name) in [(&a, "one"), (&a, "two"), (&b, "mine")] {
         t.wait_ready(ns, name).await;
     }
+    // b claims a's topic once a holds it. (Created in the same second as a's object, the
+    // claim would be a coin toss on uids: topic names are first come, first served;
+    // docs/security.md.)
+    let mut squat = keystore_topic(&b, "squat", "ks1");
+    squat.topic_name = Some(format!("{a}-one"));
+    t.apply(&b, "squat", squat).await;
     t.wait_reason(&b, "squat", "TopicConflict").await;
 
     // Key records per namespace.

@@ -32,6 +32,7 @@ demo_run() {
   DEMO_WORK="$(mktemp -d)"
   DEMO_PIDS=()
   local ns=demo system=kafka-e2ee-system https=18443 webhook_http=18081 operator_http=18080
+  local proxy_port=18092 proxy_http=18190
 
   step "installing the CRDs (kafka-e2ee-operator crds | kubectl apply --server-side)"
   "$bin/kafka-e2ee-operator" crds | demo_kubectl apply --server-side -f -
@@ -47,7 +48,7 @@ demo_run() {
   "$bin/kafka-e2ee-webhook" --self-managed-tls --tls-name 127.0.0.1 --namespace "$system" \
     --listen-addr "127.0.0.1:$https" --http-addr "127.0.0.1:$webhook_http" \
     --mutating-webhook-configuration kafka-e2ee-demo --validating-webhook-configuration kafka-e2ee-demo \
-    --cert-check-interval 1s >"$DEMO_WORK/webhook.log" 2>&1 &
+    --cert-check-interval 1s --proxy-image kafka-e2ee-proxy:demo >"$DEMO_WORK/webhook.log" 2>&1 &
   DEMO_PIDS+=($!)
   # What the chart registers, with url: instead of a Service (nothing routes Services here).
   sed "s/@PORT@/$https/" "$ROOT/scripts/demo.d/webhooks.yaml" | demo_kubectl apply -f -
@@ -127,6 +128,45 @@ for c in spec["containers"]:
   log "client.yaml (from ConfigMap kafka-e2ee-client, key $profile):"
   sed 's/^/    /' "$pod_dir/client.yaml" >&2
   KAFKA_E2EE_CONFIG="$pod_dir/client.yaml" RUST_LOG=warn "$bin/examples/roundtrip" orders
+
+  step "any language: a Python pod in proxy mode (examples/pod-orders-python.yaml): what the webhook injected"
+  demo_kubectl apply -f "$ROOT/examples/pod-orders-python.yaml"
+  kubectl -n "$ns" get pod orders-python -o json 2>/dev/null | python3 -c '
+import json, sys
+spec = json.load(sys.stdin)["spec"]
+for c in spec.get("initContainers", []) + spec["containers"]:
+    print("container", c["name"] + ": image", c["image"], "env", json.dumps(c.get("env", [])),
+          "mounts", json.dumps(c.get("volumeMounts", [])), "args", json.dumps(c.get("args", [])))
+'
+  step "the proxy with that volume (same profile as above), an unchanged kafka-python app through it"
+  KAFKA_E2EE_CONFIG="$pod_dir/client.yaml" RUST_LOG=warn "$bin/kafka-e2ee-proxy" \
+    --listen "127.0.0.1:$proxy_port" --http-addr "127.0.0.1:$proxy_http" >"$DEMO_WORK/proxy.log" 2>&1 &
+  DEMO_PIDS+=($!)
+  demo_wait_http "http://127.0.0.1:$proxy_http/readyz" 60 "the proxy"
+  "$KE_CLIENTS_PYTHON" - "127.0.0.1:$proxy_port" "$KE_KAFKA_BOOTSTRAP" <<'PY'
+import sys
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+proxy, broker = sys.argv[1], sys.argv[2]
+# What the Rust application wrote above, read through the proxy: plaintext.
+c = KafkaConsumer(bootstrap_servers=proxy, auto_offset_reset="earliest", consumer_timeout_ms=15000)
+c.assign([TopicPartition("orders", p) for p in range(3)])
+seen = [m for _, m in zip(range(3), c)]
+for m in seen:
+    print(f"  python via proxy   orders/{m.partition}@{m.offset}: {m.value.decode()}")
+assert seen and all(m.value.startswith(b"{") or b"order" in m.value for m in seen), "plaintext expected"
+# A record from Python, through the proxy...
+p = KafkaProducer(bootstrap_servers=proxy, acks="all")
+meta = p.send("orders", key=b"py-1", value=b'{"order": "from python", "qty": 1}', partition=0).get(timeout=20)
+p.close()
+print(f"  python produced    orders/0@{meta.offset} through the proxy")
+# ...and the same record read straight from the broker, no proxy: ciphertext.
+raw = KafkaConsumer(bootstrap_servers=broker, consumer_timeout_ms=15000)
+raw.assign([TopicPartition("orders", 0)])
+raw.seek(TopicPartition("orders", 0), meta.offset)
+m = next(iter(raw))
+print(f"  broker holds       orders/0@{m.offset}: headers {[h for h, _ in m.headers]}, value {m.value[:24].hex()}... ({len(m.value)} bytes)")
+assert b"from python" not in m.value and [h for h, _ in m.headers] == ["encryption_key"], "ciphertext expected"
+PY
 
   step "kubectl get encryptedtopics -o wide: the key versions"
   demo_kubectl -n "$ns" get encryptedtopics -o wide

@@ -66,6 +66,9 @@ def kp_consume(args):
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         consumer_timeout_ms=int(args.timeout * 1000),
+        # The test bed's broker holds each group join about half the session timeout.
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
     )
     consumer.subscribe([args.topic])
     got = 0
@@ -121,6 +124,8 @@ def ck_consume(args):
         "group.id": args.group,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 1000,
     })
     consumer.subscribe([args.topic])
     got = 0

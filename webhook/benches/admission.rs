@@ -147,7 +147,10 @@ async fn start_server() -> (u16, String) {
     let state = Arc::new(AppState {
         admission: Admission {
             indexes: Indexes(Arc::new(index())),
-            excluded_namespaces: BTreeSet::from(["kube-system".to_owned()]),
+            policy: kafka_e2ee_webhook::inject::Policy {
+                excluded: BTreeSet::from(["kube-system".to_owned()]),
+                proxy: None,
+            },
             problem_mode: ProblemMode::Deny,
         },
         metrics: Metrics::default(),
@@ -235,7 +238,10 @@ fn handler_cost(admission: &Admission<Indexes>, webhook: Webhook, body: &[u8]) -
 fn main() {
     let admission = Admission {
         indexes: Indexes(Arc::new(index())),
-        excluded_namespaces: BTreeSet::from(["kube-system".to_owned()]),
+        policy: kafka_e2ee_webhook::inject::Policy {
+            excluded: BTreeSet::from(["kube-system".to_owned()]),
+            proxy: None,
+        },
         problem_mode: ProblemMode::Deny,
     };
     println!(

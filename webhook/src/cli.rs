@@ -109,6 +109,38 @@ pub struct Args {
     /// A kept-alive connection is closed (after its current request) at this age.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub max_connection_age: Duration,
+    /// The encrypting proxy's image, injected beside pods annotated
+    /// `kafka-e2ee.io/mode: proxy` (docs/proxy.md). Unset: such pods are refused
+    /// (ProxyUnavailable).
+    #[arg(long, env = "KAFKA_E2EE_PROXY_IMAGE")]
+    pub proxy_image: Option<String>,
+    /// Inject the proxy as a native sidecar (an init container with restartPolicy Always):
+    /// `auto` does where the apiserver is 1.29 or later.
+    #[arg(
+        long,
+        env = "KAFKA_E2EE_NATIVE_SIDECARS",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub native_sidecars: NativeSidecars,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NativeSidecars {
+    Auto,
+    Always,
+    Never,
+}
+
+impl NativeSidecars {
+    /// Whether to inject native sidecars, given the apiserver's `major.minor`.
+    pub fn resolve(self, server: Option<(u32, u32)>) -> bool {
+        match self {
+            Self::Always => true,
+            Self::Never => false,
+            Self::Auto => server.is_some_and(|v| v >= (1, 29)),
+        }
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

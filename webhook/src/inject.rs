@@ -6,6 +6,10 @@
 //! KMS's audience, keys of a Secret), mounted read-only in the chosen containers, and
 //! `KAFKA_E2EE_CONFIG` pointing at the file. References only: the kubelet fills the volume.
 //!
+//! With `kafka-e2ee.io/mode: proxy` the volume goes to an injected sidecar, the encrypting
+//! proxy (a native sidecar where the apiserver has them), and the chosen containers get only
+//! the proxy's loopback address in their bootstrap variable: any Kafka client then encrypts.
+//!
 //! Idempotent by construction: what is already present exactly as we would add it is not
 //! added again, so a reinvocation (`reinvocationPolicy: IfNeeded`) or a re-submitted
 //! injected spec yields no patch; anything present but different is a conflict, never
@@ -15,9 +19,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use kafka_e2ee_crds::injection::{
-    self, AWS_ROLE_ARN_ANNOTATION, CLIENT_CONFIGMAP, CONFIG_ENV, CONTAINERS_ANNOTATION,
-    ClientIndex, INJECT_ANNOTATION, INJECTED_ANNOTATION, InjectionRecord, MOUNT_PATH,
-    ProjectedSource, TOPICS_ANNOTATION, VOLUME_NAME,
+    self, AWS_ROLE_ARN_ANNOTATION, BOOTSTRAP_ENV_ANNOTATION, CLIENT_CONFIGMAP, CONFIG_ENV,
+    CONTAINERS_ANNOTATION, ClientIndex, DEFAULT_BOOTSTRAP_ENV, INJECT_ANNOTATION,
+    INJECTED_ANNOTATION, InjectionRecord, MODE_ANNOTATION, MODE_PROXY, MOUNT_PATH, PROXY_BOOTSTRAP,
+    PROXY_CONTAINER, PROXY_HEALTH_PORT, ProjectedSource, TOPICS_ANNOTATION, VOLUME_NAME,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -79,11 +84,32 @@ impl SecurityContextView {
 struct ContainerView {
     name: String,
     #[serde(default)]
+    image: Option<String>,
+    #[serde(default)]
+    args: Option<Vec<String>>,
+    #[serde(default)]
+    restart_policy: Option<String>,
+    #[serde(default)]
     env: Option<Vec<Value>>,
     #[serde(default)]
     volume_mounts: Option<Vec<Value>>,
     #[serde(default)]
     security_context: Option<SecurityContextView>,
+}
+
+impl ContainerView {
+    /// Whether this is the proxy sidecar as we would inject it (image, arguments, and where
+    /// it runs), e.g. on reinvocation.
+    fn is_proxy(&self, ours: &Value, native: bool, pointer: &str) -> bool {
+        let args: Option<Vec<String>> = serde_json::from_value(ours["args"].clone()).ok();
+        let placed = if native {
+            pointer.starts_with("/spec/initContainers/")
+                && self.restart_policy.as_deref() == Some("Always")
+        } else {
+            pointer.starts_with("/spec/containers/")
+        };
+        placed && self.image.as_deref() == ours["image"].as_str() && self.args == args
+    }
 }
 
 impl PodView {
@@ -136,6 +162,8 @@ pub enum ProblemReason {
     NoServiceAccount,
     /// The pod is not valid JSON of a pod.
     MalformedPod,
+    /// Proxy mode was asked for, and this webhook has no proxy image configured.
+    ProxyUnavailable,
 }
 
 impl ProblemReason {
@@ -149,6 +177,7 @@ impl ProblemReason {
             Self::UnknownContainer => "UnknownContainer",
             Self::NoServiceAccount => "NoServiceAccount",
             Self::MalformedPod => "MalformedPod",
+            Self::ProxyUnavailable => "ProxyUnavailable",
         }
     }
 }
@@ -193,16 +222,35 @@ pub enum Decision {
     Problem(Problem),
 }
 
+/// The encrypting proxy as the webhook injects it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxySidecar {
+    pub image: String,
+    /// A native sidecar (an init container with `restartPolicy: Always`, Kubernetes 1.29+):
+    /// it starts before and stops after the application's containers. Otherwise a regular
+    /// container.
+    pub native: bool,
+}
+
+/// What the webhook is configured to do, besides the index.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Never injected into (kube-system, the webhook's own namespace, configured ones).
+    pub excluded: BTreeSet<String>,
+    /// `None`: proxy mode is refused (no image configured).
+    pub proxy: Option<ProxySidecar>,
+}
+
 /// Decides what to do with `pod` (the AdmissionRequest's object) created in `namespace`.
 /// `index` looks up the namespace's client index (if the operator published one); it is
 /// called only for pods that ask for injection.
 pub fn decide(
     pod: &PodView,
     namespace: &str,
-    excluded: &BTreeSet<String>,
+    policy: &Policy,
     index: impl FnOnce() -> Option<Arc<ClientIndex>>,
 ) -> Decision {
-    if excluded.contains(namespace) {
+    if policy.excluded.contains(namespace) {
         return Decision::Skip(Skip::ExcludedNamespace);
     }
     if pod
@@ -215,7 +263,29 @@ pub fn decide(
     if topics.is_empty() {
         return Decision::Skip(Skip::NotRequested);
     }
-    match plan(pod, namespace, &topics, index().as_deref()) {
+    let proxy = match pod.annotation(MODE_ANNOTATION).map(str::trim) {
+        None | Some("" | "client") => None,
+        Some(MODE_PROXY) => match &policy.proxy {
+            Some(proxy) => Some(proxy),
+            None => {
+                return Decision::Problem(Problem::new(
+                    ProblemReason::ProxyUnavailable,
+                    format!(
+                        "{MODE_ANNOTATION}: {MODE_PROXY} asks for the encrypting proxy, and this webhook has no proxy image configured (chart value proxy.image, flag --proxy-image)"
+                    ),
+                ));
+            }
+        },
+        Some(other) => {
+            return Decision::Problem(Problem::new(
+                ProblemReason::MalformedPod,
+                format!(
+                    "{MODE_ANNOTATION} is '{other}'; it is 'client' (the default) or '{MODE_PROXY}'"
+                ),
+            ));
+        }
+    };
+    match plan(pod, namespace, &topics, index().as_deref(), proxy) {
         Ok(plan) => plan.into_decision(pod),
         Err(problem) => Decision::Problem(problem),
     }
@@ -224,10 +294,14 @@ pub fn decide(
 /// What the pod should end up with.
 struct Plan<'a> {
     volume: Value,
+    /// Added to each chosen container.
     env: Vec<Value>,
-    mount: Value,
+    /// Mounted in each chosen container (client mode).
+    mount: Option<Value>,
     /// The chosen containers, with their JSON pointers.
     containers: Vec<(String, &'a ContainerView)>,
+    /// Proxy mode: the sidecar, and whether it is a native one.
+    sidecar: Option<(Value, bool)>,
     record: InjectionRecord,
 }
 
@@ -236,6 +310,7 @@ fn plan<'a>(
     namespace: &str,
     topics: &[String],
     index: Option<&ClientIndex>,
+    proxy: Option<&ProxySidecar>,
 ) -> Result<Plan<'a>, Problem> {
     let empty = ClientIndex::default();
     let index = index.unwrap_or(&empty);
@@ -380,21 +455,85 @@ fn plan<'a>(
             ),
         ));
     }
-    let containers = choose_containers(pod, pod.annotation(CONTAINERS_ANNOTATION))?;
+    let mut containers = choose_containers(pod, pod.annotation(CONTAINERS_ANNOTATION))?;
+    if proxy.is_some() {
+        if pod.annotation(CONTAINERS_ANNOTATION).is_some_and(|a| {
+            injection::split_list(a)
+                .iter()
+                .any(|c| c == PROXY_CONTAINER)
+        }) {
+            return Err(Problem::new(
+                ProblemReason::UnknownContainer,
+                format!("{CONTAINERS_ANNOTATION} names {PROXY_CONTAINER}, the proxy itself"),
+            ));
+        }
+        // Once injected as a regular container, the proxy is one of "all containers".
+        containers.retain(|(_, c)| c.name != PROXY_CONTAINER);
+    }
     let record = InjectionRecord {
         topics: topics.to_vec(),
         profile: profile_name.to_owned(),
         containers: containers.iter().map(|(_, c)| c.name.clone()).collect(),
+        mode: proxy.map(|_| MODE_PROXY.to_owned()),
     };
-    Ok(Plan {
-        // Owner and group only: the configuration names the KMS and the token is a
-        // credential (the pod's fsGroup, if set, is the group).
-        volume: json!({"name": VOLUME_NAME, "projected": {"defaultMode": INJECTED_FILE_MODE, "sources": sources}}),
-        env,
-        mount: json!({"name": VOLUME_NAME, "mountPath": MOUNT_PATH, "readOnly": true}),
-        containers,
-        record,
+    let mount = json!({"name": VOLUME_NAME, "mountPath": MOUNT_PATH, "readOnly": true});
+    // Owner and group only: the configuration names the KMS and the token is a credential
+    // (the pod's fsGroup, if set, is the group).
+    let volume = json!({"name": VOLUME_NAME, "projected": {"defaultMode": INJECTED_FILE_MODE, "sources": sources}});
+    Ok(match proxy {
+        None => Plan {
+            volume,
+            env,
+            mount: Some(mount),
+            containers,
+            sidecar: None,
+            record,
+        },
+        Some(proxy) => {
+            let bootstrap_env = pod
+                .annotation(BOOTSTRAP_ENV_ANNOTATION)
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .unwrap_or(DEFAULT_BOOTSTRAP_ENV);
+            Plan {
+                volume,
+                env: vec![json!({"name": bootstrap_env, "value": PROXY_BOOTSTRAP})],
+                mount: None,
+                containers,
+                sidecar: Some((proxy_container(proxy, env, mount), proxy.native)),
+                record,
+            }
+        }
     })
+}
+
+/// The proxy sidecar: the volume, the KMS environment, a restricted security context (it may
+/// read the 0440 files: group 0 owns them unless the pod sets an fsGroup, which every
+/// container then has), a readiness probe on its health port.
+fn proxy_container(proxy: &ProxySidecar, env: Vec<Value>, mount: Value) -> Value {
+    let mut container = json!({
+        "name": PROXY_CONTAINER,
+        "image": proxy.image,
+        "args": ["--listen", PROXY_BOOTSTRAP, "--http-addr", format!("0.0.0.0:{PROXY_HEALTH_PORT}")],
+        "env": env,
+        "ports": [{"name": "e2ee-proxy", "containerPort": PROXY_HEALTH_PORT}],
+        "volumeMounts": [mount],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": PROXY_HEALTH_PORT}, "periodSeconds": 5},
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": {
+            "runAsNonRoot": true,
+            "runAsUser": 65532,
+            "runAsGroup": 0,
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    });
+    if proxy.native {
+        container["restartPolicy"] = json!("Always");
+    }
+    container
 }
 
 fn token_source(audience: Option<&str>, path: &str) -> Value {
@@ -472,9 +611,14 @@ impl Plan<'_> {
             Ok(patch) if patch.is_empty() => Decision::AlreadyInjected,
             Ok(patch) => Decision::Inject {
                 patch,
-                warnings: unreadable_warning(pod, &self.containers)
-                    .into_iter()
-                    .collect(),
+                // In proxy mode only the proxy reads the files, with group 0.
+                warnings: if self.mount.is_some() {
+                    unreadable_warning(pod, &self.containers)
+                        .into_iter()
+                        .collect()
+                } else {
+                    Vec::new()
+                },
                 record: self.record,
             },
             Err(problem) => Decision::Problem(problem),
@@ -515,13 +659,14 @@ impl Plan<'_> {
                     None => append(env, &format!("{pointer}/env"), var.clone(), &mut ops),
                 }
             }
+            let Some(mount) = &self.mount else { continue };
             let mounts = container.volume_mounts.as_deref();
             let at_our_path = mounts
                 .into_iter()
                 .flatten()
                 .find(|m| m["mountPath"] == MOUNT_PATH);
             match at_our_path {
-                Some(existing) if covers(existing, &self.mount) => {}
+                Some(existing) if covers(existing, mount) => {}
                 Some(_) => {
                     return conflict(format!(
                         "container {name} already mounts something else at {MOUNT_PATH}"
@@ -530,9 +675,37 @@ impl Plan<'_> {
                 None => append(
                     mounts,
                     &format!("{pointer}/volumeMounts"),
-                    self.mount.clone(),
+                    mount.clone(),
                     &mut ops,
                 ),
+            }
+        }
+        if let Some((sidecar, native)) = &self.sidecar {
+            let existing = pod
+                .all_containers()
+                .find(|(_, c)| c.name == PROXY_CONTAINER);
+            match existing {
+                Some((pointer, c)) if c.is_proxy(sidecar, *native, &pointer) => {}
+                Some(_) => {
+                    return conflict(format!(
+                        "the pod already has a different container named {PROXY_CONTAINER}"
+                    ));
+                }
+                // Last, so that the pointers of the operations above still name the
+                // containers they were computed for.
+                None if *native => match &pod.spec.init_containers {
+                    // First: it starts before any init container that may need Kafka.
+                    Some(_) => ops.push(
+                        json!({"op": "add", "path": "/spec/initContainers/0", "value": sidecar}),
+                    ),
+                    None => ops.push(
+                        json!({"op": "add", "path": "/spec/initContainers", "value": [sidecar]}),
+                    ),
+                },
+                // A pod always has containers (choose_containers refused one without).
+                None => {
+                    ops.push(json!({"op": "add", "path": "/spec/containers/-", "value": sidecar}))
+                }
             }
         }
         let record = serde_json::to_string(&self.record).unwrap_or_default();
@@ -706,8 +879,14 @@ mod tests {
         serde_json::from_value(pod.clone()).unwrap()
     }
 
-    fn excluded() -> BTreeSet<String> {
-        BTreeSet::from(["kube-system".to_owned(), "kafka-e2ee".to_owned()])
+    fn excluded() -> Policy {
+        Policy {
+            excluded: BTreeSet::from(["kube-system".to_owned(), "kafka-e2ee".to_owned()]),
+            proxy: Some(ProxySidecar {
+                image: "registry.example/kafka-e2ee-proxy:1".into(),
+                native: true,
+            }),
+        }
     }
 
     fn apply(pod: &Value, ops: &[Value]) -> Value {
@@ -797,6 +976,7 @@ mod tests {
                 topics: vec!["orders".into(), "payments".into()],
                 profile: "kmsconnection.vault.yaml".into(),
                 containers: vec!["app".into(), "sidecar".into()],
+                mode: None,
             }
         );
         let annotation = injected["metadata"]["annotations"][INJECTED_ANNOTATION]
@@ -1101,5 +1281,107 @@ mod tests {
         // Annotation keys with '/' are escaped in the pointer.
         assert_eq!(escape("kafka-e2ee.io/injected"), "kafka-e2ee.io~1injected");
         assert_eq!(escape("a~b"), "a~0b");
+    }
+
+    fn proxy_pod(extra: Value) -> Value {
+        let mut pod = pod(json!({TOPICS_ANNOTATION: "orders", MODE_ANNOTATION: "proxy"}));
+        if let Value::Object(extra) = extra {
+            for (k, v) in extra {
+                pod["metadata"]["annotations"][k] = v;
+            }
+        }
+        pod
+    }
+
+    /// Proxy mode: the application containers get only the proxy's address; the proxy (a
+    /// native sidecar, first of the init containers) gets the volume, and nothing is added
+    /// again on reinvocation.
+    #[test]
+    fn proxy_mode_injects_the_sidecar_and_points_the_application_at_it() {
+        let pod = proxy_pod(json!({}));
+        let (injected, record) = inject(&pod);
+        assert_eq!(record.mode.as_deref(), Some("proxy"));
+        let app = &injected["spec"]["containers"][0];
+        assert_eq!(
+            app["env"],
+            json!([{"name": "KAFKA_BOOTSTRAP_SERVERS", "value": PROXY_BOOTSTRAP}])
+        );
+        assert!(
+            app.get("volumeMounts").is_none(),
+            "the application reads no key material"
+        );
+        let proxy = &injected["spec"]["initContainers"][0];
+        assert_eq!(proxy["name"], PROXY_CONTAINER);
+        assert_eq!(proxy["restartPolicy"], "Always");
+        assert_eq!(proxy["image"], "registry.example/kafka-e2ee-proxy:1");
+        assert_eq!(proxy["volumeMounts"][0]["mountPath"], MOUNT_PATH);
+        assert_eq!(proxy["env"][0]["name"], CONFIG_ENV);
+        assert_eq!(proxy["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(proxy["securityContext"]["readOnlyRootFilesystem"], true);
+        assert_eq!(
+            proxy["readinessProbe"]["httpGet"]["port"],
+            PROXY_HEALTH_PORT
+        );
+        // The existing init container is still there, after the proxy.
+        assert_eq!(injected["spec"]["initContainers"][1]["name"], "migrate");
+        assert!(matches!(
+            decide(&view(&injected), "shop", &excluded(), || Some(Arc::new(
+                index()
+            ))),
+            Decision::AlreadyInjected
+        ));
+    }
+
+    #[test]
+    fn proxy_mode_as_a_regular_container_a_named_variable_and_its_refusals() {
+        let mut policy = excluded();
+        policy.proxy.as_mut().unwrap().native = false;
+        let pod = proxy_pod(json!({BOOTSTRAP_ENV_ANNOTATION: "BROKERS"}));
+        let Decision::Inject { patch, .. } =
+            decide(&view(&pod), "shop", &policy, || Some(Arc::new(index())))
+        else {
+            panic!()
+        };
+        let injected = apply(&pod, &patch);
+        let containers = injected["spec"]["containers"].as_array().unwrap();
+        let proxy = containers.last().unwrap();
+        assert_eq!(proxy["name"], PROXY_CONTAINER);
+        assert!(proxy.get("restartPolicy").is_none());
+        assert_eq!(containers[0]["env"][0]["name"], "BROKERS");
+        assert!(matches!(
+            decide(&view(&injected), "shop", &policy, || Some(
+                Arc::new(index())
+            )),
+            Decision::AlreadyInjected
+        ));
+
+        // The application sets the variable itself: it would go around the proxy.
+        let mut own = proxy_pod(json!({}));
+        own["spec"]["containers"][0]["env"] =
+            json!([{"name": "KAFKA_BOOTSTRAP_SERVERS", "value": "kafka:9092"}]);
+        assert!(matches!(
+            decide(&view(&own), "shop", &policy, || Some(Arc::new(index()))),
+            Decision::Problem(Problem {
+                reason: ProblemReason::ConflictingConfig,
+                ..
+            })
+        ));
+        // No proxy image configured; an unknown mode.
+        policy.proxy = None;
+        assert!(matches!(
+            decide(&view(&pod), "shop", &policy, || Some(Arc::new(index()))),
+            Decision::Problem(Problem {
+                reason: ProblemReason::ProxyUnavailable,
+                ..
+            })
+        ));
+        let odd = proxy_pod(json!({MODE_ANNOTATION: "sidecar"}));
+        assert!(matches!(
+            decide(&view(&odd), "shop", &excluded(), || Some(Arc::new(index()))),
+            Decision::Problem(Problem {
+                reason: ProblemReason::MalformedPod,
+                ..
+            })
+        ));
     }
 }

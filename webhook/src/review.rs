@@ -6,7 +6,6 @@
 //! value for a pod, an `EncryptedTopic` for validation), and the patch goes out as base64
 //! text (the apiserver's encoding of `[]byte`). Half the work of the generic path.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use kafka_e2ee_crds::KmsRef;
@@ -190,7 +189,8 @@ pub trait IndexSource: Send + Sync {
 /// What the handlers need besides the body.
 pub struct Admission<I> {
     pub indexes: I,
-    pub excluded_namespaces: BTreeSet<String>,
+    /// Excluded namespaces and the proxy sidecar.
+    pub policy: inject::Policy,
     pub problem_mode: ProblemMode,
 }
 
@@ -264,7 +264,7 @@ impl<I: IndexSource> Admission<I> {
         // The request's namespace is authoritative (a pod's own may be empty).
         let namespace = request.namespace.as_deref().unwrap_or_default();
         let index = || self.indexes.index(namespace);
-        match inject::decide(&pod, namespace, &self.excluded_namespaces, index) {
+        match inject::decide(&pod, namespace, &self.policy, index) {
             Decision::Skip(_) | Decision::AlreadyInjected => (allowed, Outcome::Allowed, vec![]),
             Decision::Inject {
                 patch, warnings, ..
@@ -387,7 +387,10 @@ mod tests {
         };
         Admission {
             indexes: Indexes(HashMap::from([("shop".to_owned(), Arc::new(index))])),
-            excluded_namespaces: BTreeSet::from(["kube-system".to_owned()]),
+            policy: inject::Policy {
+                excluded: std::collections::BTreeSet::from(["kube-system".to_owned()]),
+                proxy: None,
+            },
             problem_mode,
         }
     }

@@ -10,6 +10,7 @@ use thiserror::Error;
 use crate::certs::SelfManaged;
 use crate::cli::Args;
 use crate::index::ClusterCache;
+use crate::inject;
 use crate::metrics::Metrics;
 use crate::review::Admission;
 use crate::server::{AppState, router, serve_tls};
@@ -73,15 +74,31 @@ pub async fn run(args: Args) -> Result<(), Error> {
         }
     }
 
-    let (indexes, watch) = ClusterCache::watch(client);
+    let (indexes, watch) = ClusterCache::watch(client.clone());
     tokio::spawn(watch);
     let mut excluded: BTreeSet<String> = args.excluded_namespaces.iter().cloned().collect();
     excluded.insert("kube-system".into());
     excluded.insert(args.namespace.clone());
+    let proxy = match &args.proxy_image {
+        None => None,
+        Some(image) => {
+            let server = client.apiserver_version().await.ok().and_then(|v| {
+                // Minor versions may carry a suffix ("29+" on some distributions).
+                let minor = v.minor.trim_end_matches(|c: char| !c.is_ascii_digit());
+                Some((v.major.parse().ok()?, minor.parse().ok()?))
+            });
+            let native = args.native_sidecars.resolve(server);
+            tracing::info!(%image, native, ?server, "proxy mode enabled");
+            Some(inject::ProxySidecar {
+                image: image.clone(),
+                native,
+            })
+        }
+    };
     let state = Arc::new(AppState {
         admission: Admission {
             indexes: indexes.clone(),
-            excluded_namespaces: excluded,
+            policy: inject::Policy { excluded, proxy },
             problem_mode: args.on_problem,
         },
         metrics,

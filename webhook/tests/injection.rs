@@ -43,6 +43,14 @@ fn metric(text: &str, line: &str) -> f64 {
 /// A world with a Ready keystore EncryptedTopic `orders`, its client ConfigMap published by
 /// the operator, and the webhook registered. Returns the Kafka topic name.
 async fn injected_world(prefix: &str, failure_policy: &str) -> (World, Operator, Webhook, String) {
+    injected_world_with(prefix, failure_policy, &[]).await
+}
+
+async fn injected_world_with(
+    prefix: &str,
+    failure_policy: &str,
+    webhook_args: &[&str],
+) -> (World, Operator, Webhook, String) {
     let world = World::new(prefix).await;
     world.keystore().await;
     let operator = world.start_operator(&[]);
@@ -52,7 +60,7 @@ async fn injected_world(prefix: &str, failure_policy: &str) -> (World, Operator,
     world.wait_topic_ready("orders").await;
     let topic = world.topic_name("orders");
     world.wait_published(&topic).await;
-    let webhook = world.start_webhook(&[]);
+    let webhook = world.start_webhook(webhook_args);
     world.register(webhook.port, failure_policy).await;
     webhook.wait_ready().await;
     world.wait_injecting(&topic).await;
@@ -314,4 +322,159 @@ async fn problems_are_refused_with_their_reason_or_warned_about() {
     );
     let pod = world.pods(&ns).get("warned").await.unwrap();
     assert!(pod.spec.unwrap().volumes.is_none());
+}
+
+fn hex(bytes: impl AsRef<[u8]>) -> String {
+    bytes.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Proxy mode, end to end minus a kubelet: the stored pod has the proxy sidecar (a regular
+/// container on this 1.20 apiserver) and the application only its address; the proxy runs on
+/// the materialized volume with the sidecar's own environment, and a stock Python client
+/// (kafka-python) produces and consumes through it; the Rust client of the same injected
+/// configuration reads the same records.
+#[tokio::test]
+async fn a_pod_in_proxy_mode_gets_the_proxy_and_a_stock_client_encrypts_through_it() {
+    use kafka_e2ee_crds::injection::{MODE_ANNOTATION, PROXY_BOOTSTRAP, PROXY_CONTAINER};
+    let (world, _operator, _webhook, topic) = injected_world_with(
+        "wh-proxy",
+        "Fail",
+        &["--proxy-image", "registry.example/kafka-e2ee-proxy:test"],
+    )
+    .await;
+    let ns = world.namespace.clone();
+    let stored = world
+        .create_pod(
+            &ns,
+            "py-app",
+            json!({"kafka-e2ee.io/topics": topic, MODE_ANNOTATION: "proxy"}),
+        )
+        .await
+        .unwrap();
+    let spec = stored.spec.clone().unwrap();
+    let proxy = spec
+        .containers
+        .iter()
+        .find(|c| c.name == PROXY_CONTAINER)
+        .expect("the proxy sidecar");
+    assert_eq!(
+        proxy.image.as_deref(),
+        Some("registry.example/kafka-e2ee-proxy:test")
+    );
+    let app = &spec.containers[0];
+    assert!(
+        app.volume_mounts.is_none(),
+        "the application mounts no key material"
+    );
+    let bootstrap = app
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "KAFKA_BOOTSTRAP_SERVERS");
+    assert_eq!(
+        bootstrap.and_then(|e| e.value.as_deref()),
+        Some(PROXY_BOOTSTRAP)
+    );
+
+    // The sidecar as the kubelet would run it: its files, its environment, its arguments
+    // (loopback ports of this test instead of 9092).
+    let root = world.dir().join("py-app");
+    let config = materialize(&world.client, &stored, &root).await;
+    let port = free_port();
+    let http = free_port();
+    let mut command = tokio::process::Command::new(sibling_binary("kafka-e2ee-proxy"));
+    for var in proxy.env.iter().flatten() {
+        if var.name == "KAFKA_E2EE_CONFIG" {
+            command.env(&var.name, &config);
+        } else if let Some(value) = &var.value {
+            command.env(&var.name, value);
+        }
+    }
+    let mut running = command
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--broker-port-base", &(20_000 + port % 20_000).to_string()])
+        .args(["--http-addr", &format!("127.0.0.1:{http}")])
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let ready = reqwest::get(format!("http://127.0.0.1:{http}/readyz"))
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ready {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the proxy never got ready"
+        );
+        assert!(running.try_wait().unwrap().is_none(), "the proxy exited");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    let python = std::env::var("KE_CLIENTS_PYTHON")
+        .expect("KE_CLIENTS_PYTHON (scripts/test installs the Python Kafka clients)");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/py_client.py");
+    let records = root.join("records.jsonl");
+    let lines: String = (0..3)
+        .map(|i| format!("{}\n", json!({"key": format!("{i:02x}"), "value": hex(format!("py-{i}")), "headers": [["lang", hex("python")]]})))
+        .collect();
+    std::fs::write(&records, lines).unwrap();
+    let bootstrap = format!("127.0.0.1:{port}");
+    let run = |args: Vec<String>| {
+        let python = python.clone();
+        let script = script.clone();
+        async move {
+            let out = tokio::process::Command::new(python)
+                .arg(script)
+                .args(["--lib", "kafka-python"])
+                .args(args)
+                .output()
+                .await
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        }
+    };
+    let acks = run(vec![
+        "produce".into(),
+        "--bootstrap".into(),
+        bootstrap.clone(),
+        "--topic".into(),
+        topic.clone(),
+        "--records".into(),
+        records.display().to_string(),
+    ])
+    .await;
+    assert!(!acks.contains("error"), "{acks}");
+    let got = run(vec![
+        "consume".into(),
+        "--bootstrap".into(),
+        bootstrap,
+        "--topic".into(),
+        topic.clone(),
+        "--group".into(),
+        format!("{ns}-py"),
+        "--expect".into(),
+        "3".into(),
+        "--timeout".into(),
+        "45".into(),
+    ])
+    .await;
+    for i in 0..3 {
+        assert!(got.contains(&hex(format!("py-{i}"))), "{got}");
+    }
+
+    // The same records, opened by the Rust client of the injected configuration.
+    let client = client_from_injected(&config).await;
+    let mut values = consume(&client, &topic, 3).await;
+    values.sort();
+    assert_eq!(values, ["py-0", "py-1", "py-2"]);
 }

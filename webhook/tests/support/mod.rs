@@ -579,7 +579,18 @@ pub async fn materialize(client: &Client, pod: &Pod, root: &Path) -> PathBuf {
             std::fs::write(root.join(&token.path), jwt).unwrap();
         }
     }
-    let container = &spec.containers[0];
+    // The container that reads the volume: the application's (client mode) or the proxy's.
+    let container = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find(|c| {
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.name == "kafka-e2ee")
+        })
+        .expect("no container mounts the injected volume");
     let mount = container
         .volume_mounts
         .iter()
