@@ -355,7 +355,7 @@ pub fn summarize_versions(versions: &BTreeMap<i32, u32>) -> Option<(u32, u32, St
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use kafka_e2ee_client::key_records::PlaintextPolicy;
@@ -369,7 +369,8 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(1_800_000_000)
     }
 
-    fn desired() -> Desired {
+    /// A two-partition Vault topic without TEK rotation (the status tests start from it).
+    pub(crate) fn desired() -> Desired {
         Desired {
             topic: "orders".into(),
             partitions: 2,

@@ -51,22 +51,9 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 const GROUPS: usize = 15;
 const PARTITIONS: i32 = 3;
 
-/// Seconds of CPU this process's live threads (librdkafka's included) have used, with the
-/// nanosecond resolution of /proc/<pid>/task/<tid>/schedstat (utime ticks are 10 ms).
+/// Seconds of CPU this process's live threads (librdkafka's included) have used.
 fn process_cpu() -> f64 {
-    let mut ns = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").unwrap() {
-        let path = task.unwrap().path().join("schedstat");
-        // A thread may exit between listing and reading.
-        if let Ok(stat) = std::fs::read_to_string(path) {
-            ns += stat
-                .split(' ')
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    ns as f64 / 1e9
+    kafka_e2ee_tests::cpu_seconds("self")
 }
 
 /// Seconds of CPU the broker process has used (all its threads), from the test bed's pid file.

@@ -235,6 +235,23 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Ports for an encrypting proxy: its bootstrap port `p`, and `p + 1 + node id` for the
+/// brokers (the test bed's broker is node 111). A block of 400 ports, all free right now, below
+/// the kernel's ephemeral range (32768 and up), where outgoing connections could take one
+/// between this check and the proxy binding it.
+pub fn proxy_ports() -> u16 {
+    const BLOCK: u16 = 400;
+    for _ in 0..50 {
+        let start = 20_000 + (rand::random::<u16>() % 30) * BLOCK;
+        let free =
+            (start..start + BLOCK).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if free {
+            return start;
+        }
+    }
+    panic!("no block of {BLOCK} free ports between 20000 and 32000");
+}
+
 /// Waits until `url` answers 2xx.
 pub async fn wait_http_ok(url: &str, what: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;

@@ -98,6 +98,31 @@ async fn run_client(lib: &str, args: &[&str]) -> Vec<Value> {
         .collect()
 }
 
+/// Reads `expect` records of `topic` through `bootstrap` in a new consumer group.
+async fn consume(
+    lib: &str,
+    bootstrap: &str,
+    topic: &str,
+    expect: usize,
+    timeout_s: u32,
+) -> Vec<Value> {
+    let (group, expect, timeout) = (unique("g"), expect.to_string(), timeout_s.to_string());
+    let args = [
+        "consume",
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        topic,
+        "--group",
+        &group,
+    ];
+    run_client(
+        lib,
+        &[&args[..], &["--expect", &expect, "--timeout", &timeout]].concat(),
+    )
+    .await
+}
+
 /// A proxy serving `config`, on ports of its own; returns its bootstrap address.
 async fn start_proxy(
     mut config: ClientConfig,
@@ -126,8 +151,8 @@ async fn start_proxy(
         },
         Metrics::default(),
     );
-    // Ports of this proxy: a random block, so the tests of this file can run side by side.
-    let base = 20_000 + (rand::random::<u16>() % 400) * 100;
+    // Ports of this proxy: a free block, so the tests of this file can run side by side.
+    let base = kafka_e2ee_tests::kube_env::proxy_ports();
     let settings = Settings {
         listen: ([127, 0, 0, 1], base).into(),
         broker_port_base: base + 1,
@@ -276,21 +301,7 @@ async fn stock_python_clients_round_trip_through_the_proxy_with_every_codec() {
             sent.extend(batch.iter().map(content));
         }
         // Read back through the proxy, in a consumer group with commits.
-        let got = run_client(
-            lib,
-            &[
-                "consume",
-                "--bootstrap",
-                &bootstrap,
-                "--topic",
-                &topic,
-                "--group",
-                &unique("g"),
-                "--expect",
-                &sent.len().to_string(),
-            ],
-        )
-        .await;
+        let got = consume(lib, &bootstrap, &topic, sent.len(), 30).await;
         assert!(
             got.iter().all(|r| r.get("error").is_none()),
             "{lib}: {got:?}"
@@ -369,21 +380,7 @@ async fn what_the_rust_client_seals_reads_back_through_the_proxy() {
         producer.send_and_wait(record).await.unwrap();
     }
     for lib in LIBS {
-        let got = run_client(
-            lib,
-            &[
-                "consume",
-                "--bootstrap",
-                &bootstrap,
-                "--topic",
-                &topic,
-                "--group",
-                &unique("g"),
-                "--expect",
-                "4",
-            ],
-        )
-        .await;
+        let got = consume(lib, &bootstrap, &topic, 4, 30).await;
         assert_eq!(got.len(), 4, "{lib}: {got:?}");
         let values: BTreeSet<String> = got
             .iter()
@@ -428,23 +425,7 @@ async fn a_tampered_record_is_an_error_for_its_partition_never_ciphertext() {
     assert_eq!(tampered_at, 2);
 
     for lib in LIBS {
-        let got = run_client(
-            lib,
-            &[
-                "consume",
-                "--bootstrap",
-                &bootstrap,
-                "--topic",
-                &topic,
-                "--group",
-                &unique("g"),
-                "--expect",
-                "3",
-                "--timeout",
-                "45",
-            ],
-        )
-        .await;
+        let got = consume(lib, &bootstrap, &topic, 3, 45).await;
         let records: Vec<_> = got.iter().filter(|r| r.get("error").is_none()).collect();
         // The two good ones, and never the tampered one (nor its ciphertext).
         assert_eq!(records.len(), 2, "{lib}: {got:?}");

@@ -380,7 +380,7 @@ async fn a_pod_in_proxy_mode_gets_the_proxy_and_a_stock_client_encrypts_through_
     // (loopback ports of this test instead of 9092).
     let root = world.dir().join("py-app");
     let config = materialize(&world.client, &stored, &root).await;
-    let port = free_port();
+    let port = kafka_e2ee_tests::kube_env::proxy_ports();
     let http = free_port();
     let mut command = tokio::process::Command::new(sibling_binary("kafka-e2ee-proxy"));
     for var in proxy.env.iter().flatten() {
@@ -392,7 +392,7 @@ async fn a_pod_in_proxy_mode_gets_the_proxy_and_a_stock_client_encrypts_through_
     }
     let mut running = command
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--broker-port-base", &(20_000 + port % 20_000).to_string()])
+        .args(["--broker-port-base", &(port + 1).to_string()])
         .args(["--http-addr", &format!("127.0.0.1:{http}")])
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)

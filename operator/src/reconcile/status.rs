@@ -304,16 +304,15 @@ pub fn find<'a>(status: Option<&'a EncryptedTopicStatus>, type_: &str) -> Option
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::sync::Arc;
     use std::time::Duration;
 
-    use kafka_e2ee_client::key_records::{EdekRecord, PlaintextPolicy, PolicyRecord, ProviderRef};
+    use kafka_e2ee_client::key_records::{EdekRecord, PolicyRecord};
     use kafka_e2ee_client::provider::{DekCommitment, Edek, TekInfo};
     use kafka_e2ee_crds::{EncryptedTopicSpec, KmsRef, KmsRefKind};
 
     use super::*;
-    use crate::plan::{Owner, to_millis};
+    use crate::plan::to_millis;
 
     const HOUR: Duration = Duration::from_secs(3600);
 
@@ -338,22 +337,8 @@ mod tests {
 
     fn desired() -> Desired {
         Desired {
-            topic: "orders".into(),
-            partitions: 2,
-            replicas: None,
-            config: BTreeMap::new(),
-            provider: ProviderRef {
-                kind: "vault".into(),
-                tek: "tek".into(),
-                config: BTreeMap::new(),
-            },
-            engine: "AES-256-GCM".into(),
-            plaintext: PlaintextPolicy::Reject,
-            max_records_per_dek: 1 << 32,
-            dek_max_age: 24 * HOUR,
-            dek_max_records: 1000,
             tek_rotation: Some(48 * HOUR),
-            owner: Owner::default(),
+            ..crate::plan::tests::desired()
         }
     }
 
