@@ -62,19 +62,20 @@ pub struct Record {
     pub headers: Vec<(Bytes, Option<Bytes>)>,
 }
 
-/// A complete batch inside a records field, borrowed.
-#[derive(Debug, Clone, Copy)]
-pub struct Batch<'a> {
-    bytes: &'a [u8],
+/// A complete batch inside a records field: a slice of the response's or request's own
+/// buffer (no copy), as are the keys and values of its uncompressed records.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    bytes: Bytes,
 }
 
 /// The batches of a records field, and a trailing partial batch (a fetch response may end in
 /// one, cut at the size limit; clients ignore it).
-pub fn split(records: &[u8]) -> Result<(Vec<Batch<'_>>, &[u8]), BatchError> {
+pub fn split(records: &Bytes) -> Result<(Vec<Batch>, Bytes), BatchError> {
     let mut batches = Vec::new();
-    let mut rest = records;
+    let mut rest = records.clone();
     while rest.len() >= LOG_OVERHEAD {
-        let length = i32::from_be_bytes(read4(rest, 8));
+        let length = i32::from_be_bytes(read4(&rest, 8));
         let total = usize::try_from(length)
             .ok()
             .filter(|l| *l >= HEADER_LEN - LOG_OVERHEAD)
@@ -83,13 +84,12 @@ pub fn split(records: &[u8]) -> Result<(Vec<Batch<'_>>, &[u8]), BatchError> {
         if rest.len() < total {
             break;
         }
-        let (bytes, tail) = rest.split_at(total);
+        let bytes = rest.split_to(total);
         let magic = bytes[MAGIC_AT] as i8;
         if magic != 2 {
             return Err(BatchError::Magic(magic));
         }
         batches.push(Batch { bytes });
-        rest = tail;
     }
     Ok((batches, rest))
 }
@@ -104,14 +104,14 @@ fn read8(b: &[u8], at: usize) -> [u8; 8] {
     out
 }
 
-impl<'a> Batch<'a> {
+impl Batch {
     /// The whole batch as on the wire.
-    pub fn bytes(&self) -> &'a [u8] {
-        self.bytes
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
     }
 
     pub fn base_offset(&self) -> i64 {
-        i64::from_be_bytes(read8(self.bytes, 0))
+        i64::from_be_bytes(read8(&self.bytes, 0))
     }
 
     fn attributes(&self) -> i16 {
@@ -124,17 +124,17 @@ impl<'a> Batch<'a> {
     }
 
     pub fn record_count(&self) -> i32 {
-        i32::from_be_bytes(read4(self.bytes, RECORD_COUNT_AT))
+        i32::from_be_bytes(read4(&self.bytes, RECORD_COUNT_AT))
     }
 
     pub fn base_timestamp(&self) -> i64 {
-        i64::from_be_bytes(read8(self.bytes, BASE_TIMESTAMP_AT))
+        i64::from_be_bytes(read8(&self.bytes, BASE_TIMESTAMP_AT))
     }
 
     /// With LogAppendTime every record's timestamp is the batch's max timestamp.
     pub fn log_append_time(&self) -> Option<i64> {
         (self.attributes() & TIMESTAMP_TYPE_BIT != 0)
-            .then(|| i64::from_be_bytes(read8(self.bytes, MAX_TIMESTAMP_AT)))
+            .then(|| i64::from_be_bytes(read8(&self.bytes, MAX_TIMESTAMP_AT)))
     }
 
     /// The timestamp of `record` in this batch.
@@ -145,7 +145,7 @@ impl<'a> Batch<'a> {
 
     /// Checks the stored CRC (over attributes to the end).
     pub fn verify_crc(&self) -> Result<(), BatchError> {
-        let stored = u32::from_be_bytes(read4(self.bytes, CRC_AT));
+        let stored = u32::from_be_bytes(read4(&self.bytes, CRC_AT));
         let computed = crc32c::crc32c(&self.bytes[ATTRIBUTES_AT..]);
         if stored == computed {
             Ok(())
@@ -158,7 +158,7 @@ impl<'a> Batch<'a> {
     pub fn records(&self) -> Result<Vec<Record>, BatchError> {
         let count = usize::try_from(self.record_count())
             .map_err(|_| BatchError::Record("negative record count"))?;
-        let mut section = Bytes::copy_from_slice(&self.bytes[HEADER_LEN..]);
+        let mut section = self.bytes.slice(HEADER_LEN..);
         let codec = self.attributes() & COMPRESSION_MASK;
         let raw = decompress(codec, &mut section)?;
         parse_records(raw, count)
@@ -229,13 +229,22 @@ fn get_varint(buf: &mut Bytes) -> Result<i32, BatchError> {
     i32::try_from(get_varlong(buf)?).map_err(|_| BatchError::Record("varint out of range"))
 }
 
-fn put_varlong(out: &mut Vec<u8>, value: i64) {
-    let mut v = ((value << 1) ^ (value >> 63)) as u64;
+fn zigzag(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
+}
+
+fn put_varlong(out: &mut impl BufMut, value: i64) {
+    let mut v = zigzag(value);
     while v >= 0x80 {
-        out.push((v as u8) | 0x80);
+        out.put_u8((v as u8) | 0x80);
         v >>= 7;
     }
-    out.push(v as u8);
+    out.put_u8(v as u8);
+}
+
+fn varlong_len(value: i64) -> usize {
+    let bits = 64 - zigzag(value).leading_zeros() as usize;
+    bits.div_ceil(7).max(1)
 }
 
 /// A length-prefixed field; -1 is null.
@@ -251,14 +260,18 @@ fn get_nullable(buf: &mut Bytes) -> Result<Option<Bytes>, BatchError> {
     Ok(Some(buf.split_to(len)))
 }
 
-fn put_nullable(out: &mut Vec<u8>, field: Option<&[u8]>) {
+fn put_nullable(out: &mut impl BufMut, field: Option<&[u8]>) {
     match field {
         None => put_varlong(out, -1),
         Some(bytes) => {
             put_varlong(out, bytes.len() as i64);
-            out.extend_from_slice(bytes);
+            out.put_slice(bytes);
         }
     }
+}
+
+fn nullable_len(field: Option<&[u8]>) -> usize {
+    field.map_or(1, |b| varlong_len(b.len() as i64) + b.len())
 }
 
 fn parse_records(mut raw: Bytes, count: usize) -> Result<Vec<Record>, BatchError> {
@@ -305,38 +318,51 @@ fn parse_records(mut raw: Bytes, count: usize) -> Result<Vec<Record>, BatchError
     Ok(records)
 }
 
-fn encode_record(out: &mut Vec<u8>, body: &mut Vec<u8>, record: &Record) {
-    body.clear();
-    body.push(record.attributes as u8);
-    put_varlong(body, record.timestamp_delta);
-    put_varlong(body, i64::from(record.offset_delta));
-    put_nullable(body, record.key.as_deref());
-    put_nullable(body, record.value.as_deref());
-    put_varlong(body, record.headers.len() as i64);
+/// Writes `record` (its length first, computed, so every byte is copied once).
+fn encode_record(out: &mut impl BufMut, record: &Record) {
+    let headers = record.headers.len() as i64;
+    let len = 1
+        + varlong_len(record.timestamp_delta)
+        + varlong_len(i64::from(record.offset_delta))
+        + nullable_len(record.key.as_deref())
+        + nullable_len(record.value.as_deref())
+        + varlong_len(headers)
+        + record
+            .headers
+            .iter()
+            .map(|(k, v)| nullable_len(Some(k)) + nullable_len(v.as_deref()))
+            .sum::<usize>();
+    put_varlong(out, len as i64);
+    out.put_u8(record.attributes as u8);
+    put_varlong(out, record.timestamp_delta);
+    put_varlong(out, i64::from(record.offset_delta));
+    put_nullable(out, record.key.as_deref());
+    put_nullable(out, record.value.as_deref());
+    put_varlong(out, headers);
     for (key, value) in &record.headers {
-        put_nullable(body, Some(key));
-        put_nullable(body, value.as_deref());
+        put_nullable(out, Some(key));
+        put_nullable(out, value.as_deref());
     }
-    put_varlong(out, body.len() as i64);
-    out.extend_from_slice(body);
 }
 
 /// Appends `original` with its records replaced by `records` (the same records, changed, or
 /// the first ones of them: then the record count and last offset delta follow them).
-pub fn encode(
-    out: &mut BytesMut,
-    original: &Batch<'_>,
-    records: &[Record],
-) -> Result<(), BatchError> {
-    let mut raw = Vec::new();
-    let mut body = Vec::new();
-    for record in records {
-        encode_record(&mut raw, &mut body, record);
-    }
+pub fn encode(out: &mut BytesMut, original: &Batch, records: &[Record]) -> Result<(), BatchError> {
     let start = out.len();
     out.put_slice(&original.bytes[..HEADER_LEN]);
     let codec = original.attributes() & COMPRESSION_MASK;
-    compress(codec, &raw, out)?;
+    if codec == 0 {
+        // Uncompressed: straight into the output.
+        for record in records {
+            encode_record(out, record);
+        }
+    } else {
+        let mut raw = Vec::new();
+        for record in records {
+            encode_record(&mut raw, record);
+        }
+        compress(codec, &raw, out)?;
+    }
     let batch = &mut out[start..];
     let length = i32::try_from(batch.len() - LOG_OVERHEAD)
         .map_err(|_| BatchError::Record("batch over 2 GiB"))?;
@@ -365,8 +391,12 @@ mod tests {
 
     use super::*;
 
+    fn bytes(b: &[u8]) -> Bytes {
+        Bytes::copy_from_slice(b)
+    }
+
     /// A batch as another implementation (kafka-protocol's encoder) writes it.
-    fn foreign_batch(compression: Compression, values: &[&[u8]], transactional: bool) -> BytesMut {
+    fn foreign_batch(compression: Compression, values: &[&[u8]], transactional: bool) -> Bytes {
         let records: Vec<KpRecord> = values
             .iter()
             .enumerate()
@@ -398,7 +428,7 @@ mod tests {
             },
         )
         .unwrap();
-        buf
+        buf.freeze()
     }
 
     #[test]
@@ -411,10 +441,10 @@ mod tests {
             Compression::Zstd,
         ] {
             let wire = foreign_batch(compression, &[b"one", b"two", b"three"], true);
-            let (batches, rest) = split(&wire).unwrap();
+            let (batches, rest) = split(&bytes(&wire)).unwrap();
             assert!(rest.is_empty());
             assert_eq!(batches.len(), 1);
-            let batch = batches[0];
+            let batch = &batches[0];
             batch.verify_crc().unwrap();
             let mut records = batch.records().unwrap();
             assert_eq!(records.len(), 3);
@@ -424,8 +454,8 @@ mod tests {
                 r.headers.push((Bytes::from_static(b"h"), None));
             }
             let mut out = BytesMut::new();
-            encode(&mut out, &batch, &records).unwrap();
-            let (again, _) = split(&out).unwrap();
+            encode(&mut out, batch, &records).unwrap();
+            let (again, _) = split(&bytes(&out)).unwrap();
             again[0].verify_crc().unwrap();
             assert_eq!(again[0].records().unwrap(), records, "{compression:?}");
             // Every header field but length and CRC is as it was.
@@ -444,7 +474,7 @@ mod tests {
     #[test]
     fn raw_snappy_batches_are_read() {
         let wire = foreign_batch(Compression::None, &[b"one", b"two"], false);
-        let (batches, _) = split(&wire).unwrap();
+        let (batches, _) = split(&bytes(&wire)).unwrap();
         let plain_records = &wire[HEADER_LEN..];
         let mut raw = wire[..HEADER_LEN].to_vec();
         raw[ATTRIBUTES_AT + 1] |= 2;
@@ -457,7 +487,7 @@ mod tests {
         raw[8..12].copy_from_slice(&length.to_be_bytes());
         let crc = crc32c::crc32c(&raw[ATTRIBUTES_AT..]);
         raw[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
-        let (snappy, _) = split(&raw).unwrap();
+        let (snappy, _) = split(&bytes(&raw)).unwrap();
         snappy[0].verify_crc().unwrap();
         assert_eq!(snappy[0].records().unwrap(), batches[0].records().unwrap());
     }
@@ -465,11 +495,11 @@ mod tests {
     #[test]
     fn a_prefix_of_the_records_ends_the_batch_where_they_end() {
         let wire = foreign_batch(Compression::None, &[b"a", b"b", b"c"], false);
-        let (batches, _) = split(&wire).unwrap();
+        let (batches, _) = split(&bytes(&wire)).unwrap();
         let records = batches[0].records().unwrap();
         let mut out = BytesMut::new();
         encode(&mut out, &batches[0], &records[..2]).unwrap();
-        let (again, _) = split(&out).unwrap();
+        let (again, _) = split(&bytes(&out)).unwrap();
         assert_eq!(again[0].record_count(), 2);
         assert_eq!(again[0].records().unwrap(), records[..2]);
         let decoded = RecordBatchDecoder::decode(&mut out.freeze()).unwrap();
@@ -478,21 +508,21 @@ mod tests {
 
     #[test]
     fn a_trailing_partial_batch_is_set_aside_and_damage_is_an_error() {
-        let mut wire = foreign_batch(Compression::None, &[b"a"], false);
+        let mut wire = foreign_batch(Compression::None, &[b"a"], false).to_vec();
         let one = wire.len();
         wire.extend_from_slice(&foreign_batch(Compression::None, &[b"b"], false)[..20]);
-        let (batches, rest) = split(&wire).unwrap();
+        let (batches, rest) = split(&bytes(&wire)).unwrap();
         assert_eq!(batches.len(), 1);
         assert_eq!(rest.len(), 20);
         let mut flipped = wire[..one].to_vec();
         flipped[one - 1] ^= 1;
         assert!(matches!(
-            split(&flipped).unwrap().0[0].verify_crc(),
+            split(&bytes(&flipped)).unwrap().0[0].verify_crc(),
             Err(BatchError::Crc { .. })
         ));
         let mut old = wire[..one].to_vec();
         old[MAGIC_AT] = 1;
-        assert_eq!(split(&old).unwrap_err(), BatchError::Magic(1));
+        assert_eq!(split(&bytes(&old)).unwrap_err(), BatchError::Magic(1));
     }
 
     proptest! {
@@ -500,7 +530,7 @@ mod tests {
         fn records_round_trip(values in proptest::collection::vec(proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)), 1..20),
                               dup in any::<bool>()) {
             let wire = foreign_batch(Compression::None, &[b"x"], false);
-            let (batches, _) = split(&wire).unwrap();
+            let (batches, _) = split(&bytes(&wire)).unwrap();
             let mut template = batches[0].records().unwrap().remove(0);
             let records: Vec<Record> = values.iter().enumerate().map(|(i, v)| {
                 template.offset_delta = i as i32;
@@ -510,13 +540,13 @@ mod tests {
             }).collect();
             let mut out = BytesMut::new();
             encode(&mut out, &batches[0], &records).unwrap();
-            let (again, _) = split(&out).unwrap();
+            let (again, _) = split(&bytes(&out)).unwrap();
             prop_assert_eq!(again[0].records().unwrap(), records);
         }
 
         #[test]
-        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
-            if let Ok((batches, _)) = split(&bytes) {
+        fn arbitrary_bytes_never_panic(input in proptest::collection::vec(any::<u8>(), 0..400)) {
+            if let Ok((batches, _)) = split(&bytes(&input)) {
                 for b in batches {
                     let _ = b.verify_crc();
                     let _ = b.records();

@@ -16,7 +16,7 @@ use crate::crypto::{Crypto, RefusedLabels, Rule, code, fetch_code};
 struct Fetched<'a> {
     topic: &'a str,
     partition: i32,
-    batch: &'a Batch<'a>,
+    batch: &'a Batch,
     record: &'a Record,
 }
 
@@ -174,7 +174,7 @@ async fn open_partition<P: KeyProvider + 'static>(
 
 /// Appends the opened batch; false if it could not be encoded (a codec failure: the partition
 /// then stops there, as for a record that does not open, never skipping records).
-fn encode<P>(out: &mut BytesMut, b: &Batch<'_>, records: &[Record], crypto: &Crypto<P>) -> bool {
+fn encode<P>(out: &mut BytesMut, b: &Batch, records: &[Record], crypto: &Crypto<P>) -> bool {
     let mark = out.len();
     match batch::encode(out, b, records) {
         Ok(()) => {

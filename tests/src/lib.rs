@@ -123,7 +123,7 @@ fn kubeconfig_server(path: &str) -> Option<String> {
 }
 
 /// CPU seconds every live thread of process `pid` ("self" for this one) has used, with the
-/// nanosecond resolution of /proc/<pid>/task/<tid>/schedstat (utime ticks are 10 ms); 0 when
+/// nanosecond resolution of `/proc/<pid>/task/<tid>/schedstat` (utime ticks are 10 ms); 0 when
 /// the process is gone. For the benchmarks.
 pub fn cpu_seconds(pid: &str) -> f64 {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
