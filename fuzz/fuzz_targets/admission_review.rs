@@ -39,7 +39,14 @@ fn admission() -> &'static Admission<OneIndex> {
                 },
             )]),
         })),
-        excluded_namespaces: BTreeSet::from(["kube-system".to_owned()]),
+        // Proxy mode on: its injection is parsed and patched too.
+        policy: kafka_e2ee_webhook::inject::Policy {
+            excluded: BTreeSet::from(["kube-system".to_owned()]),
+            proxy: Some(kafka_e2ee_webhook::inject::ProxySidecar {
+                image: "kafka-e2ee-proxy:fuzz".into(),
+                native: true,
+            }),
+        },
         problem_mode: ProblemMode::Deny,
     })
 }
