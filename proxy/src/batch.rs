@@ -11,9 +11,7 @@
 //! Compression codecs are kafka-protocol's (gzip, snappy, lz4, zstd).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::compression::{
-    Compressor, Decompressor, Gzip, Lz4, None as Plain, Snappy, Zstd,
-};
+use kafka_protocol::compression::{Compressor, Gzip, Lz4, None as Plain, Snappy, Zstd};
 use thiserror::Error;
 
 /// Bytes of the v2 batch header, up to and including the record count.
@@ -46,6 +44,8 @@ pub enum BatchError {
     Codec(i16),
     #[error("record batch could not be (de)compressed: {0}")]
     Compression(String),
+    #[error("record batch inflates beyond {MAX_DECOMPRESSED} bytes")]
+    TooLarge,
     #[error("malformed record: {0}")]
     Record(&'static str),
 }
@@ -169,26 +169,73 @@ fn compression_error(e: anyhow::Error) -> BatchError {
     BatchError::Compression(format!("{e:#}"))
 }
 
-fn decompress(codec: i16, section: &mut Bytes) -> Result<Bytes, BatchError> {
-    let take =
-        |buf: &mut Bytes| -> anyhow::Result<Bytes> { Ok(buf.copy_to_bytes(buf.remaining())) };
-    match codec {
-        0 => Plain::decompress(section, |b| take(b)),
-        1 => Gzip::decompress(section, |b| take(b)),
-        2 if !section.starts_with(XERIAL_MAGIC) => {
-            // Raw snappy, as librdkafka writes it: decoded here, since kafka-protocol 0.17
-            // consumes the first 16 bytes while looking for the xerial header.
-            return snap::raw::Decoder::new()
-                .decompress_vec(section)
-                .map(Bytes::from)
-                .map_err(|e| BatchError::Compression(format!("snappy: {e}")));
-        }
-        2 => Snappy::decompress(section, |b| take(b)),
-        3 => Lz4::decompress(section, |b| take(b)),
-        4 => Zstd::decompress(section, |b| take(b)),
-        other => return Err(BatchError::Codec(other)),
+/// The most a batch's records may inflate to: Kafka's own request bound. A batch claiming
+/// more (a decompression bomb from a client or a broker) is refused, never allocated.
+pub const MAX_DECOMPRESSED: usize = crate::frame::MAX_FRAME;
+
+/// Reads `reader` to its end, refusing more than [`MAX_DECOMPRESSED`] bytes.
+fn read_bounded(reader: impl std::io::Read, codec: &str) -> Result<Bytes, BatchError> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    reader
+        .take(MAX_DECOMPRESSED as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| BatchError::Compression(format!("{codec}: {e}")))?;
+    if out.len() > MAX_DECOMPRESSED {
+        return Err(BatchError::TooLarge);
     }
-    .map_err(compression_error)
+    Ok(Bytes::from(out))
+}
+
+/// One raw snappy block, its claimed length checked before anything is allocated.
+fn snappy_block(block: &[u8], budget: &mut usize) -> Result<Vec<u8>, BatchError> {
+    let error = |e: snap::Error| BatchError::Compression(format!("snappy: {e}"));
+    let len = snap::raw::decompress_len(block).map_err(error)?;
+    *budget = budget.checked_sub(len).ok_or(BatchError::TooLarge)?;
+    snap::raw::Decoder::new()
+        .decompress_vec(block)
+        .map_err(error)
+}
+
+fn decompress(codec: i16, section: &mut Bytes) -> Result<Bytes, BatchError> {
+    let mut budget = MAX_DECOMPRESSED;
+    match codec {
+        0 => Ok(section.clone()),
+        // Several gzip members are one stream, as Java reads them.
+        1 => read_bounded(flate2::read::MultiGzDecoder::new(&section[..]), "gzip"),
+        // Xerial framing (the Java client's): a 16-byte header, then length-prefixed raw blocks.
+        2 if section.starts_with(XERIAL_MAGIC) => {
+            let mut rest = section
+                .get(16..)
+                .ok_or(BatchError::Truncated("snappy header"))?;
+            let mut out = Vec::new();
+            while !rest.is_empty() {
+                let len = rest
+                    .get(..4)
+                    .ok_or(BatchError::Truncated("snappy block length"))?;
+                let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+                let block = rest
+                    .get(4..4 + len)
+                    .ok_or(BatchError::Truncated("snappy block"))?;
+                out.extend(snappy_block(block, &mut budget)?);
+                rest = &rest[4 + len..];
+            }
+            Ok(Bytes::from(out))
+        }
+        // Raw snappy, as librdkafka writes it.
+        2 => snappy_block(section, &mut budget).map(Bytes::from),
+        3 => read_bounded(
+            lz4::Decoder::new(&section[..])
+                .map_err(|e| BatchError::Compression(format!("lz4: {e}")))?,
+            "lz4",
+        ),
+        4 => read_bounded(
+            zstd::stream::read::Decoder::new(&section[..])
+                .map_err(|e| BatchError::Compression(format!("zstd: {e}")))?,
+            "zstd",
+        ),
+        other => Err(BatchError::Codec(other)),
+    }
 }
 
 fn compress(codec: i16, raw: &[u8], out: &mut BytesMut) -> Result<(), BatchError> {
@@ -468,6 +515,28 @@ mod tests {
             assert_eq!(decoded.records[2].sequence, 11);
             assert!(decoded.records[0].transactional);
         }
+    }
+
+    /// Decompression bombs are refused before they are allocated: found by the fuzzer (a raw
+    /// snappy block claiming ~4 GiB), and a gzip stream of 200 MiB of zeros.
+    #[test]
+    fn batches_that_inflate_beyond_the_bound_are_refused() {
+        let found = include_bytes!("../tests/data/oom-snappy-length.bin");
+        if let Ok((batches, _)) = split(&bytes(found)) {
+            for b in batches {
+                assert!(b.records().is_err());
+            }
+        }
+        let wire = foreign_batch(Compression::None, &[b"x"], false);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut gz, &vec![0u8; MAX_DECOMPRESSED + 1]).unwrap();
+        let mut bomb = wire[..HEADER_LEN].to_vec();
+        bomb[ATTRIBUTES_AT + 1] |= 1;
+        bomb.extend(gz.finish().unwrap());
+        let length = (bomb.len() - LOG_OVERHEAD) as i32;
+        bomb[8..12].copy_from_slice(&length.to_be_bytes());
+        let (batches, _) = split(&bytes(&bomb)).unwrap();
+        assert_eq!(batches[0].records(), Err(BatchError::TooLarge));
     }
 
     /// librdkafka writes snappy raw, without the xerial framing the Java client uses.

@@ -76,12 +76,21 @@ pub async fn inject(connection: &KafkaConnection, raw: Raw<'_>) -> i64 {
 }
 
 /// Every record of partition 0 of `topic` as the broker stores it.
+pub fn read_all(connection: &KafkaConnection, topic: &str) -> Vec<OwnedMessage> {
+    read_partition(connection, topic, 0)
+}
+
+/// Every record of `partition` of `topic` as the broker stores it.
 #[expect(
     clippy::expect_used,
     clippy::panic,
     reason = "test support: an unreadable topic fails the test"
 )]
-pub fn read_all(connection: &KafkaConnection, topic: &str) -> Vec<OwnedMessage> {
+pub fn read_partition(
+    connection: &KafkaConnection,
+    topic: &str,
+    partition: i32,
+) -> Vec<OwnedMessage> {
     let consumer: BaseConsumer = connection
         .client_config()
         .set("group.id", unique("attacker"))
@@ -89,19 +98,24 @@ pub fn read_all(connection: &KafkaConnection, topic: &str) -> Vec<OwnedMessage> 
         .create()
         .expect("a raw consumer");
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("partition 0");
+    tpl.add_partition_offset(topic, partition, Offset::Beginning)
+        .expect("the partition");
     consumer.assign(&tpl).expect("assigned");
     let mut out = Vec::new();
+    let mut last_error = None;
     let deadline = std::time::Instant::now() + WAIT;
     while std::time::Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => out.push(m.detach()),
             Some(Err(KafkaError::PartitionEOF(_))) => return out,
-            _ => {}
+            Some(Err(e)) => last_error = Some(e),
+            None => {}
         }
     }
-    panic!("could not read {topic} to its end");
+    panic!(
+        "could not read {topic}/{partition} to its end (read {}; last error {last_error:?})",
+        out.len()
+    );
 }
 
 /// The last stored record with `record_key` in `topic`.

@@ -236,34 +236,7 @@ fn read_partition(
     topic: &str,
     partition: i32,
 ) -> Vec<rdkafka::message::OwnedMessage> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-    let consumer: BaseConsumer = fixture
-        .connection
-        .client_config()
-        .set("group.id", unique("raw"))
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    let mut last_error = None;
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while std::time::Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => out.push(m.detach()),
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return out,
-            Some(Err(e)) => last_error = Some(e),
-            None => {}
-        }
-    }
-    panic!(
-        "could not read {topic}/{partition} to its end (read {}; last error {last_error:?})",
-        out.len()
-    );
+    attacker::read_partition(&fixture.connection, topic, partition)
 }
 
 #[tokio::test(flavor = "multi_thread")]
