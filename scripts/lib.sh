@@ -16,10 +16,11 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-# What the Rust build itself needs from Debian (librdkafka's bundled build: gcc, make, perl;
-# aws-lc-sys: cmake-free on x86_64 but needs a C compiler).
+# What the Rust build itself needs from Debian (librdkafka's bundled build: gcc, make, perl,
+# and OpenSSL's headers for its TLS and SCRAM; aws-lc-sys: cmake-free on x86_64 but needs a C
+# compiler).
 install_build_deps() {
-  apt_install build-essential pkg-config perl curl openssl
+  apt_install build-essential pkg-config perl curl openssl libssl-dev
   command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain (rustup)"
   cargo fmt --version >/dev/null 2>&1 || die "rustfmt missing: rustup component add rustfmt"
   cargo clippy --version >/dev/null 2>&1 || die "clippy missing: rustup component add clippy"

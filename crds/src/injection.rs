@@ -38,6 +38,12 @@ pub const DEFAULT_BOOTSTRAP_ENV: &str = "KAFKA_BOOTSTRAP_SERVERS";
 pub const PROXY_CONTAINER: &str = "kafka-e2ee-proxy";
 pub const PROXY_BOOTSTRAP: &str = "127.0.0.1:9092";
 pub const PROXY_HEALTH_PORT: u16 = 9190;
+/// Pod annotation (proxy mode): a Secret of the pod's namespace holding the proxy's own Kafka
+/// credentials (`username` and `password` for SASL; `user.crt`, `user.key` and `ca.crt` for
+/// TLS), mounted into the proxy only, at [`KAFKA_SECRET_PATH`].
+pub const PROXY_KAFKA_SECRET_ANNOTATION: &str = "kafka-e2ee.io/proxy-kafka-secret";
+pub const KAFKA_SECRET_VOLUME: &str = "kafka-e2ee-kafka";
+pub const KAFKA_SECRET_PATH: &str = "/var/run/kafka-e2ee-kafka";
 /// Pod annotation the webhook writes: what it injected ([`InjectionRecord`] as JSON).
 pub const INJECTED_ANNOTATION: &str = "kafka-e2ee.io/injected";
 /// Pod label (`"true"`): the pod must not be created without its injection. The chart's

@@ -8,11 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context as _;
 use clap::Parser;
 use kafka_e2ee_client::config::{EncryptionClient, TRUST_RELOAD};
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::crypto::{Crypto, Metrics, TopicRules};
-use crate::server::{Proxy, Settings};
+use crate::sasl::Mechanism;
+use crate::server::{ConnectionMetrics, Proxy, Settings};
+use crate::upstream::{Connector, SecurityProtocol, UpstreamConfigError, UpstreamSettings};
 
 /// Encrypting Kafka proxy for one pod: point the application's bootstrap servers at
 /// --listen; records of the configuration's topics are sealed on their way to the broker and
@@ -44,6 +45,37 @@ pub struct Args {
         value_delimiter = ','
     )]
     pub passthrough_topics: Vec<String>,
+    /// Kafka's security.protocol to the brokers: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    /// (default: the configuration's `properties`, as librdkafka reads them, else PLAINTEXT).
+    #[arg(long, env = "KAFKA_E2EE_PROXY_UPSTREAM_SECURITY_PROTOCOL")]
+    pub upstream_security_protocol: Option<SecurityProtocol>,
+    /// PEM CA bundle for the brokers' certificates (default: `ssl.ca.location`, else the
+    /// system's CAs).
+    #[arg(long, env = "KAFKA_E2EE_PROXY_UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
+    /// PEM client certificate for brokers that require mTLS (with --upstream-key).
+    #[arg(
+        long,
+        env = "KAFKA_E2EE_PROXY_UPSTREAM_CERT",
+        requires = "upstream_key"
+    )]
+    pub upstream_cert: Option<PathBuf>,
+    /// PEM private key of --upstream-cert.
+    #[arg(
+        long,
+        env = "KAFKA_E2EE_PROXY_UPSTREAM_KEY",
+        requires = "upstream_cert"
+    )]
+    pub upstream_key: Option<PathBuf>,
+    /// The proxy authenticates to the brokers itself with this mechanism: PLAIN,
+    /// SCRAM-SHA-256 or SCRAM-SHA-512 (with --upstream-credentials). Without it, an
+    /// application's own SASL passes through.
+    #[arg(long, env = "KAFKA_E2EE_PROXY_UPSTREAM_SASL_MECHANISM")]
+    pub upstream_sasl_mechanism: Option<Mechanism>,
+    /// A directory holding `username` and `password` files (a mounted Secret), read at every
+    /// new broker connection, so a rotated password needs no restart.
+    #[arg(long, env = "KAFKA_E2EE_PROXY_UPSTREAM_CREDENTIALS")]
+    pub upstream_credentials: Option<PathBuf>,
     /// `/healthz`, `/readyz` (ready once listening with the key topic read) and `/metrics`.
     #[arg(
         long,
@@ -64,18 +96,41 @@ fn loopback(s: &str) -> Result<SocketAddr, String> {
     }
 }
 
+impl Args {
+    /// The configuration's Kafka properties, overridden by the command line.
+    pub fn upstream_settings(
+        &self,
+        properties: &std::collections::BTreeMap<String, String>,
+    ) -> Result<UpstreamSettings, UpstreamConfigError> {
+        let mut s = UpstreamSettings::from_properties(properties)?;
+        if let Some(p) = self.upstream_security_protocol {
+            s.protocol = p;
+        }
+        if let Some(ca) = &self.upstream_ca {
+            s.ca_file = Some(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&self.upstream_cert, &self.upstream_key) {
+            s.cert_file = Some(cert.clone());
+            s.key_file = Some(key.clone());
+        }
+        if let Some(m) = self.upstream_sasl_mechanism {
+            s.sasl_mechanism = Some(m);
+        }
+        if let Some(dir) = &self.upstream_credentials {
+            s.credentials_dir = Some(dir.clone());
+        }
+        Ok(s)
+    }
+}
+
 /// Runs the proxy until SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let ready = Arc::new(AtomicBool::new(false));
     let mut registry = Registry::default();
     let metrics = Metrics::default();
     metrics.register(&mut registry);
-    let connections = Gauge::default();
-    registry.register(
-        "kafka_e2ee_proxy_connections",
-        "Client connections open",
-        connections.clone(),
-    );
+    let connection_metrics = ConnectionMetrics::default();
+    connection_metrics.register(&mut registry);
     let registry = Arc::new(registry);
     tokio::spawn(kafka_e2ee_telemetry::serve(
         args.http_addr,
@@ -95,6 +150,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .upstream
         .clone()
         .unwrap_or_else(|| config.bootstrap_servers.clone());
+    let connector = Connector::new(&args.upstream_settings(&config.properties)?)
+        .context("upstream TLS/SASL settings")?;
     let settings = Settings {
         listen: args.listen,
         broker_port_base: args
@@ -105,6 +162,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
             .collect(),
+        connector,
     };
     let crypto = Crypto::new(
         Arc::clone(client.key_directory()),
@@ -113,7 +171,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         rules,
         metrics,
     );
-    let proxy = Proxy::new(settings, crypto, connections);
+    let proxy = Proxy::new(settings, crypto, connection_metrics);
     let serving = proxy.bind().await?;
     ready.store(true, Ordering::Release);
     tokio::select! {

@@ -11,6 +11,7 @@
 //! - [`routes`]: a local port per broker, every broker address rewritten;
 //! - [`versions`]: what a client may negotiate;
 //! - [`server`]: connections, requests and responses in order;
+//! - [`upstream`], [`sasl`]: TLS and SASL to the brokers;
 //! - [`crypto`]: topic rules, error codes, metrics.
 
 pub mod batch;
@@ -20,5 +21,7 @@ pub mod fetch;
 pub mod frame;
 pub mod produce;
 pub mod routes;
+pub mod sasl;
 pub mod server;
+pub mod upstream;
 pub mod versions;

@@ -19,7 +19,11 @@ use kafka_protocol::messages::produce_request::ProduceRequest;
 use kafka_protocol::messages::produce_response::ProduceResponse;
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -28,6 +32,7 @@ use crate::fetch::open_response;
 use crate::frame::{self, FrameError};
 use crate::produce::{Refused, merge_refused, seal_request};
 use crate::routes::{LOCAL_HOST, RouteError, Routes};
+use crate::upstream::{Connector, UpstreamError, UpstreamRead, UpstreamWrite};
 use crate::versions::{self, clamp};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +47,7 @@ pub enum ProxyError {
     Upstream {
         tried: String,
         #[source]
-        source: Option<std::io::Error>,
+        source: Option<UpstreamError>,
     },
     #[error("broker node {0} is not known (no Metadata response has named it)")]
     UnknownNode(i32),
@@ -78,6 +83,8 @@ pub struct Settings {
     pub broker_port_base: u16,
     /// The brokers' bootstrap servers.
     pub upstream: Vec<String>,
+    /// TCP, TLS and SASL to the brokers.
+    pub connector: Connector,
 }
 
 /// Which upstream a local listener stands for.
@@ -93,6 +100,34 @@ pub struct Proxy<P> {
     routes: Routes,
     listening: Mutex<BTreeSet<i32>>,
     connections: Gauge,
+    upstream_failures: Family<UpstreamFailureLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamFailureLabels {
+    pub reason: &'static str,
+}
+
+/// The connection metrics, registered once by the binary.
+#[derive(Debug, Default, Clone)]
+pub struct ConnectionMetrics {
+    pub connections: Gauge,
+    pub upstream_failures: Family<UpstreamFailureLabels, Counter>,
+}
+
+impl ConnectionMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "kafka_e2ee_proxy_connections",
+            "Client connections open",
+            self.connections.clone(),
+        );
+        registry.register(
+            "kafka_e2ee_proxy_upstream_failures",
+            "Broker connections that failed (reason connect|tls|credentials|authentication|protocol)",
+            self.upstream_failures.clone(),
+        );
+    }
 }
 
 /// What the response side must do for the next response, in request order.
@@ -111,13 +146,14 @@ enum Expect {
 }
 
 impl<P: KeyProvider + 'static> Proxy<P> {
-    pub fn new(settings: Settings, crypto: Crypto<P>, connections: Gauge) -> Arc<Self> {
+    pub fn new(settings: Settings, crypto: Crypto<P>, metrics: ConnectionMetrics) -> Arc<Self> {
         Arc::new(Self {
             routes: Routes::new(settings.broker_port_base),
             settings,
             crypto,
             listening: Mutex::new(BTreeSet::new()),
-            connections,
+            connections: metrics.connections,
+            upstream_failures: metrics.upstream_failures,
         })
     }
 
@@ -191,7 +227,7 @@ impl<P: KeyProvider + 'static> Proxy<P> {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn connect(&self, target: Target) -> Result<TcpStream, ProxyError> {
+    async fn connect(&self, target: Target) -> Result<(UpstreamRead, UpstreamWrite), ProxyError> {
         let candidates = match target {
             Target::Bootstrap => self.settings.upstream.clone(),
             Target::Broker(node) => vec![
@@ -202,12 +238,15 @@ impl<P: KeyProvider + 'static> Proxy<P> {
         };
         let mut last = None;
         for address in &candidates {
-            match TcpStream::connect(address.as_str()).await {
-                Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
-                    return Ok(stream);
+            match self.settings.connector.connect(address).await {
+                Ok(halves) => return Ok(halves),
+                Err(e) => {
+                    self.upstream_failures
+                        .get_or_create(&UpstreamFailureLabels { reason: e.reason() })
+                        .inc();
+                    tracing::warn!(error = %kafka_e2ee_telemetry::chain(&e), "upstream connection failed");
+                    last = Some(e);
                 }
-                Err(e) => last = Some(e),
             }
         }
         Err(ProxyError::Upstream {
@@ -218,9 +257,8 @@ impl<P: KeyProvider + 'static> Proxy<P> {
 
     async fn serve(self: Arc<Self>, client: TcpStream, target: Target) -> Result<(), ProxyError> {
         let _ = client.set_nodelay(true);
-        let upstream = self.connect(target).await?;
+        let (mut upstream_read, mut upstream_write) = self.connect(target).await?;
         let (mut client_read, mut client_write) = client.into_split();
-        let (mut upstream_read, mut upstream_write) = upstream.into_split();
         let (expect_tx, mut expect_rx) = mpsc::channel::<Expect>(64);
         let requests = async {
             while let Some(frame) = frame::read(&mut client_read).await? {

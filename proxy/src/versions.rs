@@ -16,6 +16,9 @@ const DECODED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::ApiVersions, 0, 4),
+    // v0 is followed by raw SASL tokens outside Kafka's framing; v1 wraps them in
+    // SaslAuthenticate requests, which pass through like any request.
+    (ApiKey::SaslHandshake, 1, 1),
 ];
 
 /// APIs never offered: share groups fetch records outside Fetch (KIP-932).
@@ -67,6 +70,7 @@ mod tests {
             offered(ApiKey::ShareFetch, 0, 1),
             offered(ApiKey::JoinGroup, 0, 9),
             offered(ApiKey::DescribeCluster, 3, 4),
+            offered(ApiKey::SaslHandshake, 0, 1),
         ]);
         clamp(&mut r);
         let got: Vec<_> = r
@@ -80,6 +84,7 @@ mod tests {
                 (ApiKey::Produce as i16, 3, 9),
                 (ApiKey::Fetch as i16, 4, 12),
                 (ApiKey::JoinGroup as i16, 0, 9),
+                (ApiKey::SaslHandshake as i16, 1, 1),
             ]
         );
     }

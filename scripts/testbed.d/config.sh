@@ -14,6 +14,9 @@
 : "${KE_ETCD_PEER_PORT:=12380}"
 : "${KE_APISERVER_PORT:=16443}"
 : "${KE_KAFKA_PORT:=19092}"
+: "${KE_KAFKA_TLS_BROKER_PORT:=19093}" # the TLS broker's own (plaintext) listener, behind stunnel
+: "${KE_KAFKA_TLS_PORT:=19094}"        # stunnel: TLS with client certificates, advertised
+: "${KE_KAFKA_SASL_PORT:=19095}"
 : "${KE_VAULT_PORT:=18200}"
 : "${KE_MOTO_PORT:=15000}"
 : "${KE_HKMS_PORT:=19600}"

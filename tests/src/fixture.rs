@@ -97,7 +97,11 @@ impl Drop for Fixture {
 impl Fixture {
     /// A fresh key topic and keystore on the test bed's broker.
     pub async fn new(prefix: &str) -> Result<Self> {
-        let connection = KafkaConnection::new(require(Server::Kafka));
+        Self::on(prefix, KafkaConnection::new(require(Server::Kafka))).await
+    }
+
+    /// The same on the cluster `connection` reaches (with its TLS or SASL properties).
+    pub async fn on(prefix: &str, connection: KafkaConnection) -> Result<Self> {
         let key_topic = unique(&format!("{prefix}-keys"));
         ensure_key_topic(&connection, &key_topic, None).await?;
         let dir = std::env::temp_dir().join(unique("kafka-e2ee-keystore"));
@@ -254,6 +258,7 @@ impl Fixture {
             vec![self.trusted_key.clone()],
         );
         config.allow_plaintext = trust.allow_plaintext;
+        config.properties = self.connection.properties.clone();
         config.key_topic = self.key_topic.clone();
         config.key_wait_ms = Some(key_wait.as_millis() as u64);
         config

@@ -19,10 +19,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_e2ee_client::config::{ClientConfig, EncryptionClient};
+use kafka_e2ee_client::kafka::KafkaConnection;
 use kafka_e2ee_client::producer::OutgoingRecord;
 use kafka_e2ee_client::record::{Header, KEY_HEADER};
 use kafka_e2ee_proxy::crypto::{Crypto, Metrics, TopicRules};
-use kafka_e2ee_proxy::server::{Proxy, Settings};
+use kafka_e2ee_proxy::sasl::{Mechanism, ScramError};
+use kafka_e2ee_proxy::server::{ConnectionMetrics, Proxy, Settings, UpstreamFailureLabels};
+use kafka_e2ee_proxy::upstream::{
+    Connector, SecurityProtocol, UpstreamError, UpstreamRead, UpstreamSettings, UpstreamWrite,
+};
 use kafka_e2ee_tests::attacker::{self, Raw};
 use kafka_e2ee_tests::fixture::Fixture;
 use kafka_e2ee_tests::{Server, require, unique};
@@ -125,9 +130,23 @@ async fn consume(
 
 /// A proxy serving `config`, on ports of its own; returns its bootstrap address.
 async fn start_proxy(
-    mut config: ClientConfig,
+    config: ClientConfig,
     passthrough: &[&str],
 ) -> (String, Arc<EncryptionClient>) {
+    let plaintext = Connector::new(&UpstreamSettings::default()).unwrap();
+    let (bootstrap, client, _) =
+        start_proxy_to(config, passthrough, require(Server::Kafka), plaintext).await;
+    (bootstrap, client)
+}
+
+/// A proxy whose records go to `upstream` through `connector` (the key topic stays where
+/// `config` says); also returns its connection metrics.
+async fn start_proxy_to(
+    mut config: ClientConfig,
+    passthrough: &[&str],
+    upstream: String,
+    connector: Connector,
+) -> (String, Arc<EncryptionClient>, ConnectionMetrics) {
     // The proxy's log, shown with --nocapture (RUST_LOG, default warnings).
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -156,12 +175,14 @@ async fn start_proxy(
     let settings = Settings {
         listen: ([127, 0, 0, 1], base).into(),
         broker_port_base: base + 1,
-        upstream: vec![require(Server::Kafka)],
+        upstream: vec![upstream],
+        connector,
     };
-    let proxy = Proxy::new(settings, crypto, Default::default());
+    let metrics = ConnectionMetrics::default();
+    let proxy = Proxy::new(settings, crypto, metrics.clone());
     let serving = proxy.bind().await.unwrap();
     tokio::spawn(serving);
-    (format!("127.0.0.1:{base}"), client)
+    (format!("127.0.0.1:{base}"), client, metrics)
 }
 
 fn hex(b: &[u8]) -> String {
@@ -522,4 +543,198 @@ async fn sarama_cannot_join_a_group_on_the_test_bed_broker_even_directly() {
             .any(|r| r["error"].as_str().is_some_and(|e| e.contains("79"))),
         "{got:?}"
     );
+}
+
+/// The test bed's Kafka behind TLS that requires a client certificate (scripts/testbed's
+/// `kafka-tls`: stunnel in front of a second tansu), as librdkafka's properties name it.
+fn tls_connection(ca: &str) -> KafkaConnection {
+    let bootstrap = kafka_e2ee_tests::env(Server::Kafka, "KE_KAFKA_TLS_BOOTSTRAP");
+    let dir = PathBuf::from(kafka_e2ee_tests::env(Server::Kafka, "KE_KAFKA_TLS_DIR"));
+    let file = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let mut connection = KafkaConnection::new(bootstrap);
+    connection.properties = [
+        ("security.protocol", "ssl".to_owned()),
+        ("ssl.ca.location", file(ca)),
+        ("ssl.certificate.location", file("client.crt")),
+        ("ssl.key.location", file("client.key")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    connection
+}
+
+fn connector(connection: &KafkaConnection) -> Connector {
+    Connector::new(&UpstreamSettings::from_properties(&connection.properties).unwrap()).unwrap()
+}
+
+/// Sends ApiVersions over `connection`; true when the broker answered.
+async fn answers((mut read, mut write): (UpstreamRead, UpstreamWrite)) -> bool {
+    use kafka_e2ee_proxy::frame;
+    // ApiVersions v0, correlation id 1, no client id.
+    let request = [0, 18, 0, 0, 0, 0, 0, 1, 0xff, 0xff];
+    if frame::write(&mut write, &request).await.is_err() {
+        return false;
+    }
+    matches!(frame::read(&mut read).await, Ok(Some(_)))
+}
+
+/// Everything over mTLS: the key topic (the Rust side's librdkafka, built with OpenSSL) and the
+/// records (the proxy's own TLS), with the settings the proxy takes from the configuration's
+/// properties, as the binary does.
+#[tokio::test(flavor = "multi_thread")]
+async fn through_the_proxy_to_a_broker_that_requires_tls_and_a_client_certificate() {
+    let connection = tls_connection("ca.crt");
+    let tls_bootstrap = connection.bootstrap_servers.clone();
+    let mut fixture = Fixture::on("proxy-tls", connection.clone()).await.unwrap();
+    let topic = fixture.reject_topic("proxy-tls", 2).await;
+    let config = fixture.client_config(KEY_WAIT);
+    let (bootstrap, client, _) = start_proxy_to(
+        config.clone(),
+        &[],
+        tls_bootstrap.clone(),
+        connector(&connection),
+    )
+    .await;
+    let lib = "kafka-python";
+    let batch = records("tls", lib);
+    let file = write_records(&batch);
+    let acks = run_client(
+        lib,
+        &[
+            "produce",
+            "--bootstrap",
+            &bootstrap,
+            "--topic",
+            &topic,
+            "--records",
+            file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(acks.iter().all(|a| a.get("error").is_none()), "{acks:?}");
+    let got = consume(lib, &bootstrap, &topic, batch.len(), 30).await;
+    assert_eq!(
+        sorted(got.iter().map(content).collect()),
+        sorted(batch.iter().map(content).collect())
+    );
+    // The Rust client, over TLS itself, opens what the proxy sealed; the broker holds only
+    // ciphertext (read raw over TLS).
+    let consumer = client.consumer(&unique("tls-rust")).unwrap();
+    {
+        use rdkafka::consumer::Consumer;
+        use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..2 {
+            tpl.add_partition_offset(&topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.inner().assign(&tpl).unwrap();
+    }
+    for _ in 0..batch.len() {
+        let r = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(r.value.unwrap().starts_with(b"PLAINTEXT-tls"));
+    }
+    let marker = "PLAINTEXT-tls";
+    assert_eq!(
+        assert_only_ciphertext(&fixture, &topic, 2, marker),
+        batch.len()
+    );
+
+    // No client certificate: the broker's side refuses the connection.
+    let mut no_cert = connection.clone();
+    no_cert.properties.remove("ssl.certificate.location");
+    no_cert.properties.remove("ssl.key.location");
+    let refused = match connector(&no_cert).connect(&tls_bootstrap).await {
+        Ok(halves) => !answers(halves).await,
+        Err(UpstreamError::Tls { .. }) => true,
+        Err(other) => panic!("unexpected: {other}"),
+    };
+    assert!(
+        refused,
+        "the broker answered a proxy without a client certificate"
+    );
+    assert!(
+        answers(
+            connector(&connection)
+                .connect(&tls_bootstrap)
+                .await
+                .unwrap()
+        )
+        .await
+    );
+
+    // A CA that did not sign the broker's certificate: the proxy refuses the broker, typed and
+    // counted, and the application's connection is closed (never a plaintext fallback).
+    let wrong_ca = connector(&tls_connection("client.crt"));
+    let err = wrong_ca.connect(&tls_bootstrap).await.err().unwrap();
+    assert!(matches!(err, UpstreamError::Tls { .. }), "{err}");
+    let (bootstrap, _, metrics) = start_proxy_to(config, &[], tls_bootstrap, wrong_ca).await;
+    let app = tokio::net::TcpStream::connect(&bootstrap).await.unwrap();
+    let (r, w) = app.into_split();
+    assert!(!answers((Box::new(r), Box::new(w))).await);
+    let failures = metrics
+        .upstream_failures
+        .get_or_create(&UpstreamFailureLabels { reason: "tls" })
+        .get();
+    assert!(failures >= 1, "tls failures counted: {failures}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_proxy_authenticates_with_scram_and_reports_the_brokers_refusal() {
+    // The test bed's SASL broker has no users (tansu cannot be given any here, docs/testbed.md),
+    // so a correct SCRAM exchange ends in the broker's refusal of the user, which must come back
+    // typed, with the broker's reason.
+    let sasl = kafka_e2ee_tests::env(Server::Kafka, "KE_KAFKA_SASL_BOOTSTRAP");
+    let creds = std::env::temp_dir().join(unique("kafka-creds"));
+    std::fs::create_dir_all(&creds).unwrap();
+    std::fs::write(creds.join("username"), "app\n").unwrap();
+    std::fs::write(creds.join("password"), "secret\n").unwrap();
+    let settings = |mechanism| UpstreamSettings {
+        protocol: SecurityProtocol::SaslPlaintext,
+        sasl_mechanism: Some(mechanism),
+        credentials_dir: Some(creds.clone()),
+        ..Default::default()
+    };
+    for mechanism in [Mechanism::ScramSha256, Mechanism::ScramSha512] {
+        let err = Connector::new(&settings(mechanism))
+            .unwrap()
+            .connect(&sasl)
+            .await
+            .err()
+            .unwrap();
+        let refused_user = match &err {
+            UpstreamError::Scram {
+                source: ScramError::Refused(reason),
+                ..
+            } => reason.contains("unknown-user"),
+            UpstreamError::Authentication { message, .. } => message.contains("unknown"),
+            _ => false,
+        };
+        assert_eq!(err.reason(), "authentication");
+        assert!(
+            refused_user,
+            "{mechanism:?}: {:#}",
+            anyhow::Error::from(err)
+        );
+    }
+    // A mechanism the broker does not enable: refused at the handshake, never sent.
+    let err = Connector::new(&settings(Mechanism::Plain))
+        .unwrap()
+        .connect(&sasl)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            UpstreamError::MechanismRefused { .. } | UpstreamError::Protocol { .. }
+        ),
+        "{:#}",
+        anyhow::Error::from(err)
+    );
+    std::fs::remove_dir_all(&creds).unwrap();
 }

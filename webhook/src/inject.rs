@@ -21,8 +21,9 @@ use std::sync::Arc;
 use kafka_e2ee_crds::injection::{
     self, AWS_ROLE_ARN_ANNOTATION, BOOTSTRAP_ENV_ANNOTATION, CLIENT_CONFIGMAP, CONFIG_ENV,
     CONTAINERS_ANNOTATION, ClientIndex, DEFAULT_BOOTSTRAP_ENV, INJECT_ANNOTATION,
-    INJECTED_ANNOTATION, InjectionRecord, MODE_ANNOTATION, MODE_PROXY, MOUNT_PATH, PROXY_BOOTSTRAP,
-    PROXY_CONTAINER, PROXY_HEALTH_PORT, ProjectedSource, TOPICS_ANNOTATION, VOLUME_NAME,
+    INJECTED_ANNOTATION, InjectionRecord, KAFKA_SECRET_PATH, KAFKA_SECRET_VOLUME, MODE_ANNOTATION,
+    MODE_PROXY, MOUNT_PATH, PROXY_BOOTSTRAP, PROXY_CONTAINER, PROXY_HEALTH_PORT,
+    PROXY_KAFKA_SECRET_ANNOTATION, ProjectedSource, TOPICS_ANNOTATION, VOLUME_NAME,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -293,7 +294,8 @@ pub fn decide(
 
 /// What the pod should end up with.
 struct Plan<'a> {
-    volume: Value,
+    /// Ours first ([`VOLUME_NAME`]), then the proxy's Kafka Secret if the pod names one.
+    volumes: Vec<Value>,
     /// Added to each chosen container.
     env: Vec<Value>,
     /// Mounted in each chosen container (client mode).
@@ -481,26 +483,52 @@ fn plan<'a>(
     // (the pod's fsGroup, if set, is the group).
     let volume = json!({"name": VOLUME_NAME, "projected": {"defaultMode": INJECTED_FILE_MODE, "sources": sources}});
     Ok(match proxy {
-        None => Plan {
-            volume,
-            env,
-            mount: Some(mount),
-            containers,
-            sidecar: None,
-            record,
-        },
+        None => {
+            if pod.annotation(PROXY_KAFKA_SECRET_ANNOTATION).is_some() {
+                return Err(Problem::new(
+                    ProblemReason::MalformedPod,
+                    format!(
+                        "{PROXY_KAFKA_SECRET_ANNOTATION} gives the proxy its Kafka credentials; it needs {MODE_ANNOTATION}: {MODE_PROXY}"
+                    ),
+                ));
+            }
+            Plan {
+                volumes: vec![volume],
+                env,
+                mount: Some(mount),
+                containers,
+                sidecar: None,
+                record,
+            }
+        }
         Some(proxy) => {
             let bootstrap_env = pod
                 .annotation(BOOTSTRAP_ENV_ANNOTATION)
                 .map(str::trim)
                 .filter(|v| !v.is_empty())
                 .unwrap_or(DEFAULT_BOOTSTRAP_ENV);
+            let mut volumes = vec![volume];
+            let mut mounts = vec![mount];
+            let mut env = env;
+            if let Some(secret) = pod.annotation(PROXY_KAFKA_SECRET_ANNOTATION).map(str::trim) {
+                if !is_dns_subdomain(secret) {
+                    return Err(Problem::new(
+                        ProblemReason::MalformedPod,
+                        format!(
+                            "{PROXY_KAFKA_SECRET_ANNOTATION} is '{secret}', which is not a Secret name"
+                        ),
+                    ));
+                }
+                volumes.push(json!({"name": KAFKA_SECRET_VOLUME, "secret": {"secretName": secret, "defaultMode": INJECTED_FILE_MODE}}));
+                mounts.push(json!({"name": KAFKA_SECRET_VOLUME, "mountPath": KAFKA_SECRET_PATH, "readOnly": true}));
+                env.push(json!({"name": "KAFKA_E2EE_PROXY_UPSTREAM_CREDENTIALS", "value": KAFKA_SECRET_PATH}));
+            }
             Plan {
-                volume,
+                volumes,
                 env: vec![json!({"name": bootstrap_env, "value": PROXY_BOOTSTRAP})],
                 mount: None,
                 containers,
-                sidecar: Some((proxy_container(proxy, env, mount), proxy.native)),
+                sidecar: Some((proxy_container(proxy, env, mounts), proxy.native)),
                 record,
             }
         }
@@ -510,14 +538,14 @@ fn plan<'a>(
 /// The proxy sidecar: the volume, the KMS environment, a restricted security context (it may
 /// read the 0440 files: group 0 owns them unless the pod sets an fsGroup, which every
 /// container then has), a readiness probe on its health port.
-fn proxy_container(proxy: &ProxySidecar, env: Vec<Value>, mount: Value) -> Value {
+fn proxy_container(proxy: &ProxySidecar, env: Vec<Value>, mounts: Vec<Value>) -> Value {
     let mut container = json!({
         "name": PROXY_CONTAINER,
         "image": proxy.image,
         "args": ["--listen", PROXY_BOOTSTRAP, "--http-addr", format!("0.0.0.0:{PROXY_HEALTH_PORT}")],
         "env": env,
         "ports": [{"name": "e2ee-proxy", "containerPort": PROXY_HEALTH_PORT}],
-        "volumeMounts": [mount],
+        "volumeMounts": mounts,
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": PROXY_HEALTH_PORT}, "periodSeconds": 5},
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
         "securityContext": {
@@ -534,6 +562,18 @@ fn proxy_container(proxy: &ProxySidecar, env: Vec<Value>, mount: Value) -> Value
         container["restartPolicy"] = json!("Always");
     }
     container
+}
+
+/// A Kubernetes object name (RFC 1123 subdomain), as Secrets are named.
+fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .split('.')
+            .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
 }
 
 fn token_source(audience: Option<&str>, path: &str) -> Value {
@@ -637,14 +677,17 @@ impl Plan<'_> {
         };
         let mut ops = Vec::new();
         let volumes = pod.spec.volumes.as_deref();
-        match find_named(volumes, VOLUME_NAME) {
-            Some(existing) if covers(existing, &self.volume) => {}
-            Some(_) => {
-                return conflict(format!(
-                    "the pod already has a different volume named {VOLUME_NAME}"
-                ));
+        for volume in &self.volumes {
+            let name = volume["name"].as_str().unwrap_or_default();
+            match find_named(volumes, name) {
+                Some(existing) if covers(existing, volume) => {}
+                Some(_) => {
+                    return conflict(format!(
+                        "the pod already has a different volume named {name}"
+                    ));
+                }
+                None => append(volumes, "/spec/volumes", volume.clone(), &mut ops),
             }
-            None => append(volumes, "/spec/volumes", self.volume.clone(), &mut ops),
         }
         for (pointer, container) in &self.containers {
             let name = &container.name;
@@ -1383,5 +1426,56 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// The proxy's own Kafka credentials: a Secret of the pod's namespace, mounted into the
+    /// proxy only (never the application), named to the proxy by one variable.
+    #[test]
+    fn a_named_kafka_secret_is_mounted_into_the_proxy_only() {
+        let pod = proxy_pod(json!({PROXY_KAFKA_SECRET_ANNOTATION: "orders-kafka-user"}));
+        let (injected, _) = inject(&pod);
+        let volumes = injected["spec"]["volumes"].as_array().unwrap();
+        let secret = volumes
+            .iter()
+            .find(|v| v["name"] == KAFKA_SECRET_VOLUME)
+            .unwrap();
+        assert_eq!(secret["secret"]["secretName"], "orders-kafka-user");
+        assert_eq!(secret["secret"]["defaultMode"], INJECTED_FILE_MODE);
+        let proxy = &injected["spec"]["initContainers"][0];
+        assert_eq!(proxy["volumeMounts"][1]["mountPath"], KAFKA_SECRET_PATH);
+        assert!(proxy["env"].as_array().unwrap().contains(
+            &json!({"name": "KAFKA_E2EE_PROXY_UPSTREAM_CREDENTIALS", "value": KAFKA_SECRET_PATH})
+        ));
+        for c in injected["spec"]["containers"].as_array().unwrap() {
+            assert!(
+                c.get("volumeMounts")
+                    .is_none_or(|m| !m.to_string().contains(KAFKA_SECRET_VOLUME))
+            );
+        }
+        assert!(matches!(
+            decide(&view(&injected), "shop", &excluded(), || Some(Arc::new(
+                index()
+            ))),
+            Decision::AlreadyInjected
+        ));
+        // Client mode has no proxy to give them to; a name that is no Secret's.
+        let mut client_mode = pod.clone();
+        client_mode["metadata"]["annotations"]
+            .as_object_mut()
+            .unwrap()
+            .remove(MODE_ANNOTATION);
+        let bad_name = proxy_pod(json!({PROXY_KAFKA_SECRET_ANNOTATION: "Orders_User"}));
+        for (pod, words) in [
+            (client_mode, "needs kafka-e2ee.io/mode: proxy"),
+            (bad_name, "not a Secret name"),
+        ] {
+            let Decision::Problem(p) =
+                decide(&view(&pod), "shop", &excluded(), || Some(Arc::new(index())))
+            else {
+                panic!("{words}")
+            };
+            assert_eq!(p.reason, ProblemReason::MalformedPod);
+            assert!(p.message.contains(words), "{}", p.message);
+        }
     }
 }
