@@ -335,7 +335,10 @@ fn hex(bytes: impl AsRef<[u8]>) -> String {
 /// configuration reads the same records.
 #[tokio::test]
 async fn a_pod_in_proxy_mode_gets_the_proxy_and_a_stock_client_encrypts_through_it() {
-    use kafka_e2ee_crds::injection::{MODE_ANNOTATION, PROXY_BOOTSTRAP, PROXY_CONTAINER};
+    use kafka_e2ee_crds::injection::{
+        KAFKA_SECRET_PATH, KAFKA_SECRET_VOLUME, MODE_ANNOTATION, PROXY_BOOTSTRAP, PROXY_CONTAINER,
+        PROXY_KAFKA_SECRET_ANNOTATION,
+    };
     let (world, _operator, _webhook, topic) = injected_world_with(
         "wh-proxy",
         "Fail",
@@ -347,11 +350,27 @@ async fn a_pod_in_proxy_mode_gets_the_proxy_and_a_stock_client_encrypts_through_
         .create_pod(
             &ns,
             "py-app",
-            json!({"kafka-e2ee.io/topics": topic, MODE_ANNOTATION: "proxy"}),
+            json!({"kafka-e2ee.io/topics": topic, MODE_ANNOTATION: "proxy",
+                   PROXY_KAFKA_SECRET_ANNOTATION: "py-app-kafka"}),
         )
         .await
         .unwrap();
     let spec = stored.spec.clone().unwrap();
+    // The proxy's own Kafka credentials: the named Secret, mounted into the proxy only (the
+    // apiserver accepts the patch; the Secret itself need not exist for that).
+    let secret_volume = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == KAFKA_SECRET_VOLUME)
+        .expect("the Kafka Secret volume");
+    assert_eq!(
+        secret_volume
+            .secret
+            .as_ref()
+            .and_then(|s| s.secret_name.as_deref()),
+        Some("py-app-kafka")
+    );
     let proxy = spec
         .containers
         .iter()
@@ -360,6 +379,13 @@ async fn a_pod_in_proxy_mode_gets_the_proxy_and_a_stock_client_encrypts_through_
     assert_eq!(
         proxy.image.as_deref(),
         Some("registry.example/kafka-e2ee-proxy:test")
+    );
+    assert!(
+        proxy
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.name == KAFKA_SECRET_VOLUME && m.mount_path == KAFKA_SECRET_PATH)
     );
     let app = &spec.containers[0];
     assert!(
