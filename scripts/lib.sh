@@ -13,6 +13,9 @@ source "$ROOT/scripts/testbed.d/common.sh"
 # changed. Override with CARGO_TARGET_DIR.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$KE_CACHE/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# No incremental compilation caches for these one-shot builds: they grew the cached target
+# directory by gigabytes per change (28 GB once) and do not speed up a build from a clean clone.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 

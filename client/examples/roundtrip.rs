@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use kafka_e2ee_client::config::{EncryptionClient, resolve};
+use kafka_e2ee_client::kafka::Connect as _;
 use kafka_e2ee_client::producer::OutgoingRecord;
 use kafka_e2ee_client::record::Header;
 use rdkafka::Message;

@@ -51,24 +51,20 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// How to reach the Kafka cluster. `properties` carries librdkafka settings such as
-/// `security.protocol` or `ssl.ca.location` verbatim.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KafkaConnection {
-    pub bootstrap_servers: String,
-    pub properties: BTreeMap<String, String>,
+pub use kafka_e2ee_core::connection::KafkaConnection;
+
+/// rdkafka clients for a [`KafkaConnection`] (bring it into scope: `use
+/// kafka_e2ee_client::kafka::Connect as _`).
+pub trait Connect {
+    /// An rdkafka config with the bootstrap servers and every extra property set.
+    fn client_config(&self) -> ClientConfig;
+    fn admin(&self) -> Result<AdminClient<DefaultClientContext>>;
+    /// A consumer for metadata and watermark queries; it never subscribes.
+    fn metadata_consumer(&self) -> Result<BaseConsumer>;
 }
 
-impl KafkaConnection {
-    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
-        Self {
-            bootstrap_servers: bootstrap_servers.into(),
-            properties: BTreeMap::new(),
-        }
-    }
-
-    /// An rdkafka config with the bootstrap servers and every extra property set.
-    pub fn client_config(&self) -> ClientConfig {
+impl Connect for KafkaConnection {
+    fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap_servers);
         for (k, v) in &self.properties {
@@ -77,7 +73,7 @@ impl KafkaConnection {
         config
     }
 
-    pub fn admin(&self) -> Result<AdminClient<DefaultClientContext>> {
+    fn admin(&self) -> Result<AdminClient<DefaultClientContext>> {
         self.client_config()
             .create()
             .map_err(|source| Error::CreateClient {
@@ -87,8 +83,7 @@ impl KafkaConnection {
             })
     }
 
-    /// A consumer for metadata and watermark queries; it never subscribes.
-    pub fn metadata_consumer(&self) -> Result<BaseConsumer> {
+    fn metadata_consumer(&self) -> Result<BaseConsumer> {
         self.client_config()
             .create()
             .map_err(|source| Error::CreateClient {

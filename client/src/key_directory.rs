@@ -26,15 +26,14 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::kafka::{self, KafkaConnection};
+use crate::kafka::{self, Connect as _, KafkaConnection};
 use crate::key_records::{self, EdekRecord, KeyRecord, PlaintextPolicy, PolicyRecord};
 pub use crate::key_state::{MAX_PENDING_REJECTIONS, RejectedKeyRecords};
 use crate::key_state::{Outcome, Position, State};
-use crate::signing::{KeyId, SIGNATURE_HEADER, SignatureError, ToVerify, TrustedKeys, Verifier};
+use crate::signing::{KeyId, SIGNATURE_HEADER, SignatureError, ToVerify, Verifier};
+pub use kafka_e2ee_core::trust::Trust;
 
-/// How long producers and consumers wait for the key topic by default: its first read, or an
-/// EDEK a record names that has not arrived yet.
-pub const DEFAULT_KEY_WAIT: Duration = Duration::from_secs(10);
+pub use kafka_e2ee_core::config::DEFAULT_KEY_WAIT;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -76,36 +75,6 @@ pub enum KeyDirectoryError {
     },
     #[error("reading the metadata of {key_topic} did not finish")]
     MetadataTask { key_topic: String },
-}
-
-/// What a reader believes without asking Kafka: the operator's public signing keys, and the
-/// topics whose plaintext records it accepts (only if their verified policy also says
-/// `Allow`). Both come from the client configuration, which the Kubernetes API delivers.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Trust {
-    pub keys: TrustedKeys,
-    pub allow_plaintext: BTreeSet<String>,
-    /// Signing keys this reader retired itself (the operator's own, after a rotation): their
-    /// records are history, refused without being reported as forgeries.
-    pub retired: BTreeSet<KeyId>,
-    /// The topics whose key records this reader reads; the others are skipped unverified and
-    /// never held (a client's memory grows with its own topics, not the cluster's). `None`:
-    /// every topic (the operator).
-    pub topics: Option<BTreeSet<String>>,
-}
-
-impl Trust {
-    /// Whether records of the topic a record key names are read at all. Keys that name no
-    /// topic are read (and refused as malformed).
-    fn reads(&self, record_key: &[u8]) -> bool {
-        let topic = std::str::from_utf8(record_key)
-            .ok()
-            .and_then(key_records::topic_of_key);
-        match (&self.topics, topic) {
-            (Some(topics), Some(topic)) => topics.contains(topic),
-            _ => true,
-        }
-    }
 }
 
 /// Everything the key topic holds for one topic right now.

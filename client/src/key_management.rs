@@ -14,6 +14,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use thiserror::Error;
 use tokio::time::Instant;
 
+use crate::kafka::Connect as _;
 use crate::kafka::{self, EnsureOutcome, KafkaConnection, TopicSpec};
 use crate::key_records::{EdekRecord, KeyRecordError, PolicyRecord};
 use crate::provider::{DekCommitment, DekContext, KeyProvider, ProviderError};

@@ -22,6 +22,7 @@ use thiserror::Error;
 use tokio::time::Instant;
 
 use crate::dek_cache::{DekCache, DekCacheError};
+use crate::kafka::Connect as _;
 use crate::kafka::{self, KafkaConnection};
 use crate::key_directory::{DEFAULT_KEY_WAIT, KeyDirectory, KeyLookupError};
 use crate::nonce::NonceError;

@@ -1,7 +1,7 @@
 //! The injected client configuration file.
 #![no_main]
 
-use kafka_e2ee_client::config::ClientConfig;
+use kafka_e2ee_core::config::ClientConfig;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

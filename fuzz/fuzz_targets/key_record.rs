@@ -1,7 +1,7 @@
 //! A record of the key topic (`__encryption_keys`): key and value bytes from the broker.
 #![no_main]
 
-use kafka_e2ee_client::key_records::{KeyRecord, decode};
+use kafka_e2ee_core::key_records::{KeyRecord, decode};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,10 +2,10 @@
 //! hostile: arbitrary bytes, correctly sealed, so the frame parser itself is reached.
 #![no_main]
 
-use kafka_e2ee_client::engine::{Aes256Gcm, EncryptionEngine};
-use kafka_e2ee_client::nonce::NONCE_LEN;
-use kafka_e2ee_client::record::{RecordLocation, aad, open};
-use kafka_e2ee_client::secret::KeyMaterial;
+use kafka_e2ee_core::engine::{Aes256Gcm, EncryptionEngine};
+use kafka_e2ee_core::nonce::NONCE_LEN;
+use kafka_e2ee_core::record::{RecordLocation, aad, open};
+use kafka_e2ee_core::secret::KeyMaterial;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|frame: &[u8]| {

@@ -3,11 +3,11 @@
 //! or over-allocate.
 #![no_main]
 
-use kafka_e2ee_client::engine::{Aes256Gcm, EncryptionEngine};
-use kafka_e2ee_client::record::{
+use kafka_e2ee_core::engine::{Aes256Gcm, EncryptionEngine};
+use kafka_e2ee_core::record::{
     RecordLocation, decode_key_header, decode_tombstone_header, open, open_tombstone,
 };
-use kafka_e2ee_client::secret::KeyMaterial;
+use kafka_e2ee_core::secret::KeyMaterial;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use kafka_e2ee_client::signing::{SIGNATURE_HEADER_FIXED_LEN, SigningKey, TrustedKeys};
+use kafka_e2ee_core::signing::{SIGNATURE_HEADER_FIXED_LEN, SigningKey, TrustedKeys};
 use libfuzzer_sys::fuzz_target;
 
 fn key() -> &'static (SigningKey, TrustedKeys) {

@@ -26,6 +26,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use thiserror::Error;
 
 use crate::signing_keys::{KeyStore, SigningKeysError};
+use kafka_e2ee_client::kafka::Connect as _;
 
 const WAIT: Duration = Duration::from_secs(30);
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kafka_e2ee_client::kafka::Connect as _;
 use kafka_e2ee_client::kafka::{self, EnsureOutcome, KafkaConnection, TopicSpec};
 use kafka_e2ee_client::key_directory::{
     KeyDirectory, KeyDirectoryError, KeyDirectoryMetrics, KeyLookupError, Trust,

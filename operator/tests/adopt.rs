@@ -17,6 +17,7 @@ use std::process::Output;
 use kafka_e2ee_client::config::ProviderConfig;
 use kafka_e2ee_client::consumer::ConsumeError;
 use kafka_e2ee_client::engine::{Aes256Gcm, EncryptionEngine};
+use kafka_e2ee_client::kafka::Connect as _;
 use kafka_e2ee_client::kafka::{TopicSpec, ensure_topic};
 use kafka_e2ee_client::key_management::{ensure_key_topic, generate_edek};
 use kafka_e2ee_client::key_records::{PlaintextPolicy, PolicyRecord, ProviderRef, edek_key};

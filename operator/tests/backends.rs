@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kafka_e2ee_client::config::ProviderConfig;
+use kafka_e2ee_client::kafka::Connect as _;
 use kafka_e2ee_client::provider::{ProviderError, TekManager};
 use kafka_e2ee_client::vault::VaultTransit;
 use kafka_e2ee_crds::{

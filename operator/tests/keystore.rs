@@ -13,6 +13,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use kafka_e2ee_client::kafka::Connect as _;
 use kafka_e2ee_crds::{KmsRef, KmsRefKind};
 use kube::api::{Patch, PatchParams};
 use support::*;

@@ -6,6 +6,9 @@
 //! record format and key handling, so plaintext never leaves the pod and the broker sees only
 //! ciphertext.
 //!
+//! Feature `server` (default) builds the proxy; without it, only the Kafka protocol pieces
+//! (what the fuzz targets exercise).
+//!
 //! - [`batch`]: record batches re-framed so that only values and headers change;
 //! - [`produce`], [`fetch`]: sealing requests, opening responses;
 //! - [`routes`]: a local port per broker, every broker address rewritten;
@@ -15,13 +18,18 @@
 //! - [`crypto`]: topic rules, error codes, metrics.
 
 pub mod batch;
+#[cfg(feature = "server")]
 pub mod cli;
+#[cfg(feature = "server")]
 pub mod crypto;
+#[cfg(feature = "server")]
 pub mod fetch;
 pub mod frame;
+#[cfg(feature = "server")]
 pub mod produce;
 pub mod routes;
 pub mod sasl;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod upstream;
 pub mod versions;

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use futures::StreamExt;
 use std::time::{Duration, Instant};
 
+use kafka_e2ee_client::kafka::Connect as _;
 use kafka_e2ee_client::key_directory::KeyDirectory;
 use kafka_e2ee_client::key_records::{
     self, EdekRecord, PlaintextPolicy, PolicyRecord, ProviderRef,

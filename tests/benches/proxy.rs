@@ -23,6 +23,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use kafka_e2ee_client::kafka::Connect as _;
 use kafka_e2ee_client::kafka::{KafkaConnection, TopicSpec, ensure_topic};
 use kafka_e2ee_tests::fixture::Fixture;
 use kafka_e2ee_tests::kube_env::free_port;

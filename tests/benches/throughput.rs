@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use kafka_e2ee_client::consumer::{ConsumerSettings, DecryptingConsumer};
 use kafka_e2ee_client::dek_cache::{DekCache, DekCacheConfig};
 use kafka_e2ee_client::engine::{Aes256Gcm, TAG_LEN};
+use kafka_e2ee_client::kafka::Connect as _;
 use kafka_e2ee_client::kafka::{TopicSpec, ensure_topic};
 use kafka_e2ee_client::key_directory::KeyDirectory;
 use kafka_e2ee_client::key_records::PlaintextPolicy;

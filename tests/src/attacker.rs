@@ -14,6 +14,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::unique;
+use kafka_e2ee_client::kafka::Connect as _;
 
 const WAIT: Duration = Duration::from_secs(10);
 

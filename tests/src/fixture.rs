@@ -24,6 +24,7 @@ use kafka_e2ee_client::signing::{PublicKey, Signer, SigningKey, TrustedKeys};
 use rand::RngCore;
 
 use crate::{Server, require, unique};
+use kafka_e2ee_client::kafka::Connect as _;
 
 /// A provider that counts unwraps: provider calls must scale with key versions, not records.
 pub struct Counting<P> {

@@ -20,6 +20,7 @@ use kafka_e2ee_client::consumer::{
 };
 use kafka_e2ee_client::dek_cache::{DekCache, DekCacheConfig, DekCacheError};
 use kafka_e2ee_client::engine::{Aes256Gcm, EncryptionEngine};
+use kafka_e2ee_client::kafka::Connect as _;
 use kafka_e2ee_client::key_directory::{KeyDirectory, KeyLookupError};
 use kafka_e2ee_client::key_management::generate_edek;
 use kafka_e2ee_client::key_records::PlaintextPolicy;

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use kafka_e2ee_client::kafka::Connect as _;
 use kafka_e2ee_client::kafka::{
     EnsureOutcome, KafkaConnection, TopicSpec, ensure_topic, partition_watermarks,
 };

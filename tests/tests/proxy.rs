@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_e2ee_client::config::{ClientConfig, EncryptionClient};
+use kafka_e2ee_client::kafka::Connect as _;
 use kafka_e2ee_client::kafka::KafkaConnection;
 use kafka_e2ee_client::producer::OutgoingRecord;
 use kafka_e2ee_client::record::{Header, KEY_HEADER};

@@ -23,6 +23,7 @@ use std::time::Duration;
 use kafka_e2ee_client::config::{ClientConfig, EncryptionClient};
 use kafka_e2ee_client::consumer::{ConsumeError, ConsumedRecord};
 use kafka_e2ee_client::engine::{Aes256Gcm, EncryptionEngine};
+use kafka_e2ee_client::kafka::Connect as _;
 use kafka_e2ee_client::key_directory::Trust;
 use kafka_e2ee_client::key_management::ensure_key_topic;
 use kafka_e2ee_client::key_records::{EdekRecord, PlaintextPolicy, edek_key, policy_key};

@@ -11,11 +11,11 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use kafka_e2ee_client::provider::{
+use kafka_e2ee_core::provider::{
     DekContext, Edek, KeyProvider, ProviderError, TekInfo, TekManager,
 };
-use kafka_e2ee_client::resilient::{KmsMetrics, ResiliencePolicy, Resilient};
-use kafka_e2ee_client::secret::KeyMaterial;
+use kafka_e2ee_core::resilient::{KmsMetrics, ResiliencePolicy, Resilient};
+use kafka_e2ee_core::secret::KeyMaterial;
 
 const CTX: DekContext<'static> = DekContext {
     topic: "t",

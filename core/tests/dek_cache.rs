@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use kafka_e2ee_client::dek_cache::{DekCache, DekCacheConfig, DekCacheError};
-use kafka_e2ee_client::engine::Aes256Gcm;
-use kafka_e2ee_client::key_records::EdekRecord;
-use kafka_e2ee_client::keystore::LocalKeystore;
-use kafka_e2ee_client::provider::{DekCommitment, DekContext, Edek, KeyProvider, ProviderError};
-use kafka_e2ee_client::secret::KeyMaterial;
+use kafka_e2ee_core::dek_cache::{DekCache, DekCacheConfig, DekCacheError};
+use kafka_e2ee_core::engine::Aes256Gcm;
+use kafka_e2ee_core::key_records::EdekRecord;
+use kafka_e2ee_core::keystore::LocalKeystore;
+use kafka_e2ee_core::provider::{DekCommitment, DekContext, Edek, KeyProvider, ProviderError};
+use kafka_e2ee_core::secret::KeyMaterial;
 
 /// The real keystore provider, counting unwraps and taking 20 ms each (like a KMS round trip).
 struct Counting {

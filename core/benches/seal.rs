@@ -1,4 +1,4 @@
-//! Seal-path benchmark (docs/performance.md). Run: `cargo bench -p kafka-e2ee-client --bench seal`.
+//! Seal-path benchmark (docs/performance.md). Run: `cargo bench -p kafka-e2ee-core --bench seal`.
 //!
 //! Machines here are noisy, so every number is a ratio of two measurements taken back to back,
 //! interleaved, repeated PAIRS times; the median ratio is reported.
@@ -18,10 +18,10 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use kafka_e2ee_client::engine::{Aes256Gcm, EncryptionEngine, PreparedKey};
-use kafka_e2ee_client::nonce::{MAX_RECORDS_PER_DEK, NonceSequence};
-use kafka_e2ee_client::record::{PartitionSealer, RecordLocation, aad, open_with_scratch};
-use kafka_e2ee_client::secret::KeyMaterial;
+use kafka_e2ee_core::engine::{Aes256Gcm, EncryptionEngine, PreparedKey};
+use kafka_e2ee_core::nonce::{MAX_RECORDS_PER_DEK, NonceSequence};
+use kafka_e2ee_core::record::{PartitionSealer, RecordLocation, aad, open_with_scratch};
+use kafka_e2ee_core::secret::KeyMaterial;
 
 const PAIRS: usize = 21;
 const LOC: RecordLocation<'static> = RecordLocation {

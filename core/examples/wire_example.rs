@@ -1,10 +1,10 @@
 //! Prints a worked example of record format v1 in hex (used for docs/wire-format.md).
 //! Uses a fixed, public test key: never do this with a real key.
 
-use kafka_e2ee_client::engine::{Aes256Gcm, EncryptionEngine};
-use kafka_e2ee_client::nonce::NonceSequence;
-use kafka_e2ee_client::record::{Header, RecordLocation, aad, open, seal};
-use kafka_e2ee_client::secret::KeyMaterial;
+use kafka_e2ee_core::engine::{Aes256Gcm, EncryptionEngine};
+use kafka_e2ee_core::nonce::NonceSequence;
+use kafka_e2ee_core::record::{Header, RecordLocation, aad, open, seal};
+use kafka_e2ee_core::secret::KeyMaterial;
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()

@@ -158,7 +158,7 @@ pub fn edek_key(topic: &str, partition: i32, version: u32) -> String {
 }
 
 /// The topic a key-topic record key names (`policy/<topic>`, `edek/<topic>/...`), if any.
-pub(crate) fn topic_of_key(key: &str) -> Option<&str> {
+pub fn topic_of_key(key: &str) -> Option<&str> {
     let mut parts = key.split('/');
     match parts.next()? {
         "policy" | "edek" => parts.next().filter(|t| !t.is_empty()),
@@ -167,7 +167,7 @@ pub(crate) fn topic_of_key(key: &str) -> Option<&str> {
 }
 
 /// The (topic, partition, version) an EDEK record key names, if it is one.
-pub(crate) fn edek_slot_of_key(key: &str) -> Option<(&str, i32, u32)> {
+pub fn edek_slot_of_key(key: &str) -> Option<(&str, i32, u32)> {
     let mut parts = key.split('/');
     match (
         parts.next()?,

@@ -392,24 +392,24 @@ fn seal_frame(
 }
 
 /// A reused buffer that grew beyond this (a huge record) is dropped rather than kept.
-pub(crate) const MAX_REUSED_BUFFER: usize = 1 << 20;
+pub const MAX_REUSED_BUFFER: usize = 1 << 20;
 
 /// A per-thread buffer records are sealed or opened in, reused across records. It holds
 /// plaintext between uses, so it is wiped when it is dropped (thread exit) or replaced.
 #[derive(Default)]
-pub(crate) struct ReusedBuffer(Vec<u8>);
+pub struct ReusedBuffer(Vec<u8>);
 
 impl ReusedBuffer {
-    pub(crate) const fn new() -> Self {
+    pub const fn new() -> Self {
         Self(Vec::new())
     }
 
-    pub(crate) fn get(&mut self) -> &mut Vec<u8> {
+    pub fn get(&mut self) -> &mut Vec<u8> {
         &mut self.0
     }
 
     /// Drops a buffer that grew beyond [`MAX_REUSED_BUFFER`] (one huge record), wiping it.
-    pub(crate) fn shrink(&mut self) {
+    pub fn shrink(&mut self) {
         if self.0.capacity() > MAX_REUSED_BUFFER {
             self.0.zeroize();
             self.0 = Vec::new();

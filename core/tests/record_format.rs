@@ -7,13 +7,13 @@
     reason = "test code: a failed step fails the test"
 )]
 
-use kafka_e2ee_client::engine::{Aes256Gcm, EncryptionEngine, PreparedKey};
-use kafka_e2ee_client::nonce::{MAX_RECORDS_PER_DEK, NonceError, NonceSequence};
-use kafka_e2ee_client::record::{
+use kafka_e2ee_core::engine::{Aes256Gcm, EncryptionEngine, PreparedKey};
+use kafka_e2ee_core::nonce::{MAX_RECORDS_PER_DEK, NonceError, NonceSequence};
+use kafka_e2ee_core::record::{
     FORMAT_V1, Header, PartitionSealer, RecordError, RecordLocation, TOMBSTONE_AUTH_LEN,
     decode_key_header, decode_tombstone_header, encode_key_header, open, open_tombstone, seal,
 };
-use kafka_e2ee_client::secret::KeyMaterial;
+use kafka_e2ee_core::secret::KeyMaterial;
 use proptest::prelude::*;
 
 const ORDERS_0: RecordLocation<'static> = RecordLocation {
@@ -88,7 +88,7 @@ proptest! {
             1..8,
         ),
     ) {
-        use kafka_e2ee_client::record::{PartitionSealer, open_with_scratch};
+        use kafka_e2ee_core::record::{PartitionSealer, open_with_scratch};
         let key = dek(3);
         let sealer = PartitionSealer::new(dek(3), nonces(), ORDERS_0, 4);
         let (mut sealed, mut scratch) = (Vec::new(), Vec::new());

@@ -9,9 +9,9 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use kafka_e2ee_client::keystore::LocalKeystore;
-use kafka_e2ee_client::provider::{DekCommitment, DekContext, Edek, KeyProvider, ProviderError};
-use kafka_e2ee_client::secret::KeyMaterial;
+use kafka_e2ee_core::keystore::LocalKeystore;
+use kafka_e2ee_core::provider::{DekCommitment, DekContext, Edek, KeyProvider, ProviderError};
+use kafka_e2ee_core::secret::KeyMaterial;
 
 const CTX: DekContext<'static> = DekContext {
     topic: "orders",

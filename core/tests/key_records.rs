@@ -9,12 +9,12 @@
 
 use std::collections::BTreeMap;
 
-use kafka_e2ee_client::key_records::{
+use kafka_e2ee_core::key_records::{
     EdekRecord, KeyRecord, KeyRecordError, PlaintextPolicy, PolicyRecord, ProviderRef, decode,
     edek_key, policy_key,
 };
-use kafka_e2ee_client::provider::{DekCommitment, DekContext, Edek};
-use kafka_e2ee_client::secret::KeyMaterial;
+use kafka_e2ee_core::provider::{DekCommitment, DekContext, Edek};
+use kafka_e2ee_core::secret::KeyMaterial;
 
 fn policy() -> PolicyRecord {
     PolicyRecord {

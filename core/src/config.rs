@@ -1,0 +1,544 @@
+//! Client configuration: the file the webhook injects (or one built in code), parsed and
+//! checked. `kafka_e2ee_core::config::EncryptionClient` wires it into producers and consumers.
+//!
+//! A workload gets its configuration one of two ways, never both (KIP-317): injected by the
+//! admission webhook (a file whose path is in `KAFKA_E2EE_CONFIG`), or built locally by the
+//! application. If both are present the client refuses to start: silently preferring one
+//! would let a pod run with keys or a KMS nobody intended.
+//!
+//! The file is YAML (JSON is YAML too). It holds references and addresses only; secrets are
+//! files the provider reads (a keystore mounted from a Secret, a service-account token).
+//! Relative file paths are relative to the configuration file's folder (as in kubeconfig).
+//!
+//! ```yaml
+//! format: 1
+//! bootstrapServers: kafka.example:9092
+//! properties: { security.protocol: SSL }   # librdkafka settings, verbatim
+//! keyTopic: __encryption_keys              # the default
+//! provider: { kind: keystore, path: /var/run/kafka-e2ee/keystore/keystore.json }
+//! trustedKeys: [ "ed25519:..." ]           # the operator's public signing keys (required)
+//! allowPlaintext: [ legacy-orders ]        # topics whose plaintext may pass (default none)
+//! keyWaitMs: 10000                         # bounded wait for the key topic; the default
+//! dekCache: { capacity: 4096, ttlSeconds: 3600 }
+//! ```
+//!
+//! `trustedKeys` and `allowPlaintext` are the trust the key topic cannot give: nothing read
+//! from Kafka is believed unless one of these keys signed it, and plaintext passes only for
+//! topics listed here whose verified policy also says `Allow`. An injected file is re-read
+//! every [`TRUST_RELOAD`] so that a signing-key rotation reaches running pods (the kubelet
+//! updates mounted ConfigMaps in place).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::connection::KafkaConnection;
+use crate::dek_cache::DekCacheConfig;
+use crate::signing::{PublicKey, TrustedKeys};
+use crate::trust::Trust;
+
+/// How long producers and consumers wait for the key topic by default: its first read, or an
+/// EDEK a record names that has not arrived yet.
+pub const DEFAULT_KEY_WAIT: Duration = Duration::from_secs(10);
+
+/// How often an injected configuration file is read again for its trust settings.
+pub const TRUST_RELOAD: Duration = Duration::from_secs(30);
+
+/// The environment variable holding the injected configuration file's path.
+pub const CONFIG_ENV: &str = "KAFKA_E2EE_CONFIG";
+/// The only configuration format this version reads.
+pub const CONFIG_FORMAT: u32 = 1;
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error(
+        "both an injected configuration ({CONFIG_ENV}={path}) and a locally built one are present; \
+         remove one (KIP-317: a client takes its key configuration from exactly one place)"
+    )]
+    Conflict { path: PathBuf },
+    #[error(
+        "no client configuration: set {CONFIG_ENV} to a configuration file or build one in code"
+    )]
+    Missing,
+    #[error("cannot read the client configuration {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the client configuration {origin} is invalid: {reason}")]
+    Invalid { origin: String, reason: String },
+}
+
+/// Which KeyProvider the client unwraps DEKs with, and where it is (docs/kms.md). Secrets are
+/// files (mounted Secrets, projected tokens), never values in this configuration. Every kind
+/// parses in every build; a build without the backend's cargo feature refuses it at start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase", deny_unknown_fields)]
+pub enum ProviderConfig {
+    /// A keystore file (docs/keystore.md), typically mounted from a Secret.
+    Keystore { path: PathBuf },
+    /// Vault / OpenBao transit: token auth from a file, or Kubernetes auth. Exactly one.
+    #[serde(rename_all = "camelCase")]
+    Vault {
+        address: String,
+        #[serde(default = "default_transit_mount")]
+        mount: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        namespace: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_file: Option<PathBuf>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kubernetes_auth: Option<VaultKubernetesAuth>,
+        /// A PEM file of the CA(s) that signed Vault's certificate (instead of the system's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ca_file: Option<PathBuf>,
+    },
+    /// AWS KMS; credentials from the SDK's default chain (web identity / IRSA included).
+    #[serde(rename_all = "camelCase")]
+    AwsKms {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<String>,
+    },
+    /// Hadoop KMS, simple auth; for https, a CA file and optionally a client certificate.
+    #[serde(rename_all = "camelCase")]
+    HadoopKms {
+        url: String,
+        user: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ca_file: Option<PathBuf>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_cert_file: Option<PathBuf>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_key_file: Option<PathBuf>,
+    },
+}
+
+impl ProviderConfig {
+    /// Makes relative file paths relative to `dir` (the configuration file's folder), as
+    /// kubeconfig does: the injected configuration names its neighbours in the same volume.
+    fn resolve_relative_paths(&mut self, dir: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        match self {
+            Self::Keystore { path } => fix(path),
+            Self::Vault {
+                token_file,
+                kubernetes_auth,
+                ca_file,
+                ..
+            } => {
+                token_file.iter_mut().for_each(fix);
+                ca_file.iter_mut().for_each(fix);
+                if let Some(auth) = kubernetes_auth {
+                    fix(&mut auth.token_file);
+                }
+            }
+            Self::AwsKms { .. } => {}
+            Self::HadoopKms {
+                ca_file,
+                client_cert_file,
+                client_key_file,
+                ..
+            } => {
+                for file in [ca_file, client_cert_file, client_key_file] {
+                    file.iter_mut().for_each(fix);
+                }
+            }
+        }
+    }
+}
+
+/// Vault's Kubernetes auth method, logged in with the pod's service-account token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VaultKubernetesAuth {
+    pub role: String,
+    #[serde(default = "default_kubernetes_mount")]
+    pub mount: String,
+    /// A projected service-account token with Vault's audience (the webhook mounts one).
+    pub token_file: PathBuf,
+}
+
+fn default_kubernetes_mount() -> String {
+    "kubernetes".to_owned()
+}
+
+fn default_transit_mount() -> String {
+    "transit".to_owned()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DekCacheSettings {
+    pub capacity: usize,
+    pub ttl_seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientConfig {
+    pub format: u32,
+    pub bootstrap_servers: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, String>,
+    #[serde(default = "default_key_topic")]
+    pub key_topic: String,
+    pub provider: ProviderConfig,
+    /// The operator's public signing keys: key records are believed only if one of these
+    /// signed them.
+    pub trusted_keys: Vec<PublicKey>,
+    /// Topics whose plaintext records may pass (migration), if their verified policy also
+    /// says `Allow`. Every other topic rejects plaintext.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub allow_plaintext: BTreeSet<String>,
+    /// The topics whose key records this client reads (the injected configuration names
+    /// those of its profile); the rest of the key topic is skipped unread. Empty: all.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub topics: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_wait_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dek_cache: Option<DekCacheSettings>,
+}
+
+fn default_key_topic() -> String {
+    crate::DEFAULT_KEY_TOPIC.to_owned()
+}
+
+/// Where the configuration in use came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    Injected(PathBuf),
+    Local,
+}
+
+impl ClientConfig {
+    /// A locally built configuration with defaults for everything optional. `trusted_keys`
+    /// are the operator's public signing keys (`kubectl get configmap kafka-e2ee-trusted-keys
+    /// -n <operator namespace>`).
+    pub fn new(
+        bootstrap_servers: impl Into<String>,
+        provider: ProviderConfig,
+        trusted_keys: Vec<PublicKey>,
+    ) -> Self {
+        Self {
+            format: CONFIG_FORMAT,
+            bootstrap_servers: bootstrap_servers.into(),
+            properties: BTreeMap::new(),
+            key_topic: default_key_topic(),
+            provider,
+            trusted_keys,
+            allow_plaintext: BTreeSet::new(),
+            topics: BTreeSet::new(),
+            key_wait_ms: None,
+            dek_cache: None,
+        }
+    }
+
+    /// What this configuration lets the client believe.
+    pub fn trust(&self) -> Trust {
+        Trust {
+            keys: TrustedKeys::new(self.trusted_keys.iter().cloned()),
+            allow_plaintext: self.allow_plaintext.clone(),
+            retired: BTreeSet::new(),
+            topics: (!self.topics.is_empty()).then(|| self.topics.clone()),
+        }
+    }
+
+    /// Parses and validates a configuration file's contents; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            reason,
+        };
+        let config: Self = serde_yaml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        config.validate().map_err(invalid)?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Self::parse(&text, &path.display().to_string())?;
+        if let Some(dir) = path.parent() {
+            config.provider.resolve_relative_paths(dir);
+        }
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.format != CONFIG_FORMAT {
+            return Err(format!(
+                "format {} is not supported (this client reads {CONFIG_FORMAT})",
+                self.format
+            ));
+        }
+        if self.bootstrap_servers.trim().is_empty() {
+            return Err("bootstrapServers is empty".into());
+        }
+        if self.key_topic.is_empty() {
+            return Err("keyTopic is empty".into());
+        }
+        if self.trusted_keys.is_empty() {
+            return Err(
+                "trustedKeys is empty: the client would believe nothing from the key \
+                        topic; list the operator's public signing keys (kubectl get configmap \
+                        kafka-e2ee-trusted-keys in the operator's namespace)"
+                    .into(),
+            );
+        }
+        if self.key_wait_ms == Some(0) {
+            return Err("keyWaitMs must be positive".into());
+        }
+        if let ProviderConfig::Vault {
+            token_file,
+            kubernetes_auth,
+            ..
+        } = &self.provider
+            && token_file.is_some() == kubernetes_auth.is_some()
+        {
+            return Err("provider vault needs exactly one of tokenFile and kubernetesAuth".into());
+        }
+        if let Some(cache) = &self.dek_cache
+            && (cache.capacity == 0 || cache.ttl_seconds == 0)
+        {
+            return Err("dekCache capacity and ttlSeconds must be positive".into());
+        }
+        Ok(())
+    }
+
+    pub fn key_wait(&self) -> Duration {
+        self.key_wait_ms
+            .map_or(DEFAULT_KEY_WAIT, Duration::from_millis)
+    }
+
+    pub fn connection(&self) -> KafkaConnection {
+        KafkaConnection {
+            bootstrap_servers: self.bootstrap_servers.clone(),
+            properties: self.properties.clone(),
+        }
+    }
+
+    pub fn dek_cache_config(&self) -> DekCacheConfig {
+        self.dek_cache
+            .as_ref()
+            .map_or_else(DekCacheConfig::default, |c| DekCacheConfig {
+                capacity: c.capacity,
+                ttl: Duration::from_secs(c.ttl_seconds),
+                ..DekCacheConfig::default()
+            })
+    }
+}
+
+/// The configuration to use: the injected one (`KAFKA_E2EE_CONFIG`) or `local`, refusing both.
+pub fn resolve(local: Option<ClientConfig>) -> Result<(ClientConfig, ConfigSource), ConfigError> {
+    resolve_from(std::env::var_os(CONFIG_ENV), local)
+}
+
+/// [`resolve`] with the environment variable's value passed in.
+pub fn resolve_from(
+    injected: Option<OsString>,
+    local: Option<ClientConfig>,
+) -> Result<(ClientConfig, ConfigSource), ConfigError> {
+    let injected = injected.filter(|v| !v.is_empty()).map(PathBuf::from);
+    match (injected, local) {
+        (Some(path), Some(_)) => Err(ConfigError::Conflict { path }),
+        (Some(path), None) => Ok((
+            ClientConfig::from_file(&path)?,
+            ConfigSource::Injected(path),
+        )),
+        (None, Some(local)) => {
+            local.validate().map_err(|reason| ConfigError::Invalid {
+                origin: "built locally".into(),
+                reason,
+            })?;
+            Ok((local, ConfigSource::Local))
+        }
+        (None, None) => Err(ConfigError::Missing),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 8032's first Ed25519 test public key, as configuration writes it.
+    const TRUSTED: &str = "ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+
+    fn local() -> ClientConfig {
+        ClientConfig::new(
+            "127.0.0.1:9092",
+            ProviderConfig::Keystore {
+                path: "/keys/keystore.json".into(),
+            },
+            vec![TRUSTED.parse().unwrap()],
+        )
+    }
+
+    #[test]
+    fn injected_and_local_together_are_refused() {
+        let err = resolve_from(Some("/etc/kafka-e2ee/client.yaml".into()), Some(local()));
+        assert!(
+            matches!(err, Err(ConfigError::Conflict { path }) if path == Path::new("/etc/kafka-e2ee/client.yaml"))
+        );
+    }
+
+    #[test]
+    fn neither_is_missing_and_local_alone_is_used() {
+        assert!(matches!(
+            resolve_from(None, None),
+            Err(ConfigError::Missing)
+        ));
+        assert!(matches!(
+            resolve_from(Some("".into()), None),
+            Err(ConfigError::Missing)
+        ));
+        let (config, source) = resolve_from(None, Some(local())).unwrap();
+        assert_eq!((config, source), (local(), ConfigSource::Local));
+    }
+
+    #[test]
+    fn an_injected_file_is_parsed_with_defaults() {
+        let dir = std::env::temp_dir().join(format!("ke-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("client.yaml");
+        std::fs::write(
+            &path,
+            format!("format: 1\nbootstrapServers: kafka:9092\nprovider: {{kind: keystore, path: /keys/ks.json}}\ntrustedKeys: ['{TRUSTED}']\n"),
+        )
+        .unwrap();
+        let (config, source) = resolve_from(Some(path.clone().into()), None).unwrap();
+        assert_eq!(source, ConfigSource::Injected(path));
+        assert_eq!(config.key_topic, "__encryption_keys");
+        assert_eq!(config.key_wait(), Duration::from_secs(10));
+        let trust = config.trust();
+        assert_eq!(
+            trust
+                .keys
+                .keys()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            [TRUSTED]
+        );
+        assert!(
+            trust.allow_plaintext.is_empty(),
+            "no topic passes plaintext by default"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn relative_paths_in_a_file_are_relative_to_its_folder() {
+        let dir = std::env::temp_dir().join(format!("ke-config-rel-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("client.yaml");
+        let write_and_load = |provider: &str| {
+            std::fs::write(
+                &path,
+                format!("format: 1\nbootstrapServers: kafka:9092\nprovider: {provider}\ntrustedKeys: ['{TRUSTED}']\n"),
+            )
+            .unwrap();
+            ClientConfig::from_file(&path).unwrap().provider
+        };
+        assert_eq!(
+            write_and_load("{kind: keystore, path: keystore.json}"),
+            ProviderConfig::Keystore {
+                path: dir.join("keystore.json")
+            }
+        );
+        let vault = write_and_load(
+            "{kind: vault, address: 'http://v:8200', kubernetesAuth: {role: r, tokenFile: vault-token}}",
+        );
+        let ProviderConfig::Vault {
+            kubernetes_auth: Some(auth),
+            ..
+        } = vault
+        else {
+            panic!("{vault:?}")
+        };
+        assert_eq!(auth.token_file, dir.join("vault-token"));
+        let hadoop = write_and_load(
+            "{kind: hadoopKms, url: 'https://h', user: u, caFile: ca.crt, clientCertFile: /abs/tls.crt}",
+        );
+        let ProviderConfig::HadoopKms {
+            ca_file,
+            client_cert_file,
+            ..
+        } = hadoop
+        else {
+            panic!("{hadoop:?}")
+        };
+        assert_eq!(ca_file, Some(dir.join("ca.crt")));
+        assert_eq!(client_cert_file, Some(PathBuf::from("/abs/tls.crt")));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_files_are_typed_errors_naming_the_problem() {
+        let trusted = format!("trustedKeys: ['{TRUSTED}']\n");
+        let cases = [
+            (
+                format!("format: 2\nbootstrapServers: k:1\nprovider: {{kind: keystore, path: /k}}\n{trusted}"),
+                "format 2",
+            ),
+            (
+                format!("format: 1\nbootstrapServers: ''\nprovider: {{kind: keystore, path: /k}}\n{trusted}"),
+                "bootstrapServers",
+            ),
+            (
+                format!("format: 1\nbootstrapServers: k:1\nprovider: {{kind: vaultish}}\n{trusted}"),
+                "vaultish",
+            ),
+            (
+                format!("format: 1\nbootstrapServers: k:1\nprovider: {{kind: keystore, path: /k}}\nkeyWaitMs: 0\n{trusted}"),
+                "keyWaitMs",
+            ),
+            (
+                format!("format: 1\nbootstrapServers: k:1\nprovider: {{kind: keystore, path: /k}}\nextra: 1\n{trusted}"),
+                "extra",
+            ),
+            (
+                "format: 1\nbootstrapServers: k:1\nprovider: {kind: keystore, path: /k}\n".to_owned(),
+                "trustedKeys",
+            ),
+            (
+                "format: 1\nbootstrapServers: k:1\nprovider: {kind: keystore, path: /k}\ntrustedKeys: []\n".to_owned(),
+                "trustedKeys is empty",
+            ),
+            (
+                "format: 1\nbootstrapServers: k:1\nprovider: {kind: keystore, path: /k}\ntrustedKeys: ['ed25519:AAAA']\n".to_owned(),
+                "ed25519:AAAA",
+            ),
+        ];
+        for (text, needle) in cases {
+            let text = text.as_str();
+            match ClientConfig::parse(text, "test.yaml") {
+                Err(ConfigError::Invalid { origin, reason }) => {
+                    assert_eq!(origin, "test.yaml");
+                    assert!(
+                        reason.contains(needle),
+                        "{reason:?} should mention {needle}"
+                    );
+                }
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            resolve_from(Some("/nonexistent/kafka-e2ee.yaml".into()), None),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+}
