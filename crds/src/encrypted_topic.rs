@@ -257,6 +257,24 @@ pub struct EncryptedTopicStatus {
     /// When the next rollover by age is due (rollover by record count comes on its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_rollover: Option<Time>,
+    /// The on-demand requests (annotations `kafka-e2ee.io/rollover-requested-at`,
+    /// `kafka-e2ee.io/rotate-requested-at`) the operator has carried out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<RequestsStatus>,
+}
+
+/// The last on-demand requests carried out, as their annotations said them.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestsStatus {
+    /// The value of `kafka-e2ee.io/rollover-requested-at` last carried out: every partition it
+    /// named has a DEK created at or after that time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollover: Option<String>,
+    /// The value of `kafka-e2ee.io/rotate-requested-at` last carried out: the TEK was rotated at
+    /// or after that time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate: Option<String>,
 }
 
 /// The TEK as the KMS reports it.
@@ -305,7 +323,80 @@ pub const PAUSE_ANNOTATION: &str = "kafka-e2ee.io/pause-reconciliation";
 /// on deletion (Strimzi's `strimzi.io/managed`).
 pub const MANAGED_ANNOTATION: &str = "kafka-e2ee.io/managed";
 
+/// Annotation requesting a DEK rollover now (Strimzi's `strimzi.io/force-renew`): an RFC 3339
+/// time, which `kubectl e2ee rollover` sets to the current time. Honoured once: each partition
+/// it names whose current DEK is older than that time gets a new DEK version; then
+/// `status.requests.rollover` echoes the value. A time in the future waits for it (more than
+/// [`MAX_REQUEST_AHEAD_SECONDS`] ahead is refused as a clock error).
+pub const ROLLOVER_REQUEST_ANNOTATION: &str = "kafka-e2ee.io/rollover-requested-at";
+/// With a rollover request: the partitions to roll over, comma-separated (default: all).
+pub const ROLLOVER_PARTITIONS_ANNOTATION: &str = "kafka-e2ee.io/rollover-partitions";
+/// Annotation requesting a TEK rotation now (then a re-wrap of every EDEK): an RFC 3339 time,
+/// honoured once (the TEK's last rotation is older than it), echoed in
+/// `status.requests.rotate`.
+pub const ROTATE_REQUEST_ANNOTATION: &str = "kafka-e2ee.io/rotate-requested-at";
+/// How far ahead of the operator's clock a request time may be.
+pub const MAX_REQUEST_AHEAD_SECONDS: i64 = 3600;
+
+/// An on-demand request, parsed from its annotation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The annotation's value, echoed in status when carried out.
+    pub raw: String,
+    /// Its time, in milliseconds since the epoch.
+    pub at_ms: i64,
+    /// Rollover only: the partitions named, `None` for all.
+    pub partitions: Option<std::collections::BTreeSet<i32>>,
+}
+
+/// The on-demand requests an object carries; each `Err` says why its annotation is unusable.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Requests {
+    pub rollover: Option<Result<Request, String>>,
+    pub rotate: Option<Result<Request, String>>,
+}
+
+fn parse_request(raw: &str, key: &str) -> Result<Request, String> {
+    let at: k8s_openapi::jiff::Timestamp = raw.trim().parse().map_err(|e| {
+        format!(
+            "{key} is '{raw}', which is not an RFC 3339 time such as 2026-12-05T10:00:00Z ({e})"
+        )
+    })?;
+    Ok(Request {
+        raw: raw.to_owned(),
+        at_ms: at.as_millisecond(),
+        partitions: None,
+    })
+}
+
 impl EncryptedTopic {
+    /// The on-demand rollover and rotation requests in the annotations.
+    pub fn requests(&self) -> Requests {
+        let rollover = self.annotation(ROLLOVER_REQUEST_ANNOTATION).map(|raw| {
+            let mut request = parse_request(raw, ROLLOVER_REQUEST_ANNOTATION)?;
+            if let Some(list) = self.annotation(ROLLOVER_PARTITIONS_ANNOTATION) {
+                let partitions = list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| p.parse::<i32>().ok().filter(|n| *n >= 0))
+                    .collect::<Option<std::collections::BTreeSet<i32>>>()
+                    .filter(|set| !set.is_empty())
+                    .ok_or_else(|| {
+                        format!(
+                            "{ROLLOVER_PARTITIONS_ANNOTATION} is '{list}': comma-separated partition numbers are expected"
+                        )
+                    })?;
+                request.partitions = Some(partitions);
+            }
+            Ok(request)
+        });
+        let rotate = self
+            .annotation(ROTATE_REQUEST_ANNOTATION)
+            .map(|raw| parse_request(raw, ROTATE_REQUEST_ANNOTATION));
+        Requests { rollover, rotate }
+    }
+
     /// The Kafka topic this resource manages: `spec.topicName`, else `metadata.name`.
     pub fn kafka_topic_name(&self) -> Option<&str> {
         self.spec

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use kafka_e2ee_client::key_directory::TopicKeysSnapshot;
 use kafka_e2ee_client::key_records::{EdekRecord, PolicyRecord, ProviderRef};
 use kafka_e2ee_client::provider::TekInfo;
+use kafka_e2ee_crds::Request;
 
 /// What the object asks for, resolved (defaults applied, durations parsed).
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +27,10 @@ pub struct Desired {
     pub tek_rotation: Option<Duration>,
     /// The EncryptedTopic a TEK is created for.
     pub owner: Owner,
+    /// An on-demand rollover (`kafka-e2ee.io/rollover-requested-at`), already checked.
+    pub rollover_request: Option<Request>,
+    /// An on-demand TEK rotation (`kafka-e2ee.io/rotate-requested-at`), already checked.
+    pub rotate_request: Option<Request>,
 }
 
 /// An EncryptedTopic, as the owner of a TEK.
@@ -69,6 +74,8 @@ pub enum Trigger {
     Age,
     /// The partition's end offset moved `dekRollover.maxRecords` past the DEK's creation.
     Count,
+    /// `kafka-e2ee.io/rollover-requested-at` names a time after the DEK's creation.
+    Requested,
 }
 
 impl Trigger {
@@ -77,6 +84,7 @@ impl Trigger {
             Self::Initial => "initial",
             Self::Age => "age",
             Self::Count => "count",
+            Self::Requested => "requested",
         }
     }
 }
@@ -217,6 +225,22 @@ pub fn plan(desired: &Desired, observed: &Observed, now: SystemTime) -> Result<P
             None => plan.next_due = earliest(plan.next_due, now + period),
         }
     }
+    // Rotation on request: once, while the last rotation is older than the request (compared
+    // in whole seconds, as status records the rotation).
+    if let Some(request) = &desired.rotate_request
+        && !plan.create_tek
+        && !plan.rotate_tek
+    {
+        let at = from_millis(request.at_ms);
+        if at > now {
+            plan.next_due = earliest(plan.next_due, at);
+        } else if observed
+            .last_tek_rotation
+            .is_none_or(|last| to_millis(last).div_euclid(1000) < request.at_ms.div_euclid(1000))
+        {
+            plan.rotate_tek = true;
+        }
+    }
     if !plan.create_tek && !plan.rotate_tek {
         let latest = observed
             .tek
@@ -281,8 +305,15 @@ pub fn plan(desired: &Desired, observed: &Observed, now: SystemTime) -> Result<P
                     Some(Trigger::Age)
                 } else if u64::try_from(written).unwrap_or(0) >= desired.dek_max_records {
                     Some(Trigger::Count)
+                } else if requested(desired, partition, edek, now) {
+                    Some(Trigger::Requested)
                 } else {
                     plan.next_due = earliest(plan.next_due, age_due);
+                    if let Some(r) = &desired.rollover_request
+                        && from_millis(r.at_ms) > now
+                    {
+                        plan.next_due = earliest(plan.next_due, from_millis(r.at_ms));
+                    }
                     None
                 }
             }
@@ -338,6 +369,16 @@ pub fn plan(desired: &Desired, observed: &Observed, now: SystemTime) -> Result<P
     Ok(plan)
 }
 
+/// Whether an on-demand rollover asks for a new DEK on `partition`: its time has come, it names
+/// the partition (or all), and the current DEK is older than it (so it is honoured once).
+fn requested(desired: &Desired, partition: i32, current: &EdekRecord, now: SystemTime) -> bool {
+    desired.rollover_request.as_ref().is_some_and(|r| {
+        from_millis(r.at_ms) <= now
+            && r.partitions.as_ref().is_none_or(|p| p.contains(&partition))
+            && current.created_at_ms < r.at_ms
+    })
+}
+
 fn earliest(a: Option<SystemTime>, b: SystemTime) -> Option<SystemTime> {
     Some(a.map_or(b, |a| a.min(b)))
 }
@@ -388,6 +429,8 @@ pub(crate) mod tests {
             dek_max_records: 1000,
             tek_rotation: None,
             owner: Owner::default(),
+            rollover_request: None,
+            rotate_request: None,
         }
     }
 
@@ -661,5 +704,73 @@ pub(crate) mod tests {
             summarize_versions(&BTreeMap::from([(0, 2), (1, 5), (2, 3)])),
             Some((2, 5, "v2-v5".into()))
         );
+    }
+
+    fn request(at: SystemTime, partitions: Option<&[i32]>) -> Option<Request> {
+        Some(Request {
+            raw: "t".into(),
+            at_ms: to_millis(at),
+            partitions: partitions.map(|p| p.iter().copied().collect()),
+        })
+    }
+
+    /// `kubectl e2ee rollover`: the named partitions whose DEK predates the request roll once;
+    /// a request already carried out (the DEK is newer) or still in the future does nothing
+    /// now, the latter wakes the operator at its time.
+    #[test]
+    fn a_requested_rollover_rolls_the_named_partitions_once() {
+        let observed = settled(); // DEKs created an hour ago
+        let mut d = desired();
+        d.rollover_request = request(now() - Duration::from_secs(60), None);
+        let p = plan(&d, &observed, now()).unwrap();
+        let rolled: Vec<_> = p
+            .keys
+            .iter()
+            .map(|k| (k.partition, k.version, k.trigger))
+            .collect();
+        assert_eq!(
+            rolled,
+            [(0, 2, Trigger::Requested), (1, 2, Trigger::Requested)]
+        );
+
+        d.rollover_request = request(now() - Duration::from_secs(60), Some(&[1]));
+        let p = plan(&d, &observed, now()).unwrap();
+        assert_eq!(p.keys.iter().map(|k| k.partition).collect::<Vec<_>>(), [1]);
+
+        // Carried out: the DEKs are newer than the request.
+        d.rollover_request = request(now() - 2 * HOUR, None);
+        assert!(plan(&d, &observed, now()).unwrap().keys.is_empty());
+
+        // Ahead of the clock: nothing yet, woken at its time.
+        let at = now() + Duration::from_secs(30);
+        d.rollover_request = request(at, None);
+        let p = plan(&d, &observed, now()).unwrap();
+        assert!(p.keys.is_empty());
+        assert_eq!(p.next_due, Some(at));
+    }
+
+    #[test]
+    fn a_requested_rotation_rotates_once_in_whole_seconds() {
+        let mut observed = settled(); // last rotation an hour ago
+        let mut d = desired();
+        let at = now() - Duration::from_millis(1500);
+        d.rotate_request = request(at, None);
+        let p = plan(&d, &observed, now()).unwrap();
+        assert!(p.rotate_tek);
+        assert!(
+            p.rewrap.is_empty(),
+            "re-wrapping follows the rotation in apply"
+        );
+        // Status records the rotation in whole seconds: a rotation in the request's own second
+        // counts as carried out.
+        observed.last_tek_rotation =
+            Some(UNIX_EPOCH + Duration::from_secs(to_millis(at) as u64 / 1000));
+        assert!(!plan(&d, &observed, now()).unwrap().rotate_tek);
+        // In the future: not yet.
+        observed.last_tek_rotation = Some(now() - HOUR);
+        d.rotate_request = request(now() + Duration::from_secs(5), None);
+        let p = plan(&d, &observed, now()).unwrap();
+        assert!(!p.rotate_tek);
+        assert_eq!(p.next_due, Some(now() + Duration::from_secs(5)));
     }
 }

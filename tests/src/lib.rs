@@ -8,6 +8,7 @@ pub mod kube_env;
 pub mod traffic;
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A server of `scripts/testbed`, with the variable tests read its address from.
@@ -154,6 +155,28 @@ pub fn unique(prefix: &str) -> String {
         nanos & 0xffff_ffff_ffff,
         std::process::id()
     )
+}
+
+/// A binary of another workspace package, built beside this test binary
+/// (`target/<profile>/deps/<test>` -> `target/<profile>/<name>`); `cargo test --workspace`
+/// builds them all.
+#[expect(
+    clippy::panic,
+    reason = "test support: a missing binary must fail the test, loudly"
+)]
+pub fn sibling_binary(name: &str) -> PathBuf {
+    let path = std::env::current_exe()
+        .ok()
+        .as_deref()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .map(|dir| dir.join(name));
+    match path {
+        Some(path) if path.exists() => path,
+        other => panic!(
+            "{name} is missing ({other:?}): build it first (`cargo build --workspace`, or run the suite with `cargo test --workspace` / scripts/test)"
+        ),
+    }
 }
 
 #[cfg(test)]

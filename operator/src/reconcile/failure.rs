@@ -36,6 +36,8 @@ pub mod reason {
     /// KeyRecordsVerified condition reasons.
     pub const VERIFIED: &str = "Verified";
     pub const UNVERIFIED_KEY_RECORDS: &str = "UnverifiedKeyRecords";
+    /// Event reason: a rollover or rotation request annotation that cannot be honoured.
+    pub const INVALID_REQUEST: &str = "InvalidRequest";
     /// TekOwned condition reasons.
     pub const TEK_CREATED: &str = "Created";
     pub const TEK_ADOPTED: &str = "Adopted";

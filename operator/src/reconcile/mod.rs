@@ -22,7 +22,9 @@ use kafka_e2ee_client::key_records::{PlaintextPolicy as WirePlaintext, ProviderR
 use kafka_e2ee_client::nonce::MAX_RECORDS_PER_DEK;
 use kafka_e2ee_client::provider::{ProviderError, TekManager};
 use kafka_e2ee_crds::validation::{validate_encrypted_topic, validate_pairing};
-use kafka_e2ee_crds::{DeletionPolicy, EncryptedTopic, KmsBackend, PlaintextPolicy};
+use kafka_e2ee_crds::{
+    DeletionPolicy, EncryptedTopic, KmsBackend, MAX_REQUEST_AHEAD_SECONDS, PlaintextPolicy, Request,
+};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::Store;
@@ -172,7 +174,8 @@ async fn converge(
         )?;
     let provider = connection.provider(ctx, backend).await?;
 
-    let desired = desired(obj, &valid, backend, tek);
+    let mut desired = desired(obj, &valid, backend, tek);
+    (desired.rollover_request, desired.rotate_request) = checked_requests(obj, ctx, now).await;
     let key_topic = ctx.kafka.keys(&namespace).await?;
     let kafka = TopicKafka {
         ops: &ctx.kafka,
@@ -240,6 +243,7 @@ async fn converge(
             created_for: (applied.tek_created || ownership::created_for_this(obj, backend))
                 .then_some(uid.as_str()),
             connection: &connection.label(),
+            requests: carried_out(obj, &desired, now),
         },
         now,
     );
@@ -295,7 +299,89 @@ fn desired(
             uid: obj.metadata.uid.clone().unwrap_or_default(),
             object: format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()),
         },
+        rollover_request: None,
+        rotate_request: None,
     }
+}
+
+/// The on-demand requests to act on: a malformed one, or one too far ahead of this clock, is
+/// reported as a Warning event and ignored (the schedule goes on).
+async fn checked_requests(
+    obj: &EncryptedTopic,
+    ctx: &Context,
+    now: SystemTime,
+) -> (Option<Request>, Option<Request>) {
+    let requests = obj.requests();
+    let limit = crate::plan::to_millis(now) + MAX_REQUEST_AHEAD_SECONDS * 1000;
+    let mut usable = Vec::new();
+    for request in [requests.rollover, requests.rotate] {
+        let checked = match request {
+            None => None,
+            Some(Ok(r)) if r.at_ms > limit => {
+                let note = format!(
+                    "request time '{}' is more than {MAX_REQUEST_AHEAD_SECONDS} s ahead of the operator's clock: ignored (check the clock of whoever set it)",
+                    r.raw
+                );
+                events::publish(
+                    obj,
+                    ctx,
+                    EventType::Warning,
+                    reason::INVALID_REQUEST,
+                    "Request",
+                    note,
+                )
+                .await;
+                None
+            }
+            Some(Ok(r)) => Some(r),
+            Some(Err(message)) => {
+                events::publish(
+                    obj,
+                    ctx,
+                    EventType::Warning,
+                    reason::INVALID_REQUEST,
+                    "Request",
+                    message,
+                )
+                .await;
+                None
+            }
+        };
+        usable.push(checked);
+    }
+    let rotate = usable.pop().flatten();
+    let rollover = usable.pop().flatten();
+    (rollover, rotate)
+}
+
+/// The requests carried out once this reconciliation converged: those whose time has come
+/// (the plan acted on them, or had already), else what status said before.
+fn carried_out(
+    obj: &EncryptedTopic,
+    desired: &Desired,
+    now: SystemTime,
+) -> kafka_e2ee_crds::RequestsStatus {
+    let mut done = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.requests.clone())
+        .unwrap_or_default();
+    let now_ms = crate::plan::to_millis(now);
+    if let Some(r) = desired
+        .rollover_request
+        .as_ref()
+        .filter(|r| r.at_ms <= now_ms)
+    {
+        done.rollover = Some(r.raw.clone());
+    }
+    if let Some(r) = desired
+        .rotate_request
+        .as_ref()
+        .filter(|r| r.at_ms <= now_ms)
+    {
+        done.rotate = Some(r.raw.clone());
+    }
+    done
 }
 
 async fn observe<P: TekManager>(

@@ -8,7 +8,9 @@ use std::time::SystemTime;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kafka_e2ee_client::key_directory::{RejectedKeyRecords, TopicKeysSnapshot};
-use kafka_e2ee_crds::{EncryptedTopic, EncryptedTopicStatus, KeysStatus, TekStatus};
+use kafka_e2ee_crds::{
+    EncryptedTopic, EncryptedTopicStatus, KeysStatus, RequestsStatus, TekStatus,
+};
 
 use super::failure::reason;
 use crate::apply::{Applied, current_versions};
@@ -40,6 +42,8 @@ pub struct Converged<'a> {
     pub created_for: Option<&'a str>,
     /// The connection, `Kind/name`.
     pub connection: &'a str,
+    /// The on-demand requests carried out.
+    pub requests: RequestsStatus,
 }
 
 /// Kubernetes stores whole seconds: rounded so that a re-read status compares equal.
@@ -128,6 +132,7 @@ pub fn converged_status(
         }),
         last_rollover: last_rollover.and_then(time),
         next_rollover: next_rollover.and_then(time),
+        requests: (c.requests != RequestsStatus::default()).then(|| c.requests.clone()),
     }
 }
 
@@ -402,6 +407,7 @@ mod tests {
             key_topic: "__encryption_keys",
             created_for: Some("uid-1"),
             connection: "KmsConnection/vault",
+            requests: RequestsStatus::default(),
         };
         let s = converged_status(&obj(4), &c, now());
         assert_eq!(s.observed_generation, Some(4));
@@ -449,6 +455,7 @@ mod tests {
             key_topic: "__encryption_keys",
             created_for: None,
             connection: "KmsConnection/vault",
+            requests: RequestsStatus::default(),
         };
         let s = converged_status(&obj(1), &c, now());
         let owned = find(Some(&s), TEK_OWNED).unwrap();
@@ -505,6 +512,7 @@ mod tests {
             key_topic: "k",
             created_for: Some("u"),
             connection: "KmsConnection/vault",
+            requests: RequestsStatus::default(),
         };
         o.status = Some(converged_status(&o, &c, earlier));
         // Ready again later: same transition time.

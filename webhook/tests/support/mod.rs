@@ -100,23 +100,7 @@ pub struct Operator {
     pub child: Child,
 }
 
-/// A binary of another workspace package, built next to this test's own binary by
-/// `cargo test --workspace` (scripts/test).
-pub fn sibling_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join(name))
-        .unwrap();
-    assert!(
-        path.exists(),
-        "{} is missing: build it first (`cargo build -p {name}`, or run the suite with `cargo test --workspace` / scripts/test)",
-        path.display()
-    );
-    path
-}
+pub use kafka_e2ee_tests::sibling_binary;
 
 impl World {
     pub async fn new(prefix: &str) -> Self {
