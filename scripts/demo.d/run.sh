@@ -170,5 +170,11 @@ PY
 
   step "kubectl get encryptedtopics -o wide: the key versions"
   demo_kubectl -n "$ns" get encryptedtopics -o wide
+
+  step "day 2 (docs/cli.md): kubectl e2ee status, a rollover on request, and verify"
+  "$bin/kubectl-e2ee" -n "$ns" status orders
+  "$bin/kubectl-e2ee" -n "$ns" rollover orders --timeout 60s
+  # Every retained record, opened with the application's own configuration; no value printed.
+  "$bin/kubectl-e2ee" -n "$ns" verify orders --config "$pod_dir/client.yaml"
   log "demo steps done in $((SECONDS - started)) s"
 }
