@@ -104,6 +104,48 @@ pub enum Command {
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
     },
+    /// Per partition, the key versions retained data still needs (from each version's first
+    /// offset, in its EDEK, against the partition's log start offset), the EDEKs no retained
+    /// record needs, and the TEK versions the kept EDEKs need. Reads the key topic and the
+    /// watermarks with the caller's credentials.
+    #[command(after_help = "Examples:
+  kubectl e2ee inventory orders --config client.yaml
+  kubectl e2ee inventory orders --config client.yaml -o json")]
+    Inventory {
+        /// The EncryptedTopic.
+        name: String,
+        #[command(flatten)]
+        reader: Reader,
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Delete the EDEKs no retained record needs (one version below the oldest needed is kept
+    /// as a safety margin). The operator does it, as the only writer of the key topic: this
+    /// sets kafka-e2ee.io/prune-requested-at and waits for status.requests.prune; an
+    /// EdeksPruned event lists what went. With --dry-run, only prints what would go.
+    #[command(after_help = "Examples:
+  kubectl e2ee prune orders --dry-run --config client.yaml
+  kubectl e2ee prune orders")]
+    Prune {
+        /// The EncryptedTopic.
+        name: String,
+        /// Print what would be deleted (needs --config), change nothing.
+        #[arg(long, requires = "config")]
+        dry_run: bool,
+        /// The client configuration, for --dry-run.
+        #[arg(long, env = "KAFKA_E2EE_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        wait: Wait,
+    },
+}
+
+/// What `inventory` reads with: the caller's client configuration.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Reader {
+    /// The client configuration (docs/client.md): brokers, key topic, trusted keys.
+    #[arg(long, env = "KAFKA_E2EE_CONFIG")]
+    pub config: PathBuf,
 }
 
 /// Waiting for the operator to carry out a request.

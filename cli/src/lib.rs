@@ -4,14 +4,17 @@
 //! - [`status`]: EncryptedTopics as a table, JSON or YAML, with conditions and events;
 //! - [`request`]: on-demand rollover and rotation through annotations, waiting for the operator;
 //! - [`verify`]: reading a topic's retained records with the client's opening path;
+//! - [`inventory`]: the key versions retained data needs, and what pruning may delete;
 //! - [`error`]: typed failures and their exit status.
 
 pub mod args;
 pub mod error;
+pub mod inventory;
 pub mod request;
 pub mod status;
 pub mod verify;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use args::{Args, Command};
@@ -69,6 +72,44 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
         }
         Command::Rotate { name, wait } => {
             request::run(&kube, &name, &request::Kind::Rotate, &wait, &mut out).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inventory {
+            name,
+            reader,
+            output,
+        } => {
+            let report = inventory::compute(&kube, &name, &reader.config).await?;
+            inventory::print(&report, output, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Prune {
+            name,
+            dry_run,
+            config,
+            wait,
+        } => {
+            match (dry_run, config.as_deref()) {
+                (true, Some(config)) => {
+                    let report = inventory::compute(&kube, &name, config).await?;
+                    let unused = report.inventory.unused();
+                    let list: Vec<String> =
+                        unused.iter().map(|(p, v)| format!("{p}:v{v}")).collect();
+                    writeln!(
+                        out,
+                        "dry run: {} EDEKs of {} would be deleted: {}",
+                        unused.len(),
+                        report.topic,
+                        if list.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            list.join(", ")
+                        }
+                    )
+                    .map_err(|e| CliError::Output(e.into()))?;
+                }
+                _ => request::run(&kube, &name, &request::Kind::Prune, &wait, &mut out).await?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify {

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::jiff::Timestamp;
 use kafka_e2ee_crds::{
-    EncryptedTopic, ROLLOVER_PARTITIONS_ANNOTATION, ROLLOVER_REQUEST_ANNOTATION,
-    ROTATE_REQUEST_ANNOTATION,
+    EncryptedTopic, PRUNE_REQUEST_ANNOTATION, ROLLOVER_PARTITIONS_ANNOTATION,
+    ROLLOVER_REQUEST_ANNOTATION, ROTATE_REQUEST_ANNOTATION,
 };
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -23,6 +23,7 @@ pub enum Kind {
     /// The partitions to roll over; empty: all.
     Rollover(Vec<i32>),
     Rotate,
+    Prune,
 }
 
 impl Kind {
@@ -30,6 +31,7 @@ impl Kind {
         match self {
             Self::Rollover(_) => "rollover",
             Self::Rotate => "rotation",
+            Self::Prune => "pruning",
         }
     }
 }
@@ -52,6 +54,7 @@ pub fn patch(kind: &Kind, at: &str) -> serde_json::Value {
             }}})
         }
         Kind::Rotate => json!({"metadata": {"annotations": {ROTATE_REQUEST_ANNOTATION: at}}}),
+        Kind::Prune => json!({"metadata": {"annotations": {PRUNE_REQUEST_ANNOTATION: at}}}),
     }
 }
 
@@ -61,6 +64,7 @@ pub fn carried_out(obj: &EncryptedTopic, kind: &Kind, at: &str) -> bool {
     let echoed = match kind {
         Kind::Rollover(_) => done.and_then(|r| r.rollover.as_deref()),
         Kind::Rotate => done.and_then(|r| r.rotate.as_deref()),
+        Kind::Prune => done.and_then(|r| r.prune.as_deref()),
     };
     echoed == Some(at)
 }
@@ -124,6 +128,10 @@ pub async fn run(
                         .and_then(|t| t.version)
                         .unwrap_or_else(|| "-".into())
                 ),
+                Kind::Prune => format!(
+                    "{} EDEKs stored (kubectl e2ee status {name} lists what went in its events)",
+                    status.keys.map_or(0, |k| k.stored_edeks)
+                ),
             };
             return say(out, format!("{} done: {summary}", kind.verb()));
         }
@@ -177,6 +185,7 @@ mod tests {
             requests: Some(kafka_e2ee_crds::RequestsStatus {
                 rollover: Some(at.into()),
                 rotate: Some("2026-12-04T00:00:00Z".into()),
+                prune: None,
             }),
             ..Default::default()
         });

@@ -10,11 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use kafka_e2ee_client::config::{EncryptionClient, TRUST_RELOAD};
 use kafka_e2ee_client::consumer::{ConsumeError, ConsumerSettings, RecordOpener};
 use kafka_e2ee_client::kafka::Connect as _;
-use kafka_e2ee_crds::EncryptedTopic;
-use kube::Api;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -122,33 +119,10 @@ pub async fn run(
     options: &Options,
     out: &mut impl Write,
 ) -> Result<Report, CliError> {
-    let ns = kube.namespace.as_str();
-    let api: Api<EncryptedTopic> = Api::namespaced(kube.client.clone(), ns);
-    let obj = api
-        .get(name)
-        .await
-        .map_err(|e| CliError::kube(e, "get", "encryptedtopics", ns, Some(name)))?;
-    let topic = obj
-        .status
-        .as_ref()
-        .and_then(|s| s.topic.clone())
-        .ok_or_else(|| CliError::NoTopic {
-            namespace: ns.to_owned(),
-            name: name.to_owned(),
-        })?;
-    let client = EncryptionClient::from_file(config, TRUST_RELOAD)
-        .await
-        .map_err(|source| CliError::Client {
-            path: config.display().to_string(),
-            source: Box::new(source),
-        })?;
+    let topic = crate::inventory::topic_of(kube, name).await?;
     // Once the key topic is read to its end, a key that is not there is unknown: no wait per
     // record.
-    client
-        .key_directory()
-        .wait_caught_up(client.config().key_wait())
-        .await
-        .map_err(|e| CliError::KeyTopic(crate::error::chain(&e)))?;
+    let client = crate::inventory::reader(config).await?;
     let opener = RecordOpener::new(
         Arc::clone(client.key_directory()),
         Arc::clone(client.dek_cache()),

@@ -20,8 +20,8 @@ pub use kafka_e2ee_core::hadoop_kms;
 #[cfg(feature = "vault")]
 pub use kafka_e2ee_core::vault;
 pub use kafka_e2ee_core::{
-    DEFAULT_KEY_TOPIC, FastMap, any_provider, dek_cache, engine, identity, key_records, keystore,
-    nonce, partitioner, provider, record, resilient, secret, signing,
+    DEFAULT_KEY_TOPIC, FastMap, any_provider, dek_cache, engine, identity, inventory, key_records,
+    keystore, nonce, partitioner, provider, record, resilient, secret, signing,
 };
 
 pub mod config;

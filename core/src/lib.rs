@@ -15,6 +15,7 @@
 //! - [`any_provider`]: the configured backend, whichever it is.
 //! - [`resilient`]: timeouts, retries, rate limit and metrics around any KeyProvider.
 //! - [`dek_cache`]: unwrapped DEKs, single-flight, checked against their commitment, prefetched.
+//! - [`inventory`]: which key versions retained data still needs (what pruning may delete).
 //! - [`keystore`]: the local keystore KeyProvider (docs/keystore.md).
 //! - `vault` (feature `vault`): the Vault / OpenBao transit KeyProvider.
 //! - `aws_kms` (feature `aws-kms`): the AWS KMS KeyProvider.
@@ -42,6 +43,7 @@ pub mod engine;
 #[cfg(feature = "hadoop-kms")]
 pub mod hadoop_kms;
 pub mod identity;
+pub mod inventory;
 pub mod key_records;
 pub mod keystore;
 pub mod nonce;

@@ -275,6 +275,10 @@ pub struct RequestsStatus {
     /// or after that time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotate: Option<String>,
+    /// The value of `kafka-e2ee.io/prune-requested-at` last carried out: EDEKs no retained
+    /// record needs were deleted (tombstoned) then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<String>,
 }
 
 /// The TEK as the KMS reports it.
@@ -335,6 +339,10 @@ pub const ROLLOVER_PARTITIONS_ANNOTATION: &str = "kafka-e2ee.io/rollover-partiti
 /// honoured once (the TEK's last rotation is older than it), echoed in
 /// `status.requests.rotate`.
 pub const ROTATE_REQUEST_ANNOTATION: &str = "kafka-e2ee.io/rotate-requested-at";
+/// Annotation requesting that EDEKs no retained record needs be deleted (tombstoned in the key
+/// topic, with a safety margin of one version; docs/cli.md "What can be deleted"): an RFC 3339
+/// time, carried out once and echoed in `status.requests.prune`.
+pub const PRUNE_REQUEST_ANNOTATION: &str = "kafka-e2ee.io/prune-requested-at";
 /// How far ahead of the operator's clock a request time may be.
 pub const MAX_REQUEST_AHEAD_SECONDS: i64 = 3600;
 
@@ -354,6 +362,7 @@ pub struct Request {
 pub struct Requests {
     pub rollover: Option<Result<Request, String>>,
     pub rotate: Option<Result<Request, String>>,
+    pub prune: Option<Result<Request, String>>,
 }
 
 fn parse_request(raw: &str, key: &str) -> Result<Request, String> {
@@ -394,7 +403,14 @@ impl EncryptedTopic {
         let rotate = self
             .annotation(ROTATE_REQUEST_ANNOTATION)
             .map(|raw| parse_request(raw, ROTATE_REQUEST_ANNOTATION));
-        Requests { rollover, rotate }
+        let prune = self
+            .annotation(PRUNE_REQUEST_ANNOTATION)
+            .map(|raw| parse_request(raw, PRUNE_REQUEST_ANNOTATION));
+        Requests {
+            rollover,
+            rotate,
+            prune,
+        }
     }
 
     /// The Kafka topic this resource manages: `spec.topicName`, else `metadata.name`.

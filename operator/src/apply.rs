@@ -49,6 +49,8 @@ pub struct Applied {
     pub policy_published: bool,
     /// The policy in force afterwards.
     pub policy: Option<PolicyRecord>,
+    /// EDEKs (partition, version) deleted because no retained record needs them.
+    pub pruned: Vec<(i32, u32)>,
 }
 
 pub async fn apply<P: TekManager>(
@@ -201,6 +203,18 @@ pub async fn apply<P: TekManager>(
         applied.policy_published = true;
         applied.policy = Some(policy.clone());
         crash::point("after-policy");
+    }
+    // 6. Pruning, after the policy: only versions below the ones in force, which no retained
+    //    record needs; tombstones signed like every key record.
+    if !plan.prune.is_empty() {
+        let keys: Vec<String> = plan
+            .prune
+            .iter()
+            .map(|&(p, v)| kafka_e2ee_client::key_records::edek_key(&desired.topic, p, v))
+            .collect();
+        kafka.keys.writer.tombstones(&keys).await?;
+        metrics.key_topic_writes.inc_by(keys.len() as u64);
+        applied.pruned = plan.prune.clone();
     }
     if !plan.is_noop() {
         kafka.keys.read_own_writes().await?;

@@ -301,11 +301,11 @@ impl KafkaOps {
             .collect())
     }
 
-    /// Partition end offsets of `topic`, or `None` if it does not exist.
-    pub async fn end_offsets(
+    /// (log start, end) offsets of each partition of `topic`, or `None` if it does not exist.
+    pub async fn watermarks(
         &self,
         topic: &str,
-    ) -> Result<Option<BTreeMap<i32, i64>>, KafkaOpsError> {
+    ) -> Result<Option<BTreeMap<i32, (i64, i64)>>, KafkaOpsError> {
         let consumer = Arc::clone(&self.metadata);
         let topic = topic.to_owned();
         let marks = tokio::task::spawn_blocking(move || {
@@ -314,9 +314,7 @@ impl KafkaOps {
         .await
         .map_err(|_| KafkaOpsError::Blocking)?;
         match marks {
-            Ok(marks) => Ok(Some(
-                marks.into_iter().map(|(p, (_, high))| (p, high)).collect(),
-            )),
+            Ok(marks) => Ok(Some(marks)),
             Err(kafka::Error::TopicNotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }

@@ -31,6 +31,8 @@ pub struct Desired {
     pub rollover_request: Option<Request>,
     /// An on-demand TEK rotation (`kafka-e2ee.io/rotate-requested-at`), already checked.
     pub rotate_request: Option<Request>,
+    /// An on-demand pruning (`kafka-e2ee.io/prune-requested-at`) not carried out yet.
+    pub prune_request: Option<Request>,
 }
 
 /// An EncryptedTopic, as the owner of a TEK.
@@ -61,6 +63,8 @@ pub struct Observed {
     pub topic_partitions: Option<i32>,
     /// End offset of each partition (empty when the topic does not exist).
     pub end_offsets: BTreeMap<i32, i64>,
+    /// Log start offset of each partition (empty when the topic does not exist).
+    pub log_start: BTreeMap<i32, i64>,
     /// Everything the key topic holds for the topic.
     pub keys: TopicKeysSnapshot,
 }
@@ -125,6 +129,8 @@ pub struct Plan {
     pub next_due: Option<SystemTime>,
     /// Partitions the topic has beyond the spec (spec.partitions cannot shrink a topic).
     pub extra_partitions: Option<i32>,
+    /// EDEKs (partition, version) no retained record needs, to delete on request.
+    pub prune: Vec<(i32, u32)>,
 }
 
 impl Plan {
@@ -136,6 +142,7 @@ impl Plan {
             && self.rewrap.is_empty()
             && self.keys.is_empty()
             && !self.publish_policy
+            && self.prune.is_empty()
     }
 }
 
@@ -356,6 +363,16 @@ pub fn plan(desired: &Desired, observed: &Observed, now: SystemTime) -> Result<P
         });
     }
 
+    // Pruning on request, against the versions in force before this plan's new ones (which
+    // only raise the current versions: nothing it would keep becomes unused).
+    if let Some(r) = &desired.prune_request {
+        if from_millis(r.at_ms) <= now {
+            plan.prune = crate::plan::prunable(observed, &current);
+        } else {
+            plan.next_due = earliest(plan.next_due, from_millis(r.at_ms));
+        }
+    }
+
     let policy = PolicyRecord {
         topic: desired.topic.clone(),
         provider: desired.provider.clone(),
@@ -367,6 +384,16 @@ pub fn plan(desired: &Desired, observed: &Observed, now: SystemTime) -> Result<P
     plan.publish_policy = observed.keys.policy.as_deref() != Some(&policy);
     plan.policy = Some(policy);
     Ok(plan)
+}
+
+/// EDEKs no retained record needs (`kafka_e2ee_client::inventory`), given the current versions.
+pub fn prunable(observed: &Observed, current: &BTreeMap<i32, u32>) -> Vec<(i32, u32)> {
+    kafka_e2ee_client::inventory::inventory(
+        observed.keys.edeks.iter().map(|e| &**e),
+        current,
+        &observed.log_start,
+    )
+    .unused()
 }
 
 /// Whether an on-demand rollover asks for a new DEK on `partition`: its time has come, it names
@@ -431,6 +458,7 @@ pub(crate) mod tests {
             owner: Owner::default(),
             rollover_request: None,
             rotate_request: None,
+            prune_request: None,
         }
     }
 
@@ -465,6 +493,7 @@ pub(crate) mod tests {
             last_tek_rotation: Some(now() - HOUR),
             topic_partitions: Some(2),
             end_offsets: BTreeMap::from([(0, 10), (1, 10)]),
+            log_start: BTreeMap::from([(0, 0), (1, 0)]),
             keys: TopicKeysSnapshot {
                 policy: Some(Arc::new(PolicyRecord {
                     topic: d.topic,
@@ -772,5 +801,33 @@ pub(crate) mod tests {
         let p = plan(&d, &observed, now()).unwrap();
         assert!(!p.rotate_tek);
         assert_eq!(p.next_due, Some(now() + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn pruning_on_request_names_only_versions_no_retained_record_needs() {
+        let mut observed = settled(); // v1 of both partitions, current
+        let mut d = desired();
+        d.prune_request = request(now() - Duration::from_secs(1), None);
+        observed.log_start = BTreeMap::from([(0, 5), (1, 5)]);
+        assert!(
+            plan(&d, &observed, now()).unwrap().prune.is_empty(),
+            "current versions stay"
+        );
+        // Partition 0 at v3 (v2 from offset 4, v3 from offset 8), log start 9: v1 goes, v2 is
+        // the margin.
+        let mut keys = observed.keys.clone();
+        keys.edeks.push(edek(0, 2, HOUR, 4));
+        keys.edeks.push(edek(0, 3, HOUR, 8));
+        let mut policy = (*keys.policy.clone().unwrap()).clone();
+        policy.current_versions.insert(0, 3);
+        keys.policy = Some(Arc::new(policy));
+        observed.keys = keys;
+        observed.log_start = BTreeMap::from([(0, 9), (1, 9)]);
+        let p = plan(&d, &observed, now()).unwrap();
+        assert_eq!(p.prune, [(0, 1)]);
+        assert!(!p.is_noop());
+        // Not requested: nothing.
+        d.prune_request = None;
+        assert!(plan(&d, &observed, now()).unwrap().prune.is_empty());
     }
 }

@@ -147,6 +147,48 @@ async fn rollover_and_rotate_on_request_happen_once_and_data_still_opens() {
     let parsed: Value = serde_yaml::from_str(&yaml).unwrap();
     assert_eq!(parsed[0]["name"], "orders");
 
+    // Inventory and pruning: the log starts at 0 (tansu has no DeleteRecords), so every version
+    // may be needed and pruning, dry or not, deletes nothing (the rule with a moved log start
+    // is unit-tested in kafka_e2ee_core::inventory and operator::plan).
+    let mut config = ClientConfig::new(&env.bootstrap, provider, env.trusted_keys().await);
+    config.key_topic = env.key_topic.clone();
+    let path = env.file("day2-client.yaml", &serde_yaml::to_string(&config).unwrap());
+    let path = path.to_str().unwrap();
+    let (code, json, stderr) = cli(
+        &env,
+        &["inventory", "orders", "--config", path, "-o", "json"],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let inventory: Value = serde_json::from_str(&json).unwrap();
+    let needed: Vec<Vec<u64>> = inventory["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            p["needed"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["version"].as_u64().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(needed, [vec![1, 2], vec![1, 2, 3]], "{inventory}");
+    assert_eq!(inventory["tekVersionsNeeded"], serde_json::json!(["2"]));
+    let (code, dry, _) = cli(&env, &["prune", "orders", "--dry-run", "--config", path]).await;
+    assert_eq!(code, 0);
+    assert!(dry.contains("0 EDEKs") && dry.contains("none"), "{dry}");
+    let (code, pruned, stderr) = cli(&env, &["prune", "orders", "--timeout", "60s"]).await;
+    assert_eq!(code, 0, "{pruned}{stderr}");
+    assert!(pruned.contains("pruning done: 5 EDEKs stored"), "{pruned}");
+    assert_eq!(
+        versions(&env, &topic).await.1,
+        5,
+        "nothing a retained record needs is deleted"
+    );
+    assert_eq!(consume(&client, &topic, sent.len()).await, sent);
+
     // A request that cannot be honoured: named, and the exit status says which kind.
     let (code, _, stderr) = cli(&env, &["rollover", "nope", "--timeout", "5s"]).await;
     assert_eq!(code, 3, "{stderr}");

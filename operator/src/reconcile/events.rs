@@ -62,6 +62,21 @@ pub async fn applied(obj: &EncryptedTopic, ctx: &Context, applied: &Applied) {
             format!("new DEK versions: {}", list.join(", ")),
         ));
     }
+    if !applied.pruned.is_empty() {
+        let list: Vec<String> = applied
+            .pruned
+            .iter()
+            .map(|(p, v)| format!("{p}:v{v}"))
+            .collect();
+        events.push((
+            "EdeksPruned",
+            "Prune",
+            format!(
+                "EDEKs no retained record needs deleted: {}",
+                list.join(", ")
+            ),
+        ));
+    }
     for (reason, action, note) in events {
         publish(obj, ctx, EventType::Normal, reason, action, note).await;
     }

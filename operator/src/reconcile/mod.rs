@@ -175,7 +175,20 @@ async fn converge(
     let provider = connection.provider(ctx, backend).await?;
 
     let mut desired = desired(obj, &valid, backend, tek);
-    (desired.rollover_request, desired.rotate_request) = checked_requests(obj, ctx, now).await;
+    (
+        desired.rollover_request,
+        desired.rotate_request,
+        desired.prune_request,
+    ) = checked_requests(obj, ctx, now).await;
+    // Pruning is carried out once per request: not again once status echoes it.
+    let pruned_before = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.requests.as_ref())
+        .and_then(|r| r.prune.as_deref());
+    if desired.prune_request.as_ref().map(|r| r.raw.as_str()) == pruned_before {
+        desired.prune_request = None;
+    }
     let key_topic = ctx.kafka.keys(&namespace).await?;
     let kafka = TopicKafka {
         ops: &ctx.kafka,
@@ -301,6 +314,7 @@ fn desired(
         },
         rollover_request: None,
         rotate_request: None,
+        prune_request: None,
     }
 }
 
@@ -310,11 +324,11 @@ async fn checked_requests(
     obj: &EncryptedTopic,
     ctx: &Context,
     now: SystemTime,
-) -> (Option<Request>, Option<Request>) {
+) -> (Option<Request>, Option<Request>, Option<Request>) {
     let requests = obj.requests();
     let limit = crate::plan::to_millis(now) + MAX_REQUEST_AHEAD_SECONDS * 1000;
     let mut usable = Vec::new();
-    for request in [requests.rollover, requests.rotate] {
+    for request in [requests.rollover, requests.rotate, requests.prune] {
         let checked = match request {
             None => None,
             Some(Ok(r)) if r.at_ms > limit => {
@@ -349,9 +363,10 @@ async fn checked_requests(
         };
         usable.push(checked);
     }
+    let prune = usable.pop().flatten();
     let rotate = usable.pop().flatten();
     let rollover = usable.pop().flatten();
-    (rollover, rotate)
+    (rollover, rotate, prune)
 }
 
 /// The requests carried out once this reconciliation converged: those whose time has come
@@ -381,6 +396,9 @@ fn carried_out(
     {
         done.rotate = Some(r.raw.clone());
     }
+    if let Some(r) = desired.prune_request.as_ref().filter(|r| r.at_ms <= now_ms) {
+        done.prune = Some(r.raw.clone());
+    }
     done
 }
 
@@ -395,14 +413,23 @@ async fn observe<P: TekManager>(
         Err(ProviderError::NotFound { .. }) => None,
         Err(e) => return Err(ReconcileFailure::Kms(e)),
     };
-    let end_offsets = kafka.ops.end_offsets(&desired.topic).await?;
+    let marks = kafka.ops.watermarks(&desired.topic).await?;
     Ok(Observed {
         tek,
         last_tek_rotation: last_rotation(obj, desired),
-        topic_partitions: end_offsets
+        topic_partitions: marks
             .as_ref()
             .map(|o| i32::try_from(o.len()).unwrap_or(i32::MAX)),
-        end_offsets: end_offsets.unwrap_or_default(),
+        end_offsets: marks
+            .iter()
+            .flatten()
+            .map(|(&p, &(_, end))| (p, end))
+            .collect(),
+        log_start: marks
+            .iter()
+            .flatten()
+            .map(|(&p, &(start, _))| (p, start))
+            .collect(),
         keys: kafka.keys.directory.topic_keys(&desired.topic),
     })
 }
