@@ -97,56 +97,47 @@ fn list(versions: &[StoredVersion]) -> String {
 
 pub fn print(report: &Report, output: Output, out: &mut impl Write) -> Result<(), CliError> {
     let io = |e: std::io::Error| CliError::Output(e.into());
-    match output {
-        Output::Json => {
-            serde_json::to_writer_pretty(&mut *out, report)
-                .map_err(|e| CliError::Output(e.into()))?;
-            writeln!(out).map_err(io)
-        }
-        Output::Yaml => {
-            serde_yaml::to_writer(&mut *out, report).map_err(|e| CliError::Output(e.into()))
-        }
-        Output::Table => {
-            let mut rows = vec![
-                [
-                    "PARTITION",
-                    "LOG-START",
-                    "CURRENT",
-                    "NEEDED (version@first offset)",
-                    "UNUSED",
-                ]
-                .iter()
-                .map(|h| (*h).to_owned())
-                .collect::<Vec<_>>(),
-            ];
-            for p in &report.inventory.partitions {
-                rows.push(vec![
-                    p.partition.to_string(),
-                    p.log_start.map_or_else(|| "?".into(), |s| s.to_string()),
-                    p.current.map_or_else(|| "-".into(), |c| format!("v{c}")),
-                    list(&p.needed),
-                    list(&p.unused),
-                ]);
-            }
-            write_table(&rows, out)?;
-            let teks: Vec<&str> = report
-                .inventory
-                .tek_versions_needed
-                .iter()
-                .map(String::as_str)
-                .collect();
-            writeln!(
-                out,
-                "{} unused EDEKs of {}; TEK versions the kept EDEKs need: {}",
-                report.inventory.unused().len(),
-                report.topic,
-                if teks.is_empty() {
-                    "-".to_owned()
-                } else {
-                    teks.join(", ")
-                }
-            )
-            .map_err(io)
-        }
+    if crate::write_structured(report, output, out)? {
+        return Ok(());
     }
+    let mut rows = vec![
+        [
+            "PARTITION",
+            "LOG-START",
+            "CURRENT",
+            "NEEDED (version@first offset)",
+            "UNUSED",
+        ]
+        .iter()
+        .map(|h| (*h).to_owned())
+        .collect::<Vec<_>>(),
+    ];
+    for p in &report.inventory.partitions {
+        rows.push(vec![
+            p.partition.to_string(),
+            p.log_start.map_or_else(|| "?".into(), |s| s.to_string()),
+            p.current.map_or_else(|| "-".into(), |c| format!("v{c}")),
+            list(&p.needed),
+            list(&p.unused),
+        ]);
+    }
+    write_table(&rows, out)?;
+    let teks: Vec<&str> = report
+        .inventory
+        .tek_versions_needed
+        .iter()
+        .map(String::as_str)
+        .collect();
+    writeln!(
+        out,
+        "{} unused EDEKs of {}; TEK versions the kept EDEKs need: {}",
+        report.inventory.unused().len(),
+        report.topic,
+        if teks.is_empty() {
+            "-".to_owned()
+        } else {
+            teks.join(", ")
+        }
+    )
+    .map_err(io)
 }

@@ -134,6 +134,28 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     }
 }
 
+/// Writes `value` as JSON or YAML and returns true; false for a table, which the caller
+/// prints.
+pub fn write_structured(
+    value: &impl serde::Serialize,
+    output: args::Output,
+    out: &mut impl std::io::Write,
+) -> Result<bool, CliError> {
+    let failed = |e: anyhow::Error| CliError::Output(e);
+    match output {
+        args::Output::Json => {
+            serde_json::to_writer_pretty(&mut *out, value).map_err(|e| failed(e.into()))?;
+            writeln!(out).map_err(|e| failed(e.into()))?;
+            Ok(true)
+        }
+        args::Output::Yaml => {
+            serde_yaml::to_writer(&mut *out, value).map_err(|e| failed(e.into()))?;
+            Ok(true)
+        }
+        args::Output::Table => Ok(false),
+    }
+}
+
 /// Logs (warnings by default, `RUST_LOG` to change) go to stderr, never into the output.
 pub fn init_logging() {
     let _ = tracing_subscriber::fmt()

@@ -72,15 +72,12 @@ pub async fn run(
         v.events = events(kube, &v.namespace, name).await?;
     }
     let now = SystemTime::now();
-    match output {
-        Output::Json => serde_json::to_writer_pretty(&mut *out, &views)
-            .map_err(|e| CliError::Output(e.into()))
-            .and_then(|()| writeln!(out).map_err(|e| CliError::Output(e.into()))),
-        Output::Yaml => {
-            serde_yaml::to_writer(&mut *out, &views).map_err(|e| CliError::Output(e.into()))
-        }
-        Output::Table if name.is_some() => describe(&views, now, out),
-        Output::Table => table(&views, all_namespaces, now, out),
+    if crate::write_structured(&views, output, out)? {
+        Ok(())
+    } else if name.is_some() {
+        describe(&views, now, out)
+    } else {
+        table(&views, all_namespaces, now, out)
     }
 }
 

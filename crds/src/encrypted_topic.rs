@@ -81,6 +81,26 @@ pub struct EncryptedTopicSpec {
     /// deleting this object destroys the topic's data for good.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirm_deletion: Option<String>,
+    /// Housekeeping of the stored keys.
+    #[serde(default, skip_serializing_if = "KeysSpec::is_default")]
+    pub keys: KeysSpec,
+}
+
+/// What the operator does with stored EDEKs beyond rollover.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeysSpec {
+    /// Delete (tombstone) EDEKs no retained record needs, on the operator's own schedule (every
+    /// reconciliation: at least every count-check interval), by the rule of `kubectl e2ee
+    /// prune` (docs/cli.md "What can be deleted"). Default false: only on request.
+    #[serde(default)]
+    pub prune_unused: bool,
+}
+
+impl KeysSpec {
+    fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 impl EncryptedTopicSpec {
@@ -99,6 +119,7 @@ impl EncryptedTopicSpec {
             plaintext_policy: PlaintextPolicy::default(),
             deletion_policy: DeletionPolicy::default(),
             confirm_deletion: None,
+            keys: KeysSpec::default(),
         }
     }
 }

@@ -14,7 +14,7 @@ mod yaml;
 
 pub use encrypted_topic::{
     Cipher, DEFAULT_MAX_RECORDS, DekRollover, DeletionPolicy, EncryptedTopic, EncryptedTopicSpec,
-    EncryptedTopicStatus, KeysStatus, KmsRef, KmsRefKind, MANAGED_ANNOTATION,
+    EncryptedTopicStatus, KeysSpec, KeysStatus, KmsRef, KmsRefKind, MANAGED_ANNOTATION,
     MAX_REQUEST_AHEAD_SECONDS, PAUSE_ANNOTATION, PRUNE_REQUEST_ANNOTATION, PlaintextPolicy,
     ROLLOVER_PARTITIONS_ANNOTATION, ROLLOVER_REQUEST_ANNOTATION, ROTATE_REQUEST_ANNOTATION,
     Request, Requests, RequestsStatus, TekRotation, TekStatus,

@@ -33,6 +33,8 @@ pub struct Desired {
     pub rotate_request: Option<Request>,
     /// An on-demand pruning (`kafka-e2ee.io/prune-requested-at`) not carried out yet.
     pub prune_request: Option<Request>,
+    /// `spec.keys.pruneUnused`: prune at every reconciliation.
+    pub prune_unused: bool,
 }
 
 /// An EncryptedTopic, as the owner of a TEK.
@@ -365,12 +367,16 @@ pub fn plan(desired: &Desired, observed: &Observed, now: SystemTime) -> Result<P
 
     // Pruning on request, against the versions in force before this plan's new ones (which
     // only raise the current versions: nothing it would keep becomes unused).
-    if let Some(r) = &desired.prune_request {
-        if from_millis(r.at_ms) <= now {
-            plan.prune = crate::plan::prunable(observed, &current);
-        } else {
+    let requested = match &desired.prune_request {
+        Some(r) if from_millis(r.at_ms) > now => {
             plan.next_due = earliest(plan.next_due, from_millis(r.at_ms));
+            false
         }
+        Some(_) => true,
+        None => false,
+    };
+    if requested || desired.prune_unused {
+        plan.prune = crate::plan::prunable(observed, &current);
     }
 
     let policy = PolicyRecord {
@@ -459,6 +465,7 @@ pub(crate) mod tests {
             rollover_request: None,
             rotate_request: None,
             prune_request: None,
+            prune_unused: false,
         }
     }
 
@@ -826,8 +833,10 @@ pub(crate) mod tests {
         let p = plan(&d, &observed, now()).unwrap();
         assert_eq!(p.prune, [(0, 1)]);
         assert!(!p.is_noop());
-        // Not requested: nothing.
+        // Not requested: nothing, unless spec.keys.pruneUnused says always.
         d.prune_request = None;
         assert!(plan(&d, &observed, now()).unwrap().prune.is_empty());
+        d.prune_unused = true;
+        assert_eq!(plan(&d, &observed, now()).unwrap().prune, [(0, 1)]);
     }
 }

@@ -186,6 +186,25 @@ async fn start_proxy_to(
     (format!("127.0.0.1:{base}"), client, metrics)
 }
 
+/// The Rust client's consumer of `topic`, assigned every partition from the beginning (not
+/// subscribed: no group rebalance to wait for).
+fn rust_reader(
+    client: &EncryptionClient,
+    topic: &str,
+    partitions: i32,
+) -> kafka_e2ee_client::consumer::DecryptingConsumer<kafka_e2ee_client::config::ClientProvider> {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    let consumer = client.consumer(&unique("rust")).unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.inner().assign(&tpl).unwrap();
+    consumer
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -314,18 +333,7 @@ async fn stock_python_clients_round_trip_through_the_proxy_with_every_codec() {
         );
 
         // The Rust client opens what the proxy sealed, to the same bytes.
-        let consumer = client.consumer(&unique("rust")).unwrap();
-        {
-            use rdkafka::consumer::Consumer;
-            use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-            // Assigned, not subscribed: no group rebalance to wait for.
-            let mut tpl = TopicPartitionList::new();
-            for p in 0..2 {
-                tpl.add_partition_offset(&topic, p, Offset::Beginning)
-                    .unwrap();
-            }
-            consumer.inner().assign(&tpl).unwrap();
-        }
+        let consumer = rust_reader(&client, &topic, 2);
         let mut rust = Vec::new();
         while rust.len() < sent.len() {
             let Ok(r) = tokio::time::timeout(Duration::from_secs(20), consumer.recv()).await else {
@@ -621,17 +629,7 @@ async fn through_the_proxy_to_a_broker_that_requires_tls_and_a_client_certificat
     );
     // The Rust client, over TLS itself, opens what the proxy sealed; the broker holds only
     // ciphertext (read raw over TLS).
-    let consumer = client.consumer(&unique("tls-rust")).unwrap();
-    {
-        use rdkafka::consumer::Consumer;
-        use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..2 {
-            tpl.add_partition_offset(&topic, p, Offset::Beginning)
-                .unwrap();
-        }
-        consumer.inner().assign(&tpl).unwrap();
-    }
+    let consumer = rust_reader(&client, &topic, 2);
     for _ in 0..batch.len() {
         let r = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
             .await

@@ -315,6 +315,7 @@ fn desired(
         rollover_request: None,
         rotate_request: None,
         prune_request: None,
+        prune_unused: obj.spec.keys.prune_unused,
     }
 }
 
