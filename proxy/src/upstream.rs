@@ -182,6 +182,11 @@ pub enum UpstreamError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{address} did not complete the connection (TCP, TLS, SASL) within {after:?}")]
+    Timeout {
+        address: String,
+        after: std::time::Duration,
+    },
     #[error("{address} is not a valid TLS server name")]
     ServerName { address: String },
     #[error("TLS handshake with {address}")]
@@ -233,7 +238,7 @@ impl UpstreamError {
     /// The metric label for this failure.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::Connect { .. } => "connect",
+            Self::Connect { .. } | Self::Timeout { .. } => "connect",
             Self::ServerName { .. } | Self::Tls { .. } => "tls",
             Self::Credentials { .. } => "credentials",
             Self::MechanismRefused { .. } | Self::Authentication { .. } | Self::Scram { .. } => {
@@ -243,6 +248,9 @@ impl UpstreamError {
         }
     }
 }
+
+/// How long a broker connection may take to be ready (TCP, TLS, SASL).
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub type UpstreamRead = Box<dyn AsyncRead + Unpin + Send>;
 pub type UpstreamWrite = Box<dyn AsyncWrite + Unpin + Send>;
@@ -317,8 +325,24 @@ impl Connector {
         Ok(Self { tls, sasl })
     }
 
-    /// Connects, completes TLS and SASL, and splits the stream.
+    /// Connects, completes TLS and SASL, and splits the stream; all within
+    /// [`CONNECT_TIMEOUT`], so a broker that accepts but never answers cannot hold a client's
+    /// connection (and this task) forever.
     pub async fn connect(
+        &self,
+        address: &str,
+    ) -> Result<(UpstreamRead, UpstreamWrite), UpstreamError> {
+        tokio::time::timeout(CONNECT_TIMEOUT, self.connect_now(address))
+            .await
+            .unwrap_or_else(|_| {
+                Err(UpstreamError::Timeout {
+                    address: address.to_owned(),
+                    after: CONNECT_TIMEOUT,
+                })
+            })
+    }
+
+    async fn connect_now(
         &self,
         address: &str,
     ) -> Result<(UpstreamRead, UpstreamWrite), UpstreamError> {
@@ -694,6 +718,32 @@ mod tests {
         settings.ca_file = None;
         assert!(Connector::new(&settings).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A broker that accepts and then never answers the TLS handshake cannot hold the
+    /// connection: the connect gives up after CONNECT_TIMEOUT (time paused, so instantly).
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_broker_times_out_instead_of_hanging() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let _accepted = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            std::future::pending::<()>().await;
+            drop(socket);
+        });
+        let ca = std::env::temp_dir().join(format!("ke-silent-ca-{}.pem", std::process::id()));
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        std::fs::write(&ca, cert.cert.pem()).unwrap();
+        let connector = Connector::new(&UpstreamSettings {
+            protocol: SecurityProtocol::Ssl,
+            ca_file: Some(ca.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        let err = connector.connect(&address).await.err().unwrap();
+        assert!(matches!(err, UpstreamError::Timeout { .. }), "{err}");
+        assert_eq!(err.reason(), "connect");
+        std::fs::remove_file(&ca).unwrap();
     }
 
     #[test]
