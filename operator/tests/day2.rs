@@ -189,6 +189,33 @@ async fn rollover_and_rotate_on_request_happen_once_and_data_still_opens() {
     );
     assert_eq!(consume(&client, &topic, sent.len()).await, sent);
 
+    // A malformed request (GitOps wrote a word, not a time): a Warning event names it, nothing
+    // is rolled over, the topic stays Ready.
+    env.annotate(
+        "orders",
+        kafka_e2ee_crds::ROLLOVER_REQUEST_ANNOTATION,
+        Some("tomorrow"),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !env
+        .event_reasons("orders")
+        .await
+        .iter()
+        .any(|r| r == "InvalidRequest")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no InvalidRequest event"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        versions(&env, &topic).await,
+        (BTreeMap::from([(0, 2), (1, 3)]), 5)
+    );
+    env.wait_ready("orders").await;
+
     // A request that cannot be honoured: named, and the exit status says which kind.
     let (code, _, stderr) = cli(&env, &["rollover", "nope", "--timeout", "5s"]).await;
     assert_eq!(code, 3, "{stderr}");

@@ -328,46 +328,37 @@ async fn checked_requests(
 ) -> (Option<Request>, Option<Request>, Option<Request>) {
     let requests = obj.requests();
     let limit = crate::plan::to_millis(now) + MAX_REQUEST_AHEAD_SECONDS * 1000;
-    let mut usable = Vec::new();
-    for request in [requests.rollover, requests.rotate, requests.prune] {
-        let checked = match request {
-            None => None,
-            Some(Ok(r)) if r.at_ms > limit => {
-                let note = format!(
-                    "request time '{}' is more than {MAX_REQUEST_AHEAD_SECONDS} s ahead of the operator's clock: ignored (check the clock of whoever set it)",
-                    r.raw
-                );
-                events::publish(
-                    obj,
-                    ctx,
-                    EventType::Warning,
-                    reason::INVALID_REQUEST,
-                    "Request",
-                    note,
-                )
-                .await;
-                None
-            }
-            Some(Ok(r)) => Some(r),
-            Some(Err(message)) => {
-                events::publish(
-                    obj,
-                    ctx,
-                    EventType::Warning,
-                    reason::INVALID_REQUEST,
-                    "Request",
-                    message,
-                )
-                .await;
-                None
-            }
-        };
-        usable.push(checked);
-    }
-    let prune = usable.pop().flatten();
-    let rotate = usable.pop().flatten();
-    let rollover = usable.pop().flatten();
+    let rollover = usable_request(obj, ctx, limit, requests.rollover).await;
+    let rotate = usable_request(obj, ctx, limit, requests.rotate).await;
+    let prune = usable_request(obj, ctx, limit, requests.prune).await;
     (rollover, rotate, prune)
+}
+
+/// `request` if it can be honoured; otherwise `None`, and a Warning event saying why.
+async fn usable_request(
+    obj: &EncryptedTopic,
+    ctx: &Context,
+    limit_ms: i64,
+    request: Option<Result<Request, String>>,
+) -> Option<Request> {
+    let refusal = match request? {
+        Ok(r) if r.at_ms <= limit_ms => return Some(r),
+        Ok(r) => format!(
+            "request time '{}' is more than {MAX_REQUEST_AHEAD_SECONDS} s ahead of the operator's clock: ignored (check the clock of whoever set it)",
+            r.raw
+        ),
+        Err(message) => message,
+    };
+    events::publish(
+        obj,
+        ctx,
+        EventType::Warning,
+        reason::INVALID_REQUEST,
+        "Request",
+        refusal,
+    )
+    .await;
+    None
 }
 
 /// The requests carried out once this reconciliation converged: those whose time has come
