@@ -2,9 +2,11 @@
 //! "verify"; issue 18's goal: verify reads at >= 0.8 of a raw consumer's records/s). The
 //! topic holds N sealed records of 1 KiB over 3 partitions; each group reads all of them once
 //! with a plain rdkafka consumer (no opening) and once with `verify_topic` (the command's
-//! reading and opening path, its client already started), each timed from creating its
-//! consumer to the last record, the order alternating; medians of per-group ratios. Run: `scripts/bench`, or `cargo bench -p kafka-e2ee-cli --bench verify`
-//! with the test bed's broker up.
+//! reading and opening path, its client already started), the order alternating; medians of
+//! per-group ratios. Each side is timed two ways: reading (from creating its consumer to the
+//! last record) and with close (until the consumer is closed and dropped, which librdkafka
+//! takes up to ~0.15 s for on the test bed). Run: `scripts/bench`, or
+//! `cargo bench -p kafka-e2ee-cli --bench verify` with the test bed's broker up.
 
 #![allow(
     clippy::unwrap_used,
@@ -36,9 +38,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Reads every record of `topic` with a plain consumer made as verify makes its own (same
-/// settings, same group, end offsets learnt first); seconds from creating it to the last
-/// record, as verify is timed.
-async fn raw_read(client: &EncryptionClient, topic: &str) -> f64 {
+/// settings, same group, end offsets learnt first).
+async fn raw_read(client: &EncryptionClient, topic: &str) -> Timing {
+    let cpu = this_thread_cpu();
     let started = Instant::now();
     let consumer: StreamConsumer = client
         .config()
@@ -66,7 +68,33 @@ async fn raw_read(client: &EncryptionClient, topic: &str) -> f64 {
             .unwrap();
         seen += 1;
     }
-    started.elapsed().as_secs_f64()
+    let reading = started.elapsed().as_secs_f64();
+    let thread_cpu = this_thread_cpu() - cpu;
+    drop(consumer);
+    Timing {
+        reading,
+        with_close: started.elapsed().as_secs_f64(),
+        thread_cpu,
+    }
+}
+
+#[derive(Default)]
+struct Timing {
+    /// Seconds from creating the consumer to the last record.
+    reading: f64,
+    /// ... and until the consumer is closed.
+    with_close: f64,
+    /// CPU seconds of the thread that receives (and, for verify, opens).
+    thread_cpu: f64,
+}
+
+/// This thread's CPU seconds so far, from its schedstat (nanoseconds).
+fn this_thread_cpu() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|stat| stat.split(' ').next()?.parse::<u64>().ok())
+        .unwrap_or(0) as f64
+        / 1e9
 }
 
 #[tokio::main]
@@ -121,17 +149,22 @@ async fn main() {
         partitions: Vec::new(),
         output: Output::Json,
     };
-    let (mut raw_rates, mut verify_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rates: [Vec<f64>; 4] = Default::default();
+    let mut cpu: [Vec<f64>; 2] = Default::default();
+    let (mut reading_ratios, mut close_ratios) = (Vec::new(), Vec::new());
     for group in 0..GROUPS {
-        let mut raw = 0.0;
-        let mut verified = 0.0;
+        let mut raw = Timing::default();
+        let mut verified = Timing::default();
         for side in 0..2 {
             if (side + group) % 2 == 0 {
                 raw = raw_read(&client, &topic).await;
             } else {
+                let cpu = this_thread_cpu();
                 let started = Instant::now();
                 let report = verify_topic(&client, &topic, &options).await.unwrap();
-                let seconds = started.elapsed().as_secs_f64();
+                let with_close = started.elapsed().as_secs_f64();
+                // Includes the close, unlike the raw side's (closing takes ~0.03 µs per record).
+                let thread_cpu = this_thread_cpu() - cpu;
                 assert_eq!(
                     report.records as usize,
                     TOTAL,
@@ -139,19 +172,57 @@ async fn main() {
                     serde_json::to_string(&report).unwrap()
                 );
                 assert!(report.clean());
-                verified = seconds;
+                verified = Timing {
+                    reading: report.seconds,
+                    with_close,
+                    thread_cpu,
+                };
             }
         }
-        let (r, v) = (TOTAL as f64 / raw, TOTAL as f64 / verified);
-        println!("group {group}: raw {r:.0} rec/s, verify {v:.0} rec/s");
-        raw_rates.push(r);
-        verify_rates.push(v);
-        ratios.push(v / r);
+        let rate = |s: f64| TOTAL as f64 / s;
+        let micros = |s: f64| s * 1e6 / TOTAL as f64;
+        println!(
+            "group {group}: reading raw {:.0} / verify {:.0} rec/s; with close raw {:.0} / verify {:.0} rec/s; receiving thread CPU µs per record raw {:.2} / verify {:.2}",
+            rate(raw.reading),
+            rate(verified.reading),
+            rate(raw.with_close),
+            rate(verified.with_close),
+            micros(raw.thread_cpu),
+            micros(verified.thread_cpu)
+        );
+        for (i, s) in [
+            raw.reading,
+            verified.reading,
+            raw.with_close,
+            verified.with_close,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            rates[i].push(rate(s));
+        }
+        cpu[0].push(micros(raw.thread_cpu));
+        cpu[1].push(micros(verified.thread_cpu));
+        reading_ratios.push(raw.reading / verified.reading);
+        close_ratios.push(raw.with_close / verified.with_close);
     }
+    let [raw_reading, verify_reading, raw_close, verify_close] = rates.map(median);
+    let [raw_cpu, verify_cpu] = cpu.map(median);
     println!(
         "verify bench: {RECORDS} sealed records of 1024 B, {PARTITIONS} partitions, {GROUPS} groups (medians)"
     );
-    println!("  raw consumer rec/s      {:>12.0}", median(raw_rates));
-    println!("  verify rec/s            {:>12.0}", median(verify_rates));
-    println!("  verify / raw (rec/s)    {:>12.3}", median(ratios));
+    println!("  reading: raw consumer rec/s             {raw_reading:>10.0}");
+    println!("  reading: verify rec/s                   {verify_reading:>10.0}");
+    println!(
+        "  reading: verify / raw (rec/s)           {:>10.3}",
+        median(reading_ratios)
+    );
+    println!("  with close: raw consumer rec/s          {raw_close:>10.0}");
+    println!("  with close: verify rec/s                {verify_close:>10.0}");
+    println!(
+        "  with close: verify / raw (rec/s)        {:>10.3}",
+        median(close_ratios)
+    );
+    println!("  receiving thread CPU µs/record, raw     {raw_cpu:>10.2}");
+    println!("  receiving thread CPU µs/record, verify  {verify_cpu:>10.2}");
 }

@@ -169,6 +169,69 @@ struct Known {
     plaintext_allowed: Option<bool>,
 }
 
+/// A record that opened (or plaintext its topic allows), borrowed for the call of
+/// [`RecordOpener::open_then`] that receives it: the value may still be in the buffer it was
+/// decrypted in.
+pub struct Opened<'a, R: ?Sized> {
+    /// The record as read from Kafka.
+    pub record: &'a R,
+    headers: OpenedHeaders<'a>,
+    /// The original value; `None` for a tombstone.
+    pub value: Option<&'a [u8]>,
+    /// Which sealing made it; `None` for plaintext passed through.
+    pub seal_id: Option<SealId>,
+}
+
+/// Where an opened record's original headers are.
+enum OpenedHeaders<'a> {
+    /// Plaintext: the record's own headers are the original ones.
+    Record,
+    /// Sealed in the frame.
+    Frame(record::Frame<'a>),
+    /// An authenticated tombstone has none.
+    None,
+}
+
+impl<R: IncomingRecord + ?Sized> Opened<'_, R> {
+    /// True when the producer sealed the record (or, for a tombstone, authenticated it).
+    pub fn was_encrypted(&self) -> bool {
+        self.seal_id.is_some()
+    }
+
+    /// The original headers, owned.
+    pub fn headers(&self) -> Vec<Header> {
+        match &self.headers {
+            OpenedHeaders::Record => {
+                let mut headers = Vec::new();
+                self.record.for_each_header(&mut |key, value| {
+                    headers.push(Header {
+                        key: key.to_owned(),
+                        value: value.map(<[u8]>::to_vec),
+                    });
+                });
+                headers
+            }
+            OpenedHeaders::Frame(frame) => frame.to_headers(),
+            OpenedHeaders::None => Vec::new(),
+        }
+    }
+
+    /// The record, owned.
+    pub fn to_consumed(&self) -> ConsumedRecord {
+        ConsumedRecord {
+            topic: self.record.topic().to_owned(),
+            partition: self.record.partition(),
+            offset: self.record.offset(),
+            timestamp_ms: self.record.timestamp_ms(),
+            key: self.record.key().map(<[u8]>::to_vec),
+            headers: self.headers(),
+            value: self.value.map(<[u8]>::to_vec),
+            was_encrypted: self.was_encrypted(),
+            seal_id: self.seal_id,
+        }
+    }
+}
+
 /// A record as read from Kafka, before opening: what [`RecordOpener`] needs of it, whoever
 /// read it (rdkafka here, the proxy's own Fetch decoding there).
 pub trait IncomingRecord {
@@ -319,26 +382,37 @@ impl<P: KeyProvider + 'static> RecordOpener<P> {
     }
 
     /// Opens `record`: its original headers and value, or a typed error naming where it is.
-    /// The steady state (DEK cached) opens synchronously; only a record that needs a key
-    /// fetched or the topic's policy read takes the (boxed, so that the future of every call
-    /// stays small) waiting path.
     pub async fn open(
         &self,
         record: &(impl IncomingRecord + ?Sized),
     ) -> Result<ConsumedRecord, ConsumeError> {
-        match self.open_with(record, &Known::default()) {
+        self.open_then(record, |opened| opened.to_consumed()).await
+    }
+
+    /// Opens `record` and hands the result, borrowed (the value where it was decrypted), to
+    /// `read`: for callers that need less than an owned [`ConsumedRecord`] (verify counts,
+    /// and copies nothing). The steady state (DEK cached) opens synchronously; only a record
+    /// that needs a key fetched or the topic's policy read takes the (boxed, so that the
+    /// future of every call stays small) waiting path.
+    pub async fn open_then<R: IncomingRecord + ?Sized, T>(
+        &self,
+        record: &R,
+        mut read: impl FnMut(Opened<'_, R>) -> T,
+    ) -> Result<T, ConsumeError> {
+        match self.open_with(record, &Known::default(), &mut read) {
             Ok(opened) => opened,
-            Err(need) => Box::pin(self.open_waiting(record, need)).await,
+            Err(need) => Box::pin(self.open_waiting(record, need, &mut read)).await,
         }
     }
 
     /// Opens `message` after fetching what [`Self::open_with`] said it needs: a DEK that is
     /// not cached or, for a plaintext record, the topic's policy.
-    async fn open_waiting(
+    async fn open_waiting<R: IncomingRecord + ?Sized, T>(
         &self,
-        message: &(impl IncomingRecord + ?Sized),
+        message: &R,
         mut need: Need,
-    ) -> Result<ConsumedRecord, ConsumeError> {
+        read: &mut impl FnMut(Opened<'_, R>) -> T,
+    ) -> Result<T, ConsumeError> {
         let at = || RecordPosition {
             topic: message.topic().to_owned(),
             partition: message.partition(),
@@ -358,7 +432,7 @@ impl<P: KeyProvider + 'static> RecordOpener<P> {
                     known.plaintext_allowed = Some(self.plaintext_allowed(message.topic()).await);
                 }
             }
-            match self.open_with(message, &known) {
+            match self.open_with(message, &known, read) {
                 Ok(result) => return result,
                 Err(next) => need = next,
             }
@@ -366,13 +440,15 @@ impl<P: KeyProvider + 'static> RecordOpener<P> {
     }
 
     /// Everything of opening that needs no waiting; `Err(Need)` says what to fetch first.
-    fn open_with(
+    /// Nothing is allocated on the success path: `read` gets the record borrowed.
+    fn open_with<R: IncomingRecord + ?Sized, T>(
         &self,
-        message: &(impl IncomingRecord + ?Sized),
+        message: &R,
         known: &Known,
-    ) -> Result<Result<ConsumedRecord, ConsumeError>, Need> {
+        read: &mut impl FnMut(Opened<'_, R>) -> T,
+    ) -> Result<Result<T, ConsumeError>, Need> {
         let topic = message.topic();
-        // Built only for an error: the success path allocates just the record's own fields.
+        // Built only for an error.
         let at = || RecordPosition {
             topic: topic.to_owned(),
             partition: message.partition(),
@@ -380,29 +456,15 @@ impl<P: KeyProvider + 'static> RecordOpener<P> {
         };
         let mut key_header = None;
         let mut key_headers = 0;
-        let mut others = Vec::new();
+        let mut others = 0;
         message.for_each_header(&mut |key, value| {
             if key == KEY_HEADER {
                 key_headers += 1;
                 key_header = value;
             } else {
-                others.push(Header {
-                    key: key.to_owned(),
-                    value: value.map(<[u8]>::to_vec),
-                });
+                others += 1;
             }
         });
-        let record = |headers, value, seal_id: Option<SealId>| ConsumedRecord {
-            topic: topic.to_owned(),
-            partition: message.partition(),
-            offset: message.offset(),
-            timestamp_ms: message.timestamp_ms(),
-            key: message.key().map(<[u8]>::to_vec),
-            headers,
-            value,
-            was_encrypted: seal_id.is_some(),
-            seal_id,
-        };
         let malformed = |source| ConsumeError::Malformed { at: at(), source };
         match (key_headers, message.payload()) {
             // Unsealed: plaintext, or a tombstone nobody authenticated. Either passes only
@@ -410,17 +472,22 @@ impl<P: KeyProvider + 'static> RecordOpener<P> {
             // (on a compacted topic, an unauthenticated tombstone would delete state).
             (0, value) => match known.plaintext_allowed {
                 None => Err(Need::Policy),
-                Some(true) => Ok(Ok(record(others, value.map(<[u8]>::to_vec), None))),
-                Some(false) if value.is_none() && others.is_empty() => {
+                Some(true) => Ok(Ok(read(Opened {
+                    record: message,
+                    headers: OpenedHeaders::Record,
+                    value,
+                    seal_id: None,
+                }))),
+                Some(false) if value.is_none() && others == 0 => {
                     Ok(Err(ConsumeError::UnauthenticatedTombstone { at: at() }))
                 }
                 Some(false) => Ok(Err(ConsumeError::PlaintextRejected { at: at() })),
             },
             (1, payload) => {
-                if !others.is_empty() {
+                if others > 0 {
                     return Ok(Err(ConsumeError::UnauthenticatedHeaders {
                         at: at(),
-                        count: others.len(),
+                        count: others,
                     }));
                 }
                 let Some(header) = key_header else {
@@ -460,24 +527,37 @@ impl<P: KeyProvider + 'static> RecordOpener<P> {
                         message.key(),
                         authenticator,
                     )
-                    .map(|()| record(others, None, seal_id_of(authenticator)))
+                    .map(|()| {
+                        read(Opened {
+                            record: message,
+                            headers: OpenedHeaders::None,
+                            value: None,
+                            seal_id: seal_id_of(authenticator),
+                        })
+                    })
                     .map_err(tampered));
                 };
-                let opened = OPEN_BUFFER.with_borrow_mut(|reused| {
-                    let opened = record::open_with_scratch(
+                Ok(OPEN_BUFFER.with_borrow_mut(|reused| {
+                    let opened = record::open_frame(
                         key.as_ref(),
                         location,
                         version,
                         message.key(),
                         sealed,
                         reused.get(),
-                    );
+                    )
+                    .map(|frame| {
+                        read(Opened {
+                            record: message,
+                            headers: OpenedHeaders::Frame(frame),
+                            value: Some(frame.value()),
+                            seal_id: seal_id_of(sealed),
+                        })
+                    })
+                    .map_err(tampered);
                     reused.shrink();
                     opened
-                });
-                Ok(opened
-                    .map(|opened| record(opened.headers, Some(opened.value), seal_id_of(sealed)))
-                    .map_err(tampered))
+                }))
             }
             (n, _) => Ok(Err(malformed(RecordError::DuplicateKeyHeader(n)))),
         }

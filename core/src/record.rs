@@ -499,6 +499,30 @@ pub fn open_with_scratch(
     sealed_value: &[u8],
     scratch: &mut Vec<u8>,
 ) -> Result<OpenedRecord, RecordError> {
+    let frame = open_frame(
+        key,
+        location,
+        dek_version,
+        record_key,
+        sealed_value,
+        scratch,
+    )?;
+    Ok(OpenedRecord {
+        headers: frame.to_headers(),
+        value: frame.value().to_vec(),
+    })
+}
+
+/// [`open`] without copying anything out: the authenticated frame, borrowed from `scratch`
+/// (where it was decrypted) and checked to parse, for callers that read it in place.
+pub fn open_frame<'s>(
+    key: &dyn PreparedKey,
+    location: RecordLocation<'_>,
+    dek_version: u32,
+    record_key: Option<&[u8]>,
+    sealed_value: &[u8],
+    scratch: &'s mut Vec<u8>,
+) -> Result<Frame<'s>, RecordError> {
     let min = NONCE_LEN + TAG_LEN;
     if sealed_value.len() < min {
         return Err(RecordError::TooShort {
@@ -524,42 +548,83 @@ pub fn open_with_scratch(
         scratch.clear();
         RecordError::Authentication
     })?;
-    let frame = &scratch[..];
-    let (headers, value_start) = parse_frame_headers(frame)?;
-    Ok(OpenedRecord {
-        headers,
-        value: frame[value_start..].to_vec(),
-    })
+    Frame::parse(scratch)
 }
 
-/// The original headers of a frame, and where its value starts.
-fn parse_frame_headers(frame: &[u8]) -> Result<(Vec<Header>, usize), RecordError> {
+/// An opened record's frame (its original headers, then its value), borrowed from the buffer
+/// it was decrypted in. Only made by parsing the whole header section, so reading it again
+/// cannot fail.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<'a> {
+    bytes: &'a [u8],
+    value_start: usize,
+    header_count: usize,
+}
+
+impl<'a> Frame<'a> {
+    fn parse(bytes: &'a [u8]) -> Result<Self, RecordError> {
+        let mut header_count = 0;
+        let value_start = walk_frame_headers(bytes, |_, _| header_count += 1)?;
+        Ok(Self {
+            bytes,
+            value_start,
+            header_count,
+        })
+    }
+
+    pub fn value(&self) -> &'a [u8] {
+        &self.bytes[self.value_start..]
+    }
+
+    pub fn header_count(&self) -> usize {
+        self.header_count
+    }
+
+    /// Calls `each` with every original header, in order.
+    pub fn for_each_header(&self, each: impl FnMut(&'a str, Option<&'a [u8]>)) {
+        let walked = walk_frame_headers(self.bytes, each);
+        debug_assert!(walked.is_ok(), "a Frame is parsed when made");
+    }
+
+    pub fn to_headers(&self) -> Vec<Header> {
+        let mut headers = Vec::with_capacity(self.header_count);
+        self.for_each_header(|key, value| {
+            headers.push(Header {
+                key: key.to_owned(),
+                value: value.map(<[u8]>::to_vec),
+            });
+        });
+        headers
+    }
+}
+
+/// Calls `each` with the original headers of a frame, in order, and returns where its value
+/// starts; an error (after some calls, perhaps) if the header section does not parse.
+fn walk_frame_headers<'a>(
+    frame: &'a [u8],
+    mut each: impl FnMut(&'a str, Option<&'a [u8]>),
+) -> Result<usize, RecordError> {
     let mut cur = frame;
     let count = take_varint(&mut cur).ok_or(RecordError::MalformedFrame("header count"))?;
-    // Each header takes at least two bytes, so a count beyond that is malformed, not a huge allocation.
+    // Each header takes at least two bytes, so a count beyond that is malformed.
     if count > cur.len() as u64 / 2 {
         return Err(RecordError::MalformedFrame("header count exceeds payload"));
     }
-    let mut headers = Vec::with_capacity(count as usize);
     for _ in 0..count {
         let key_len =
             take_varint(&mut cur).ok_or(RecordError::MalformedFrame("header key length"))?;
         let key = take(&mut cur, key_len).ok_or(RecordError::MalformedFrame("header key"))?;
-        let key = String::from_utf8(key.to_vec())
+        let key = std::str::from_utf8(key)
             .map_err(|_| RecordError::MalformedFrame("header key is not UTF-8"))?;
         let value = match take_varint(&mut cur)
             .ok_or(RecordError::MalformedFrame("header value length"))?
         {
             0 => None,
-            n => Some(
-                take(&mut cur, n - 1)
-                    .ok_or(RecordError::MalformedFrame("header value"))?
-                    .to_vec(),
-            ),
+            n => Some(take(&mut cur, n - 1).ok_or(RecordError::MalformedFrame("header value"))?),
         };
-        headers.push(Header { key, value });
+        each(key, value);
     }
-    Ok((headers, frame.len() - cur.len()))
+    Ok(frame.len() - cur.len())
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {

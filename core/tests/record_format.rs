@@ -88,7 +88,7 @@ proptest! {
             1..8,
         ),
     ) {
-        use kafka_e2ee_core::record::{PartitionSealer, open_with_scratch};
+        use kafka_e2ee_core::record::{PartitionSealer, open_frame, open_with_scratch};
         let key = dek(3);
         let sealer = PartitionSealer::new(dek(3), nonces(), ORDERS_0, 4);
         let (mut sealed, mut scratch) = (Vec::new(), Vec::new());
@@ -98,6 +98,12 @@ proptest! {
                 open_with_scratch(key.as_ref(), ORDERS_0, 4, Some(b"k"), &sealed, &mut scratch).unwrap();
             prop_assert_eq!(&opened.headers, headers);
             prop_assert_eq!(&opened.value, value);
+            // The borrowed frame (what verify and `open_then` read) says the same.
+            let frame =
+                open_frame(key.as_ref(), ORDERS_0, 4, Some(b"k"), &sealed, &mut scratch).unwrap();
+            prop_assert_eq!(frame.header_count(), headers.len());
+            prop_assert_eq!(&frame.to_headers(), headers);
+            prop_assert_eq!(frame.value(), value.as_slice());
         }
     }
 
