@@ -32,8 +32,10 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct EncryptedTopicSpec {
-    /// Name of the Kafka topic. Defaults to metadata.name. Immutable once set.
+    /// Name of the Kafka topic. Defaults to metadata.name. Immutable once set. Kafka's
+    /// characters only (letters, digits, `.`, `_`, `-`), at most 249.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-zA-Z0-9._-]{1,249}$"))]
     pub topic_name: Option<String>,
     /// Number of partitions. May grow (new partitions get their own data keys), never shrink.
     #[schemars(range(min = 1, max = 10000))]
@@ -166,6 +168,7 @@ pub enum KmsRefKind {
 #[serde(rename_all = "camelCase")]
 pub struct TekRotation {
     /// Time between rotations, e.g. `2160h` or `90d` (units s, m, h, d). At least 1h.
+    #[schemars(regex(pattern = r"^([0-9]+[smhd])+$"))]
     pub period: String,
 }
 
@@ -176,6 +179,7 @@ pub struct DekRollover {
     /// Maximum age of a partition's current DEK, e.g. `720h` or `30d` (units s, m, h, d;
     /// at least 5s). Default 30d.
     #[serde(default = "default_max_age")]
+    #[schemars(regex(pattern = r"^([0-9]+[smhd])+$"))]
     pub max_age: String,
     /// Maximum records written to a partition under one DEK, counted from the partition's end
     /// offset when the DEK was created; at most 2^32 (AES-GCM's limit with random nonces).

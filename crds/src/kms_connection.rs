@@ -3,6 +3,7 @@
 //! `ClusterKmsConnection` is cluster-scoped (usable by all), like cert-manager's Issuer and
 //! ClusterIssuer. Both hold exactly one backend; secrets are referenced, never inlined.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -281,6 +282,24 @@ pub enum BackendSelectionError {
     Several(usize),
 }
 
+/// What the operator found when it last checked a (Cluster)KmsConnection: written only when
+/// it changes.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KmsConnectionStatus {
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The backend it holds: vault, awsKms, hadoopKms or keystore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// Ready: the KMS was reached and accepted the connection's credentials at the last check
+    /// (checked when the connection changes and periodically). Reasons: Connected,
+    /// KmsConnectionInvalid, KmsDenied, KmsUnavailable (docs/operator.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
 macro_rules! kms_connection_spec {
     ($(#[$meta:meta])* $spec:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ty),* }) => {
         #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -334,6 +353,11 @@ kms_connection_spec!(
         version = "v1alpha1",
         kind = "KmsConnection",
         namespaced,
+        status = "KmsConnectionStatus",
+        printcolumn = r#"{"name":"Backend","type":"string","jsonPath":".status.backend"}"#,
+        printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+        printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+        printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
         shortname = "kmsconn",
         category = "kafka-e2ee"
     )]
@@ -349,6 +373,11 @@ kms_connection_spec!(
         group = "kafka-e2ee.io",
         version = "v1alpha1",
         kind = "ClusterKmsConnection",
+        status = "KmsConnectionStatus",
+        printcolumn = r#"{"name":"Backend","type":"string","jsonPath":".status.backend"}"#,
+        printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+        printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+        printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
         shortname = "ckmsconn",
         category = "kafka-e2ee"
     )]

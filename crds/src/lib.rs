@@ -22,8 +22,8 @@ pub use encrypted_topic::{
 pub use kms_connection::{
     AwsKmsBackend, AwsWebIdentity, BackendSelectionError, CaBundleRef, ClusterKmsConnection,
     ClusterKmsConnectionSpec, ConfigMapKeyRef, HadoopKmsBackend, KeystoreBackend, KmsBackend,
-    KmsConnection, KmsConnectionSpec, NamespaceSelection, SecretKeyRef, SecretRef,
-    ServiceAccountRef, VaultAuthSpec, VaultBackend, VaultKubernetesAuthSpec,
+    KmsConnection, KmsConnectionSpec, KmsConnectionStatus, NamespaceSelection, SecretKeyRef,
+    SecretRef, ServiceAccountRef, VaultAuthSpec, VaultBackend, VaultKubernetesAuthSpec,
 };
 pub use topic_name::{TopicNameError, validate_topic_name};
 pub use yaml::{CrdYamlError, all_crds, crds_yaml};

@@ -15,11 +15,36 @@ pub struct CrdYamlError {
 
 /// Every CRD this project installs, in a stable order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![
+    [
         EncryptedTopic::crd(),
         KmsConnection::crd(),
         ClusterKmsConnection::crd(),
     ]
+    .into_iter()
+    .map(described)
+    .collect()
+}
+
+/// `kubectl explain KIND` shows the schema's root description, which the derive fills with
+/// "Auto-generated derived type for ...": the kind's own documentation (on its spec struct)
+/// goes there instead, and the spec says what it is.
+fn described(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    for version in &mut crd.spec.versions {
+        let Some(root) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        else {
+            continue;
+        };
+        let Some(spec) = root.properties.as_mut().and_then(|p| p.get_mut("spec")) else {
+            continue;
+        };
+        root.description = spec.description.replace(
+            "The desired state, written by its owner; the operator never changes it.".to_owned(),
+        );
+    }
+    crd
 }
 
 /// All CRDs as one multi-document YAML file: the committed `crds/yaml/kafka-e2ee.crds.yaml`

@@ -110,6 +110,10 @@ pub struct RunArgs {
     /// How often partition end offsets are checked for rollover by record count.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub count_check_interval: Duration,
+    /// How often each (Cluster)KmsConnection is checked (KMS reached, credentials accepted)
+    /// for its Ready condition; also checked whenever it changes.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub kms_check_interval: Duration,
     /// How long a KMS client built from a connection is kept before its Secrets are re-read.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub provider_cache_ttl: Duration,
@@ -126,13 +130,15 @@ pub struct RunArgs {
         default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token"
     )]
     pub service_account_token_file: PathBuf,
-    /// Reconcile EncryptedTopics of this namespace only (default: all namespaces).
+    /// Reconcile EncryptedTopics (and keep the status of KmsConnections) of this namespace
+    /// only (default: all namespaces, and ClusterKmsConnections).
     #[arg(long, env = "KAFKA_E2EE_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
     /// Reconcile only EncryptedTopics with these labels (a label selector, e.g.
     /// `team=payments`): for a canary operator beside the main one. The selections of two
     /// operators must not share a namespace (each publishes its namespaces' client
     /// ConfigMaps), nor a Kafka topic or TEK name (each sees only its own objects' claims).
+    /// KMS connections carrying these labels are the ones whose status this operator keeps.
     #[arg(long, env = "KAFKA_E2EE_WATCH_SELECTOR")]
     pub watch_selector: Option<String>,
     /// Bootstrap servers written into client pods' configuration (default: --bootstrap-servers;

@@ -161,7 +161,8 @@ pub struct ConnectionKey {
 }
 
 struct Entry {
-    resource_version: Option<String>,
+    /// The connection's metadata.generation (spec changes; status writes leave it).
+    generation: Option<i64>,
     built: Instant,
     provider: Arc<OperatorProvider>,
 }
@@ -195,16 +196,16 @@ impl ProviderCache {
         }
     }
 
-    /// The provider of a connection at `resource_version`, built on first use.
+    /// The provider of a connection at `generation`, built on first use.
     pub async fn get(
         &self,
         key: &ConnectionKey,
-        resource_version: Option<&str>,
+        generation: Option<i64>,
         backend: KmsBackend<'_>,
     ) -> Result<Arc<OperatorProvider>, ConnectionError> {
         let mut entries = self.entries.lock().await;
         if let Some(e) = entries.get(key)
-            && e.resource_version.as_deref() == resource_version
+            && e.generation == generation
             && e.built.elapsed() < self.ttl
         {
             return Ok(Arc::clone(&e.provider));
@@ -222,7 +223,7 @@ impl ProviderCache {
         entries.insert(
             key.clone(),
             Entry {
-                resource_version: resource_version.map(str::to_owned),
+                generation,
                 built: Instant::now(),
                 provider: Arc::clone(&provider),
             },

@@ -10,6 +10,7 @@ pub mod apply;
 pub mod ca;
 pub mod cli;
 pub mod client_config;
+pub mod connection_status;
 pub mod crash;
 pub mod kafka_ops;
 pub mod kms;

@@ -68,6 +68,17 @@ pub fn tenant_prefix(backend: KmsBackend<'_>, namespace: &str) -> String {
     }
 }
 
+/// The TEK name a connection's check reads (and expects not to find): inside the tenant's
+/// names (so a policy scoped to them covers the read), and never a topic's TEK, since `_`
+/// occurs in neither a namespace nor an object name. `None`: a ClusterKmsConnection.
+pub fn probe_tek_name(backend: KmsBackend<'_>, namespace: Option<&str>) -> String {
+    match (backend, namespace) {
+        (KmsBackend::AwsKms(_), None) => "alias/kafka-e2ee/_connection-check".to_owned(),
+        (_, None) => "kafka-e2ee__connection-check".to_owned(),
+        (_, Some(namespace)) => format!("{}_connection-check", tenant_prefix(backend, namespace)),
+    }
+}
+
 /// Before 0.2 the default was `kafka-e2ee-<namespace>-<name>`, ambiguous (`a-b/c` and `a/b-c`
 /// share it). Objects provisioned under it keep it.
 fn legacy_default_tek_name(backend: KmsBackend<'_>, namespace: &str, name: &str) -> String {

@@ -230,6 +230,14 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
         trusted,
     }
     .run();
+    let connections_checked = crate::connection_status::run(
+        Arc::clone(&ctx),
+        args.kms_check_interval,
+        crate::connection_status::Scope {
+            namespace: args.watch_namespace.clone(),
+            selector: args.watch_selector.clone(),
+        },
+    );
     let rotating = {
         let ctx = Arc::clone(&ctx);
         async move { rotation.run(&ctx.kafka, &ctx.metrics).await }
@@ -262,6 +270,7 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
         () = controller => Ok(()),
         () = publisher => Ok(()),
         () = rotating => Ok(()),
+        () = connections_checked => Ok(()),
         lost = lease_lost => Err(Error::Leader(lost)),
         served = http => Err(Error::Http(match served {
             Ok(Err(e)) => e,

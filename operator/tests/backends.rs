@@ -235,7 +235,13 @@ async fn hadoop_kms_topics_honour_pause_and_unmanaged() {
 
     // Paused: no rollover although the 6 s age passes.
     env.annotate("audit", PAUSE_ANNOTATION, Some("true")).await;
-    env.wait_reason("audit", "Paused").await;
+    let paused = env
+        .wait_for("audit", "Paused=True", |o| {
+            condition_is(o, "Paused", "True")
+        })
+        .await;
+    // Ready keeps what it said, so `kubectl wait --for=condition=Ready` and GitOps waits end.
+    assert_eq!(ready_reason(&paused).as_deref(), Some("Ready"));
     let before = env.keys(&topic).await.edeks.len();
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert_eq!(
@@ -243,15 +249,23 @@ async fn hadoop_kms_topics_honour_pause_and_unmanaged() {
         before,
         "rolled over while paused"
     );
-    // Resumed: the overdue rollover happens.
+    // Resumed: the overdue rollover happens (past the versions of the pause; one may have
+    // come before it), and the Paused condition is gone.
+    let paused_max = paused
+        .status
+        .as_ref()
+        .and_then(|s| s.keys.as_ref())
+        .map_or(0, |k| k.max_version);
     env.annotate("audit", PAUSE_ANNOTATION, None).await;
-    env.wait_for("audit", "rolled over after resume", |o| {
-        o.status
-            .as_ref()
-            .and_then(|s| s.keys.as_ref())
-            .is_some_and(|k| k.min_version >= 2)
-    })
-    .await;
+    let resumed = env
+        .wait_for("audit", "rolled over after resume", |o| {
+            o.status
+                .as_ref()
+                .and_then(|s| s.keys.as_ref())
+                .is_some_and(|k| k.min_version > paused_max)
+        })
+        .await;
+    assert!(!condition_is(&resumed, "Paused", "True"));
 
     // Unmanaged, with deletionPolicy Delete: the operator lets go (no finalizer), so deleting
     // the object shreds nothing.
@@ -274,4 +288,13 @@ async fn hadoop_kms_topics_honour_pause_and_unmanaged() {
     let keys = env.keys(&topic).await;
     assert!(keys.policy.is_some() && !keys.edeks.is_empty());
     operator.kill().await;
+}
+
+/// Whether `obj` has condition `type_` with `status`.
+fn condition_is(obj: &EncryptedTopic, type_: &str, status: &str) -> bool {
+    obj.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == type_ && c.status == status)
+    })
 }

@@ -996,3 +996,117 @@ impl Tenants {
         }
     }
 }
+
+/// A KmsConnection says whether the KMS accepts it, like cert-manager's Issuers. With a Vault
+/// role that does not exist the connection is Ready=False (KmsDenied, naming the role) and a
+/// topic using it names the connection in its own condition; with the right role the
+/// connection turns Ready (Connected) on the change and the topic follows. The check reads a
+/// TEK name no topic uses, inside the namespace's names (the docs' tenant policy covers it),
+/// and a settled connection is checked without being written again.
+#[tokio::test]
+async fn a_kms_connection_reports_whether_the_kms_accepts_its_credentials() {
+    let t = Tenants::new("ten-conn").await;
+    let a = t.a.clone();
+    let vault = Vault::new(t.id()).await;
+    let policy = vault.policy("tenant-a", "tenant-operator", &a).await;
+    vault.role("operator-a", &a, "kms-login", &[&policy]).await;
+    create_service_account(&t.env.client, &a, "kms-login").await;
+    let ca = vault_ca_config_map(&t.env.client, &a).await;
+    let with_role = |role: &str| KmsConnectionSpec {
+        vault: Some(vault_backend(
+            VaultAuthSpec {
+                token_secret_ref: None,
+                kubernetes: Some(VaultKubernetesAuthSpec {
+                    role: role.into(),
+                    client_role: None,
+                    mount: Some(vault.mount.clone()),
+                    audience: None,
+                    service_account_ref: Some(ServiceAccountRef {
+                        name: "kms-login".into(),
+                    }),
+                }),
+            },
+            ca.clone(),
+        )),
+        ..no_backend()
+    };
+    // Labelled: the operator keeps the status of the connections its selector picks.
+    let connections: Api<KmsConnection> = Api::namespaced(t.env.client.clone(), &a);
+    let apply_connection = |spec: KmsConnectionSpec| {
+        let mut obj = KmsConnection::new("vault", spec);
+        obj.metadata.labels = Some(BTreeMap::from([(LABEL.to_owned(), t.id().to_owned())]));
+        let connections = connections.clone();
+        async move { server_side_apply(&connections, "vault", &obj).await }
+    };
+    let wait_connection = |reason: &'static str| {
+        let connections = connections.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let found = connections.get("vault").await.unwrap();
+                let ready = found
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                    .cloned();
+                if ready.as_ref().is_some_and(|c| c.reason == reason) {
+                    return (found, ready.unwrap());
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "connection not {reason} within {WAIT:?}: {:?}",
+                    found.status
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    apply_connection(with_role("not-a-role")).await;
+    let operator = t.env.start_operator_selecting(
+        &format!("{LABEL}={}", t.id()),
+        &format!("{}.keys.{{namespace}}", t.id()),
+        &["--leader-election", "false", "--kms-check-interval", "1s"],
+    );
+    operator.wait_ready().await;
+
+    let (refused, ready) = wait_connection("KmsDenied").await;
+    assert_eq!(ready.status, "False");
+    assert!(ready.message.contains("not-a-role"), "{}", ready.message);
+    let status = refused.status.unwrap();
+    assert_eq!(status.backend.as_deref(), Some("vault"));
+    assert_eq!(status.observed_generation, refused.metadata.generation);
+
+    t.apply(
+        &a,
+        "orders",
+        t.spec(&a, "orders", KmsRefKind::KmsConnection, "vault"),
+    )
+    .await;
+    let failing = t.wait_reason(&a, "orders", "KmsDenied").await;
+    assert_message_mentions(&failing, "KmsConnection/vault: ");
+
+    apply_connection(with_role("operator-a")).await;
+    let (accepted, ready) = wait_connection("Connected").await;
+    assert_eq!(ready.status, "True");
+    assert!(
+        ready
+            .message
+            .contains(&format!("kafka-e2ee_{a}__connection-check")),
+        "{}",
+        ready.message
+    );
+    assert_eq!(
+        accepted.status.as_ref().unwrap().observed_generation,
+        accepted.metadata.generation
+    );
+    t.wait_ready(&a, "orders").await;
+    // Checked every second from here on, and not written again while nothing changes.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let later = connections.get("vault").await.unwrap();
+    assert_eq!(
+        later.metadata.resource_version, accepted.metadata.resource_version,
+        "a settled connection was written again: {:?}",
+        later.status
+    );
+    operator.kill().await;
+}

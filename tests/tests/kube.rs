@@ -113,20 +113,42 @@ async fn server_side_applies_watches_and_validates_encrypted_topics() {
         "status must not bump generation"
     );
 
-    // The schema rejects what it can express: partitions below the minimum.
-    let err = api
-        .patch("bad", &ssa, &Patch::Apply(&topic("bad", 0)))
-        .await
-        .unwrap_err();
-    match err {
-        kube::Error::Api(status) => {
-            assert_eq!(status.code, 422, "{status:?}");
-            assert!(
-                status.message.contains("spec.partitions"),
-                "{}",
-                status.message
-            );
+    // The schema rejects what it can express, without the webhook: partitions below the
+    // minimum, a duration without a unit, a topic name Kafka would refuse.
+    let mut unitless = topic("bad", 3);
+    unitless.spec.dek_rollover.max_age = "30".into();
+    let mut spaced = topic("bad", 3);
+    spaced.spec.topic_name = Some("orders v2".into());
+    let mut rotation = topic("bad", 3);
+    rotation.spec.tek_rotation = Some(kafka_e2ee_crds::TekRotation {
+        period: "90 days".into(),
+    });
+    for (bad, field) in [
+        (topic("bad", 0), "spec.partitions"),
+        (unitless, "spec.dekRollover.maxAge"),
+        (spaced, "spec.topicName"),
+        (rotation, "spec.tekRotation.period"),
+    ] {
+        match api.patch("bad", &ssa, &Patch::Apply(&bad)).await {
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 422, "{status:?}");
+                assert!(status.message.contains(field), "{}", status.message);
+            }
+            other => panic!("{field}: expected a 422 from the API server, got {other:?}"),
         }
-        other => panic!("expected a 422 from the API server, got {other:?}"),
     }
+    // The root description is the kind's own, for `kubectl explain`.
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    let crd = crds.get("encryptedtopics.kafka-e2ee.io").await.unwrap();
+    let root = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .and_then(|s| s.description.clone())
+        .unwrap_or_default();
+    assert!(
+        root.starts_with("A Kafka topic whose record values"),
+        "{root}"
+    );
 }

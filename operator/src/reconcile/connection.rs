@@ -27,12 +27,20 @@ impl Holder {
             Self::Cluster(c) => c.spec.backend(),
         }
     }
+
+    pub fn generation(&self) -> Option<i64> {
+        match self {
+            Self::Namespaced(c) => c.metadata.generation,
+            Self::Cluster(c) => c.metadata.generation,
+        }
+    }
 }
 
 /// The KMS connection an object names, as read now, and the key its provider is cached under.
 pub struct Connection {
     pub key: ConnectionKey,
-    pub resource_version: Option<String>,
+    /// Its metadata.generation: the provider is rebuilt when the spec changes.
+    pub generation: Option<i64>,
     pub holder: Holder,
 }
 
@@ -61,19 +69,25 @@ impl Connection {
                 (ctx.cluster_namespace.clone(), Holder::Cluster(conn))
             }
         };
-        let resource_version = match &holder {
-            Holder::Namespaced(c) => c.metadata.resource_version.clone(),
-            Holder::Cluster(c) => c.metadata.resource_version.clone(),
-        };
-        Ok(Self {
+        Ok(Self::of(
+            kms_ref.kind,
+            &kms_ref.name,
+            secret_namespace,
+            holder,
+        ))
+    }
+
+    /// The connection held by `holder`, whose Secrets live in `secret_namespace`.
+    pub fn of(kind: KmsRefKind, name: &str, secret_namespace: String, holder: Holder) -> Self {
+        Self {
             key: ConnectionKey {
-                kind: kms_ref.kind,
-                name: kms_ref.name.clone(),
+                kind,
+                name: name.to_owned(),
                 secret_namespace,
             },
-            resource_version,
+            generation: holder.generation(),
             holder,
-        })
+        }
     }
 
     /// Its backend, valid for its kind (a namespaced one authenticates only as the tenant).
@@ -105,7 +119,7 @@ impl Connection {
     ) -> Result<Arc<OperatorProvider>, ReconcileFailure> {
         Ok(ctx
             .providers
-            .get(&self.key, self.resource_version.as_deref(), backend)
+            .get(&self.key, self.generation, backend)
             .await?)
     }
 }

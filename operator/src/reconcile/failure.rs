@@ -132,6 +132,12 @@ impl ReconcileFailure {
     pub fn message(&self) -> String {
         chain(self)
     }
+
+    /// Whether the KMS connection (not this object) is what failed: the topic's message then
+    /// names it, so that its own Ready condition is where a reader looks next.
+    pub fn concerns_connection(&self) -> bool {
+        matches!(self, Self::Kms(_) | Self::ConnectionInvalid(_))
+    }
 }
 
 impl From<KafkaOpsError> for ReconcileFailure {

@@ -8,7 +8,7 @@
 //! - `shred`: deletion and crypto-shredding;
 //! - [`events`], `writes`: what the operator tells and writes about the object.
 
-mod connection;
+pub(crate) mod connection;
 pub mod events;
 pub mod failure;
 mod shred;
@@ -108,10 +108,8 @@ async fn reconcile_inner(obj: &EncryptedTopic, ctx: &Context) -> Result<Action, 
         return Ok(Action::await_change());
     }
     if obj.is_paused() {
-        let new = status::with_ready(
+        let new = status::paused(
             obj,
-            "Unknown",
-            reason::PAUSED,
             "annotated kafka-e2ee.io/pause-reconciliation=true: keys are neither rolled over nor rotated",
             now,
         );
@@ -126,9 +124,15 @@ async fn reconcile_inner(obj: &EncryptedTopic, ctx: &Context) -> Result<Action, 
             Ok(Action::requeue(requeue))
         }
         Err(failure) => {
-            let (reason_, message) = (failure.reason(), failure.message());
+            let (reason_, mut message) = (failure.reason(), failure.message());
+            if failure.concerns_connection() {
+                let kms_ref = &obj.spec.kms_ref;
+                message = format!("{}/{}: {message}", kms_ref.kind.as_str(), kms_ref.name);
+            }
             tracing::warn!(object = %obj.name_any(), namespace = ?obj.namespace(), reason = reason_, %message, "not ready");
-            let new = status::with_ready(obj, "False", reason_, &message, now);
+            let mut new = status::with_ready(obj, "False", reason_, &message, now);
+            // No longer paused (converged statuses are built without it).
+            new.conditions.retain(|c| c.type_ != status::PAUSED);
             writes::status(obj, ctx, new).await?;
             ctx.metrics.reconciled(reason_);
             Ok(failure

@@ -22,6 +22,8 @@ pub const READY: &str = "Ready";
 /// replayed): the topic keeps working on its verified records, but someone with write access
 /// to the key topic tried something.
 pub const KEY_RECORDS_VERIFIED: &str = "KeyRecordsVerified";
+/// True while `kafka-e2ee.io/pause-reconciliation` holds the object; absent otherwise.
+pub const PAUSED: &str = "Paused";
 /// Whether the TEK was created for this object (so deletion with `Delete` destroys it).
 pub const TEK_OWNED: &str = "TekOwned";
 /// Deletion's progress: the last crypto-shredding step done, or why it cannot go on.
@@ -176,6 +178,27 @@ pub fn with_condition(
     }
 }
 
+/// The previous status with `Paused=True` added. Ready keeps what it said (so waits on it end
+/// for a topic that was ready), or is `Unknown` if there was none; `observedGeneration` stays
+/// the generation last reconciled, so a spec changed while paused is not reported as applied.
+pub fn paused(obj: &EncryptedTopic, message: &str, now: SystemTime) -> EncryptedTopicStatus {
+    let mut status = with_condition(obj, PAUSED, "True", reason::PAUSED, message, now);
+    let previous = obj.status.as_ref();
+    status.observed_generation = previous.and_then(|s| s.observed_generation);
+    if find(previous, READY).is_none() {
+        status.conditions.push(condition(
+            &EncryptedTopicStatus::default(),
+            READY,
+            "Unknown",
+            reason::PAUSED,
+            "paused before it was ever reconciled",
+            None,
+            now,
+        ));
+    }
+    status
+}
+
 /// The previous status recording that `tek` is about to be created for `uid` in
 /// `connection` (written before the KMS call).
 pub fn tek_claimed(
@@ -287,7 +310,28 @@ pub fn condition(
     generation: Option<i64>,
     now: SystemTime,
 ) -> Condition {
-    let before = previous.conditions.iter().find(|c| c.type_ == type_);
+    condition_among(
+        &previous.conditions,
+        type_,
+        status,
+        reason_,
+        message,
+        generation,
+        now,
+    )
+}
+
+/// [`condition`] for any object's conditions.
+pub fn condition_among(
+    previous: &[Condition],
+    type_: &str,
+    status: &str,
+    reason_: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: SystemTime,
+) -> Condition {
+    let before = previous.iter().find(|c| c.type_ == type_);
     let last_transition_time = match before {
         Some(b) if b.status == status => b.last_transition_time.clone(),
         _ => time(now).unwrap_or(Time(Timestamp::UNIX_EPOCH)),
@@ -484,6 +528,44 @@ mod tests {
             verified.message
         );
         assert!(!verified.message.contains("/95"), "five named at most");
+    }
+
+    #[test]
+    fn pausing_adds_its_own_condition_and_claims_no_new_generation() {
+        // Never reconciled: Ready is Unknown, nothing observed.
+        let fresh = obj(1);
+        let s = paused(&fresh, "paused", now());
+        let p = find(Some(&s), PAUSED).unwrap();
+        assert_eq!((p.status.as_str(), p.reason.as_str()), ("True", "Paused"));
+        assert_eq!(find(Some(&s), READY).unwrap().status, "Unknown");
+        assert_eq!(s.observed_generation, None);
+
+        // Ready at generation 1, spec changed (generation 2) while paused: Ready keeps its
+        // value and time, and generation 2 is not reported as observed.
+        let ready_at = now() - HOUR;
+        let mut o = obj(2);
+        o.status = Some(EncryptedTopicStatus {
+            observed_generation: Some(1),
+            conditions: vec![condition(
+                &EncryptedTopicStatus::default(),
+                READY,
+                "True",
+                reason::READY,
+                "ok",
+                Some(1),
+                ready_at,
+            )],
+            ..EncryptedTopicStatus::default()
+        });
+        let s = paused(&o, "paused", now());
+        let ready = find(Some(&s), READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", "Ready")
+        );
+        assert_eq!(ready.last_transition_time, time(ready_at).unwrap());
+        assert_eq!(s.observed_generation, Some(1));
+        assert_eq!(find(Some(&s), PAUSED).unwrap().status, "True");
     }
 
     fn failed_obj(o: &EncryptedTopic, status: &EncryptedTopicStatus) -> EncryptedTopic {
