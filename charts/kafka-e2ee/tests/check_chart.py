@@ -90,6 +90,42 @@ VALUE_SETS = {
     ),
 }
 
+DIGEST = "sha256:" + "ab" * 32
+EVERY_OPTION = merged(
+    {
+        "nameOverride": "e2ee",
+        "global": {"imageRegistry": "ignored"},
+        "image": {"digests": {"operator": DIGEST, "proxy": DIGEST}},
+        "operator": {
+            "podLabels": {"team": "platform"},
+            "priorityClassName": "system-cluster-critical",
+            "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+            "extraVolumes": [{"name": "corp-ca", "configMap": {"name": "corp-ca"}}],
+            "extraVolumeMounts": [{"name": "corp-ca", "mountPath": "/etc/corp-ca", "readOnly": True}],
+            "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/kafka-e2ee"}},
+            "countCheckInterval": "1m30s",
+        },
+        "webhook": {
+            "podLabels": {"team": "platform"},
+            "priorityClassName": "system-cluster-critical",
+            "extraEnv": [{"name": "RUST_BACKTRACE", "value": "1"}],
+            "extraVolumes": [{"name": "scratch", "emptyDir": {}}],
+            "extraVolumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+            "injection": {
+                # Helm merges maps: the default label goes by setting it to null.
+                "namespaceSelector": {"matchLabels": {"kafka-e2ee.io/injection": None, "platform.example/encrypt": "yes"}, "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["legacy"]}]},
+                "objectSelector": {"matchExpressions": [{"key": "kafka", "operator": "Exists"}]},
+            },
+        },
+        "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+        "grafanaDashboard": {"enabled": True},
+    }
+)
+VALUE_SETS["every option"] = EVERY_OPTION
+VALUE_SETS["fullnameOverride, one replica each"] = merged(
+    {"fullnameOverride": "e2ee", "operator": {"replicas": 1, "leaderElection": False}, "webhook": {"replicas": 1}, "rbac": {"aggregateToDefaultRoles": False}}
+)
+
 BAD_VALUES = [
     ({"kafka": {"bootstrapServers": ""}}, "/kafka/bootstrapServers"),
     ({"kafka": {"bootstrapServers": "kafka"}}, "/kafka/bootstrapServers"),
@@ -103,6 +139,10 @@ BAD_VALUES = [
     ({"podSecurityContext": {"runAsNonRoot": False}}, "/podSecurityContext/runAsNonRoot"),
     ({"securityContext": {"allowPrivilegeEscalation": True}}, "/securityContext/allowPrivilegeEscalation"),
     ({"operatr": {"replicas": 2}}, "operatr"),
+    ({"image": {"digests": {"operator": "latest"}}}, "/image/digests/operator"),
+    ({"nameOverride": "Kafka_E2EE"}, "/nameOverride"),
+    ({"operator": {"extraVolumeMounts": [{"name": "v"}]}}, "/operator/extraVolumeMounts/0"),
+    ({"webhook": {"injection": {"objectSelector": {"matchExpressions": [{"key": "a", "operator": "Maybe"}]}}}}, "/webhook/injection/objectSelector"),
     ({"clusterKmsConnections": {"two": {"awsKms": {}, "keystore": {"secretRef": {"name": "k", "key": "k"}}}}}, "/clusterKmsConnections/two"),
     ({"clusterKmsConnections": {"v": {"vault": {"address": "vault:8200", "auth": {"tokenSecretRef": {"name": "t", "key": "t"}}}}}}, "/clusterKmsConnections/v/vault/address"),
 ]
@@ -141,7 +181,7 @@ def by_kind(docs, kind):
 
 def renders():
     print("renders: Kubernetes schemas (strict) and the chart's promises")
-    builtin_skip = {"ServiceMonitor", "Certificate", "Issuer", "ClusterKmsConnection"}
+    builtin_skip = {"ServiceMonitor", "Certificate", "Issuer", "ClusterKmsConnection", "PrometheusRule"}
     for label, values in VALUE_SETS.items():
         docs = render(values)
         for version in ("1.25.0", kubernetes_validate.latest_version()):
@@ -169,8 +209,8 @@ def renders():
             check(c["readinessProbe"]["httpGet"]["path"] == "/readyz", f"{name}/{c['name']}: readiness on /readyz")
     operator_args = deployments["ke-kafka-e2ee-operator"]["spec"]["template"]["spec"]["containers"][0]["args"]
     check("--leader-election=true" in operator_args, "operator: leader election on")
-    pdbs = by_kind(docs, "PodDisruptionBudget")
-    check(len(pdbs) == 1 and pdbs[0]["spec"]["minAvailable"] == 1, "webhook PodDisruptionBudget minAvailable 1")
+    pdbs = {d["metadata"]["name"]: d for d in by_kind(docs, "PodDisruptionBudget")}
+    check(set(pdbs) == {"ke-kafka-e2ee-operator", "ke-kafka-e2ee-webhook"} and all(p["spec"]["minAvailable"] == 1 for p in pdbs.values()), f"PodDisruptionBudgets minAvailable 1, operator and webhook: {sorted(pdbs)}")
     mutating_entries = by_kind(docs, "MutatingWebhookConfiguration")[0]["webhooks"]
     validating = by_kind(docs, "ValidatingWebhookConfiguration")[0]["webhooks"][0]
     for w in mutating_entries + [validating]:
@@ -198,6 +238,59 @@ def renders():
     check(all("secrets" not in r["resources"] and "mutatingwebhookconfigurations" not in r["resources"] for r in webhook_rbac), "cert-manager: the webhook gets no Secret or configuration rights")
 
 
+def every_option():
+    print("every option: what each value renders")
+    docs = render(EVERY_OPTION)
+    deployments = {d["metadata"]["name"]: d for d in by_kind(docs, "Deployment")}
+    check(set(deployments) == {"ke-e2ee-operator", "ke-e2ee-webhook"}, f"nameOverride: names {sorted(deployments)}")
+    op, wh = (deployments[f"ke-e2ee-{c}"]["spec"]["template"] for c in ("operator", "webhook"))
+    images = {c["name"]: c["image"] for t in (op, wh) for c in t["spec"]["containers"]}
+    check(images["operator"] == f"ghcr.io/kafka-e2ee/kafka-e2ee-operator@{DIGEST}", f"image.digests: operator by digest ({images['operator']})")
+    check(images["webhook"].endswith(":0.1.0") or ":" in images["webhook"].rsplit("/", 1)[1], f"image.digests: webhook by tag without one ({images['webhook']})")
+    proxy_env = {e["name"]: e.get("value") for e in wh["spec"]["containers"][0]["env"]}
+    check(proxy_env.get("KAFKA_E2EE_PROXY_IMAGE", "").endswith(f"@{DIGEST}"), "image.digests: the injected proxy by digest")
+    for name, t in (("operator", op), ("webhook", wh)):
+        spec, container = t["spec"], t["spec"]["containers"][0]
+        check(t["metadata"]["labels"].get("team") == "platform" and t["metadata"]["labels"]["app.kubernetes.io/name"] == "e2ee", f"{name}: podLabels beside the chart's")
+        check(spec.get("priorityClassName") == "system-cluster-critical", f"{name}: priorityClassName")
+        extra_env = EVERY_OPTION[name]["extraEnv"][0]["name"]
+        check(any(e["name"] == extra_env for e in container["env"]), f"{name}: extraEnv")
+        volume = EVERY_OPTION[name]["extraVolumes"][0]["name"]
+        check(any(v["name"] == volume for v in spec["volumes"]) and any(m["name"] == volume for m in container["volumeMounts"]), f"{name}: extraVolumes and extraVolumeMounts")
+        selector = deployments[f"ke-e2ee-{name}"]["spec"]["selector"]["matchLabels"]
+        check("team" not in selector, f"{name}: podLabels stay out of the (immutable) selector")
+    accounts = {d["metadata"]["name"]: d for d in by_kind(docs, "ServiceAccount")}
+    check(accounts["ke-e2ee-operator"]["metadata"].get("annotations", {}).get("eks.amazonaws.com/role-arn", "").startswith("arn:aws:iam::"), "operator serviceAccount.annotations (IRSA)")
+    check("--count-check-interval=1m30s" in op["spec"]["containers"][0]["args"], "durations as the CRD and the binaries accept them (1m30s)")
+    pdbs = {d["metadata"]["name"] for d in by_kind(docs, "PodDisruptionBudget")}
+    check(pdbs == {"ke-e2ee-operator", "ke-e2ee-webhook"}, f"PodDisruptionBudgets for both: {sorted(pdbs)}")
+    single = render(VALUE_SETS["fullnameOverride, one replica each"])
+    check(not by_kind(single, "PodDisruptionBudget") or all("operator" not in d["metadata"]["name"] for d in by_kind(single, "PodDisruptionBudget")), "one operator replica: no PodDisruptionBudget blocking drains")
+    check({d["metadata"]["name"] for d in by_kind(single, "Deployment")} == {"e2ee-operator", "e2ee-webhook"}, "fullnameOverride: names")
+    check(not [d for d in by_kind(single, "ClusterRole") if d["metadata"]["name"].endswith(("-view", "-edit"))], "rbac.aggregateToDefaultRoles false: no aggregated roles")
+    rules = by_kind(docs, "PrometheusRule")
+    shipped = yaml.safe_load((CHART / "files" / "prometheus-rules.yaml").read_text())
+    check(len(rules) == 1 and rules[0]["spec"] == shipped and rules[0]["metadata"]["labels"].get("release") == "kube-prometheus-stack", "prometheusRule: files/prometheus-rules.yaml as is, with its labels")
+    alerts = [r["alert"] for g in shipped["groups"] for r in g["rules"]]
+    documented = (ROOT / "docs" / "operations.md").read_text()
+    check(alerts and all(f"`{a}`" in documented for a in alerts), f"every shipped alert is documented in docs/operations.md: {alerts}")
+    check(any("{{ $labels." in r.get("annotations", {}).get("summary", "") for g in rules[0]["spec"]["groups"] for r in g["rules"]), "prometheusRule: Prometheus's {{ $labels }} reach it untemplated")
+    boards = by_kind(docs, "ConfigMap")
+    board = [b for b in boards if b["metadata"]["name"] == "ke-e2ee-dashboard"]
+    ok = len(board) == 1 and board[0]["metadata"]["labels"].get("grafana_dashboard") == "1"
+    check(ok and json.loads(board[0]["data"]["kafka-e2ee.json"]) == json.loads((CHART / "files" / "grafana-dashboard.json").read_text()), "grafanaDashboard: the dashboard JSON in a ConfigMap the Grafana sidecar picks up")
+    roles = {d["metadata"]["name"]: d for d in by_kind(docs, "ClusterRole")}
+    view, edit = roles.get("ke-e2ee-view"), roles.get("ke-e2ee-edit")
+    check(view and view["metadata"]["labels"].get("rbac.authorization.k8s.io/aggregate-to-view") == "true" and set(view["rules"][0]["verbs"]) == {"get", "list", "watch"}, "aggregated view role: read only")
+    check(edit and edit["metadata"]["labels"].get("rbac.authorization.k8s.io/aggregate-to-edit") == "true" and "clusterkmsconnections" not in edit["rules"][0]["resources"], "aggregated edit role: namespaced kinds only (no ClusterKmsConnections)")
+    mutating = by_kind(docs, "MutatingWebhookConfiguration")[0]["webhooks"]
+    for w in mutating:
+        ns, obj = w["namespaceSelector"], w["objectSelector"]
+        check(ns.get("matchLabels") == {"platform.example/encrypt": "yes"} and ns["matchExpressions"][0]["key"] == "kubernetes.io/metadata.name" and ns["matchExpressions"][-1]["key"] == "tier", f"{w['name']}: the configured namespace selector, after the chart's exclusions")
+        check(obj["matchExpressions"][0]["values"] == ["e2ee"] and obj["matchExpressions"][-1]["key"] == "kafka", f"{w['name']}: the configured object selector, after the chart's own")
+    return docs
+
+
 def documented_metrics_exist():
     """Every kafka_e2ee_* series the dashboard and the alerts use is one the code registers."""
     import re
@@ -210,7 +303,8 @@ def documented_metrics_exist():
             if name.endswith(suffix) and name[: len(name) - len(suffix)] in registered:
                 return True
         return False
-    for doc in (ROOT / "docs" / "grafana-dashboard.json", ROOT / "docs" / "operations.md"):
+    files = ROOT / "charts" / "kafka-e2ee" / "files"
+    for doc in (files / "grafana-dashboard.json", files / "prometheus-rules.yaml", ROOT / "docs" / "operations.md"):
         used = set(re.findall(r"kafka_e2ee_[a-z0-9_]+", doc.read_text()))
         unknown = sorted(n for n in used if not known(n))
         check(used and not unknown, f"{doc.name}: {len(used)} series, unknown: {unknown or 'none'}")
@@ -237,6 +331,8 @@ def dry_run_apply():
     ns = f"chart-{secrets.token_hex(4)}"
     kubectl("create", "namespace", ns)
     docs = render(VALUE_SETS["cluster KMS connections"], namespace=ns, name=f"dry-{secrets.token_hex(3)}")
+    # And every option (no PrometheusRule CRD on the test bed: that one is schema-checked above).
+    docs += [d for d in render(EVERY_OPTION, namespace=ns, name=f"all-{secrets.token_hex(3)}") if d["kind"] != "PrometheusRule"]
     for d in docs:
         if d["kind"] == "PodDisruptionBudget":
             # Kubernetes 1.20 serves only policy/v1beta1 (the template picks it on 1.20 clusters;
@@ -356,6 +452,10 @@ def rbac(bin_dir):
                 return any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
             if wait("operator: EncryptedTopic Ready with the chart's RBAC", ready):
                 check(True, "operator: EncryptedTopic Ready (topic, key topic, status, events, lease)")
+            def connected():
+                status = json.loads(kubectl("get", "kmsconnection", "keystore", "-n", work_ns, "-o", "json").stdout).get("status", {})
+                return any(c["type"] == "Ready" and c["reason"] == "Connected" for c in status.get("conditions", []))
+            wait("operator: KmsConnection Ready (Connected) with the chart's RBAC", connected) and check(True, "operator: KmsConnection status written (Ready, Connected)")
             wait("operator: client ConfigMap published", lambda: topic in kubectl("get", "configmap", "kafka-e2ee-client", "-n", work_ns, "-o", "json").stdout) and check(True, "operator: client ConfigMap published")
             signing = kubectl("get", "secret", "kafka-e2ee-signing-keys", "-n", release_ns, "-o", "json", check_ok=False)
             check(signing.returncode == 0, "operator: its signing-key Secret created in the release namespace")
@@ -399,6 +499,7 @@ def main():
     bin_dir = sys.argv[1] if len(sys.argv) > 1 else None
     lint_and_schema()
     renders()
+    every_option()
     documented_metrics_exist()
     if os.environ.get("KUBECONFIG"):
         dry_run_apply()
