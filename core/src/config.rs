@@ -73,7 +73,16 @@ pub enum ConfigError {
     },
     #[error("the client configuration {origin} is invalid: {reason}")]
     Invalid { origin: String, reason: String },
+    /// The mounted Kafka credentials ([`KAFKA_CREDENTIALS_ENV`]) are unreadable, incomplete,
+    /// or do not fit the configuration's `security.protocol`.
+    #[error("the Kafka credentials in {dir}: {reason}")]
+    Credentials { dir: PathBuf, reason: String },
 }
+
+/// The environment variable naming a directory of Kafka credentials (a Secret the webhook
+/// mounted for the pod annotation `kafka-e2ee.io/kafka-secret`): `username` and `password`
+/// (SASL), `ca.crt` (the brokers' CA), `user.crt` and `user.key` (a client certificate).
+pub const KAFKA_CREDENTIALS_ENV: &str = "KAFKA_E2EE_KAFKA_CREDENTIALS";
 
 /// Which KeyProvider the client unwraps DEKs with, and where it is (docs/kms.md). Secrets are
 /// files (mounted Secrets, projected tokens), never values in this configuration. Every kind
@@ -185,7 +194,7 @@ pub struct DekCacheSettings {
     pub ttl_seconds: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClientConfig {
     pub format: u32,
@@ -210,6 +219,24 @@ pub struct ClientConfig {
     pub key_wait_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dek_cache: Option<DekCacheSettings>,
+}
+
+/// Secret properties (a SASL password from mounted credentials) are not printed.
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("format", &self.format)
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("properties", &crate::connection::redacted(&self.properties))
+            .field("key_topic", &self.key_topic)
+            .field("provider", &self.provider)
+            .field("trusted_keys", &self.trusted_keys)
+            .field("allow_plaintext", &self.allow_plaintext)
+            .field("topics", &self.topics)
+            .field("key_wait_ms", &self.key_wait_ms)
+            .field("dek_cache", &self.dek_cache)
+            .finish()
+    }
 }
 
 fn default_key_topic() -> String {
@@ -343,9 +370,114 @@ impl ClientConfig {
     }
 }
 
-/// The configuration to use: the injected one (`KAFKA_E2EE_CONFIG`) or `local`, refusing both.
+/// The configuration to use: the injected one (`KAFKA_E2EE_CONFIG`, with the Kafka
+/// credentials of `KAFKA_E2EE_KAFKA_CREDENTIALS` if set) or `local`, refusing both.
 pub fn resolve(local: Option<ClientConfig>) -> Result<(ClientConfig, ConfigSource), ConfigError> {
-    resolve_from(std::env::var_os(CONFIG_ENV), local)
+    resolve_with(
+        std::env::var_os(CONFIG_ENV),
+        std::env::var_os(KAFKA_CREDENTIALS_ENV),
+        local,
+    )
+}
+
+/// [`resolve`] with the environment variables' values passed in: `credentials` applies to an
+/// injected configuration only (a locally built one names its own properties).
+pub fn resolve_with(
+    injected: Option<OsString>,
+    credentials: Option<OsString>,
+    local: Option<ClientConfig>,
+) -> Result<(ClientConfig, ConfigSource), ConfigError> {
+    let (config, source) = resolve_from(injected, local)?;
+    match (&source, credentials) {
+        (ConfigSource::Injected(_), Some(dir)) if !dir.is_empty() => {
+            Ok((config.with_kafka_credentials(Path::new(&dir))?, source))
+        }
+        _ => Ok((config, source)),
+    }
+}
+
+impl ClientConfig {
+    /// The configuration with the Kafka credentials of `dir` (a mounted Secret) added as
+    /// librdkafka properties: `ssl.ca.location`, `ssl.certificate.location` and
+    /// `ssl.key.location` name the files (librdkafka reads them; nothing is copied), and
+    /// `sasl.username`/`sasl.password` take the contents of `username` and `password`.
+    /// Properties the configuration already sets win. The protocol and SASL mechanism are the
+    /// configuration's (`security.protocol`, `sasl.mechanisms`): credentials that cannot be
+    /// used with it are an error, not something silently unused.
+    pub fn with_kafka_credentials(mut self, dir: &Path) -> Result<Self, ConfigError> {
+        let fail = |reason: String| ConfigError::Credentials {
+            dir: dir.to_owned(),
+            reason,
+        };
+        let present = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.join(name))
+                .map(|v| v.trim_end_matches(['\r', '\n']).to_owned())
+                .map_err(|e| fail(format!("reading {name}: {e}")))
+        };
+        let protocol = self
+            .properties
+            .get("security.protocol")
+            .map_or_else(|| "plaintext".to_owned(), |p| p.to_ascii_lowercase());
+        let (tls, sasl) = (
+            matches!(protocol.as_str(), "ssl" | "sasl_ssl"),
+            protocol.starts_with("sasl_"),
+        );
+        let (ca, cert, key) = (present("ca.crt"), present("user.crt"), present("user.key"));
+        let (user, password) = (present("username"), present("password"));
+        if [&ca, &cert, &key, &user, &password]
+            .iter()
+            .all(|f| f.is_none())
+        {
+            return Err(fail(
+                "it holds none of username and password (SASL), ca.crt, user.crt and user.key (TLS)"
+                    .into(),
+            ));
+        }
+        if cert.is_some() != key.is_some() {
+            return Err(fail(
+                "a client certificate needs both user.crt and user.key".into(),
+            ));
+        }
+        if user.is_some() != password.is_some() {
+            return Err(fail("SASL needs both username and password".into()));
+        }
+        if (ca.is_some() || cert.is_some()) && !tls {
+            return Err(fail(format!(
+                "it holds TLS files, but security.protocol is {protocol}: set ssl or sasl_ssl in the namespace's client properties"
+            )));
+        }
+        if user.is_some() && !sasl {
+            return Err(fail(format!(
+                "it holds SASL credentials, but security.protocol is {protocol}: set sasl_plaintext or sasl_ssl (and sasl.mechanisms) in the namespace's client properties"
+            )));
+        }
+        let mechanism = ["sasl.mechanisms", "sasl.mechanism"]
+            .iter()
+            .find_map(|k| self.properties.get(*k));
+        if user.is_some() && mechanism.is_none_or(|m| m.eq_ignore_ascii_case("GSSAPI")) {
+            return Err(fail(
+                "it holds a username and password, but no sasl.mechanisms names PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (librdkafka's default is GSSAPI)"
+                    .into(),
+            ));
+        }
+        let mut set = |key: &str, value: String| {
+            self.properties.entry(key.to_owned()).or_insert(value);
+        };
+        let path = |p: PathBuf| p.to_string_lossy().into_owned();
+        if let Some(ca) = ca {
+            set("ssl.ca.location", path(ca));
+        }
+        if let (Some(cert), Some(key)) = (cert, key) {
+            set("ssl.certificate.location", path(cert));
+            set("ssl.key.location", path(key));
+        }
+        if user.is_some() {
+            set("sasl.username", read("username")?);
+            set("sasl.password", read("password")?);
+        }
+        Ok(self)
+    }
 }
 
 /// [`resolve`] with the environment variable's value passed in.
@@ -540,5 +672,112 @@ mod tests {
             resolve_from(Some("/nonexistent/kafka-e2ee.yaml".into()), None),
             Err(ConfigError::Read { .. })
         ));
+    }
+
+    /// A mounted credentials directory with `files`, fresh per test.
+    fn credentials(name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ke-creds-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (file, contents) in files {
+            std::fs::write(dir.join(file), contents).unwrap();
+        }
+        dir
+    }
+
+    fn with_properties(props: &[(&str, &str)]) -> ClientConfig {
+        let mut c = local();
+        for (k, v) in props {
+            c.properties.insert((*k).into(), (*v).into());
+        }
+        c
+    }
+
+    #[test]
+    fn mounted_credentials_become_librdkafka_properties_and_are_never_printed() {
+        let dir = credentials(
+            "sasl",
+            &[
+                ("username", "orders-app\n"),
+                ("password", "s3cret\n"),
+                ("ca.crt", "PEM"),
+            ],
+        );
+        let config = with_properties(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanisms", "SCRAM-SHA-512"),
+        ])
+        .with_kafka_credentials(&dir)
+        .unwrap();
+        let p = &config.properties;
+        assert_eq!(p["sasl.username"], "orders-app");
+        assert_eq!(p["sasl.password"], "s3cret");
+        assert_eq!(p["ssl.ca.location"], dir.join("ca.crt").to_str().unwrap());
+        assert!(!p.contains_key("ssl.certificate.location"));
+        assert!(!format!("{config:?}").contains("s3cret"));
+
+        let dir = credentials(
+            "mtls",
+            &[("user.crt", "C"), ("user.key", "K"), ("ca.crt", "A")],
+        );
+        let config = with_properties(&[
+            ("security.protocol", "ssl"),
+            ("ssl.ca.location", "/etc/own-ca.pem"),
+        ])
+        .with_kafka_credentials(&dir)
+        .unwrap();
+        assert_eq!(
+            config.properties["ssl.certificate.location"],
+            dir.join("user.crt").to_str().unwrap()
+        );
+        assert_eq!(
+            config.properties["ssl.key.location"],
+            dir.join("user.key").to_str().unwrap()
+        );
+        // What the configuration itself names wins.
+        assert_eq!(config.properties["ssl.ca.location"], "/etc/own-ca.pem");
+    }
+
+    #[test]
+    fn credentials_that_cannot_be_used_are_refused_naming_why() {
+        /// Files of the Secret, the configuration's properties, what the error says.
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [(&'a str, &'a str)], &'a str);
+        let cases: [Case<'_>; 6] = [
+            (&[], &[("security.protocol", "ssl")], "holds none"),
+            (
+                &[("user.crt", "C")],
+                &[("security.protocol", "ssl")],
+                "both user.crt and user.key",
+            ),
+            (
+                &[("username", "u")],
+                &[
+                    ("security.protocol", "sasl_ssl"),
+                    ("sasl.mechanisms", "PLAIN"),
+                ],
+                "both username and password",
+            ),
+            (&[("ca.crt", "A")], &[], "security.protocol is plaintext"),
+            (
+                &[("username", "u"), ("password", "p")],
+                &[("security.protocol", "ssl")],
+                "security.protocol is ssl",
+            ),
+            (
+                &[("username", "u"), ("password", "p")],
+                &[("security.protocol", "sasl_ssl")],
+                "GSSAPI",
+            ),
+        ];
+        for (i, (files, props, needle)) in cases.into_iter().enumerate() {
+            let dir = credentials(&format!("bad{i}"), files);
+            let err = with_properties(props)
+                .with_kafka_credentials(&dir)
+                .unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Credentials { .. }) && err.to_string().contains(needle),
+                "case {i}: {err}"
+            );
+        }
     }
 }

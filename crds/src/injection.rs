@@ -44,6 +44,15 @@ pub const PROXY_HEALTH_PORT: u16 = 9190;
 pub const PROXY_KAFKA_SECRET_ANNOTATION: &str = "kafka-e2ee.io/proxy-kafka-secret";
 pub const KAFKA_SECRET_VOLUME: &str = "kafka-e2ee-kafka";
 pub const KAFKA_SECRET_PATH: &str = "/var/run/kafka-e2ee-kafka";
+/// Pod annotation (client mode): a Secret of the pod's namespace holding the application's
+/// Kafka credentials (the same keys as [`PROXY_KAFKA_SECRET_ANNOTATION`]), mounted into the
+/// injected containers at [`KAFKA_SECRET_PATH`], which [`KAFKA_CREDENTIALS_ENV`] names. The
+/// client library reads them from there; they never enter a ConfigMap or the configuration
+/// file.
+pub const KAFKA_SECRET_ANNOTATION: &str = "kafka-e2ee.io/kafka-secret";
+/// The environment variable naming the directory of the mounted Kafka credentials (client
+/// mode); the client library's `config::KAFKA_CREDENTIALS_ENV`.
+pub const KAFKA_CREDENTIALS_ENV: &str = "KAFKA_E2EE_KAFKA_CREDENTIALS";
 /// Pod annotation the webhook writes: what it injected ([`InjectionRecord`] as JSON).
 pub const INJECTED_ANNOTATION: &str = "kafka-e2ee.io/injected";
 /// Pod label (`"true"`): the pod must not be created without its injection. The chart's

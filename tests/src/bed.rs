@@ -99,3 +99,31 @@ impl kafka_e2ee_client::identity::JwtSource for FixedJwt {
         "a fixed test token".into()
     }
 }
+
+/// The test bed's Kafka behind TLS that requires a client certificate (`kafka-tls`: stunnel in
+/// front of a second tansu), as librdkafka's properties name it, trusting the CA file `ca` of
+/// the test bed's TLS directory.
+pub fn kafka_tls_connection(ca: &str) -> kafka_e2ee_client::kafka::KafkaConnection {
+    let dir = kafka_tls_dir();
+    let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let mut connection = kafka_e2ee_client::kafka::KafkaConnection::new(env(
+        Server::Kafka,
+        "KE_KAFKA_TLS_BOOTSTRAP",
+    ));
+    connection.properties = [
+        ("security.protocol", "ssl".to_owned()),
+        ("ssl.ca.location", file(ca)),
+        ("ssl.certificate.location", file("client.crt")),
+        ("ssl.key.location", file("client.key")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    connection
+}
+
+/// Where the test bed keeps `kafka-tls`'s CA (`ca.crt`) and client certificate
+/// (`client.crt`, `client.key`).
+pub fn kafka_tls_dir() -> PathBuf {
+    PathBuf::from(env(Server::Kafka, "KE_KAFKA_TLS_DIR"))
+}

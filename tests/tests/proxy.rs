@@ -554,23 +554,8 @@ async fn sarama_cannot_join_a_group_on_the_test_bed_broker_even_directly() {
     );
 }
 
-/// The test bed's Kafka behind TLS that requires a client certificate (scripts/testbed's
-/// `kafka-tls`: stunnel in front of a second tansu), as librdkafka's properties name it.
 fn tls_connection(ca: &str) -> KafkaConnection {
-    let bootstrap = kafka_e2ee_tests::env(Server::Kafka, "KE_KAFKA_TLS_BOOTSTRAP");
-    let dir = PathBuf::from(kafka_e2ee_tests::env(Server::Kafka, "KE_KAFKA_TLS_DIR"));
-    let file = |name: &str| dir.join(name).to_str().unwrap().to_owned();
-    let mut connection = KafkaConnection::new(bootstrap);
-    connection.properties = [
-        ("security.protocol", "ssl".to_owned()),
-        ("ssl.ca.location", file(ca)),
-        ("ssl.certificate.location", file("client.crt")),
-        ("ssl.key.location", file("client.key")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    connection
+    kafka_e2ee_tests::bed::kafka_tls_connection(ca)
 }
 
 fn connector(connection: &KafkaConnection) -> Connector {

@@ -21,9 +21,10 @@ use std::sync::Arc;
 use kafka_e2ee_crds::injection::{
     self, AWS_ROLE_ARN_ANNOTATION, BOOTSTRAP_ENV_ANNOTATION, CLIENT_CONFIGMAP, CONFIG_ENV,
     CONTAINERS_ANNOTATION, ClientIndex, DEFAULT_BOOTSTRAP_ENV, INJECT_ANNOTATION,
-    INJECTED_ANNOTATION, InjectionRecord, KAFKA_SECRET_PATH, KAFKA_SECRET_VOLUME, MODE_ANNOTATION,
-    MODE_PROXY, MOUNT_PATH, PROXY_BOOTSTRAP, PROXY_CONTAINER, PROXY_HEALTH_PORT,
-    PROXY_KAFKA_SECRET_ANNOTATION, ProjectedSource, TOPICS_ANNOTATION, VOLUME_NAME,
+    INJECTED_ANNOTATION, InjectionRecord, KAFKA_CREDENTIALS_ENV, KAFKA_SECRET_ANNOTATION,
+    KAFKA_SECRET_PATH, KAFKA_SECRET_VOLUME, MODE_ANNOTATION, MODE_PROXY, MOUNT_PATH,
+    PROXY_BOOTSTRAP, PROXY_CONTAINER, PROXY_HEALTH_PORT, PROXY_KAFKA_SECRET_ANNOTATION,
+    ProjectedSource, TOPICS_ANNOTATION, VOLUME_NAME,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -294,12 +295,12 @@ pub fn decide(
 
 /// What the pod should end up with.
 struct Plan<'a> {
-    /// Ours first ([`VOLUME_NAME`]), then the proxy's Kafka Secret if the pod names one.
+    /// Ours first ([`VOLUME_NAME`]), then the Kafka Secret if the pod names one.
     volumes: Vec<Value>,
     /// Added to each chosen container.
     env: Vec<Value>,
-    /// Mounted in each chosen container (client mode).
-    mount: Option<Value>,
+    /// Mounted in each chosen container (client mode): ours, then the Kafka Secret's.
+    mounts: Vec<Value>,
     /// The chosen containers, with their JSON pointers.
     containers: Vec<(String, &'a ContainerView)>,
     /// Proxy mode: the sidecar, and whether it is a native one.
@@ -488,14 +489,22 @@ fn plan<'a>(
                 return Err(Problem::new(
                     ProblemReason::MalformedPod,
                     format!(
-                        "{PROXY_KAFKA_SECRET_ANNOTATION} gives the proxy its Kafka credentials; it needs {MODE_ANNOTATION}: {MODE_PROXY}"
+                        "{PROXY_KAFKA_SECRET_ANNOTATION} gives the proxy its Kafka credentials; it needs {MODE_ANNOTATION}: {MODE_PROXY} (the application's own credentials: {KAFKA_SECRET_ANNOTATION})"
                     ),
                 ));
             }
+            let mut volumes = vec![volume];
+            let mut mounts = vec![mount];
+            let mut env = env;
+            if let Some(secret) = kafka_secret(pod, KAFKA_SECRET_ANNOTATION)? {
+                volumes.push(kafka_secret_volume(secret));
+                mounts.push(kafka_secret_mount());
+                env.push(json!({"name": KAFKA_CREDENTIALS_ENV, "value": KAFKA_SECRET_PATH}));
+            }
             Plan {
-                volumes: vec![volume],
+                volumes,
                 env,
-                mount: Some(mount),
+                mounts,
                 containers,
                 sidecar: None,
                 record,
@@ -507,32 +516,55 @@ fn plan<'a>(
                 .map(str::trim)
                 .filter(|v| !v.is_empty())
                 .unwrap_or(DEFAULT_BOOTSTRAP_ENV);
+            if pod.annotation(KAFKA_SECRET_ANNOTATION).is_some() {
+                return Err(Problem::new(
+                    ProblemReason::MalformedPod,
+                    format!(
+                        "{KAFKA_SECRET_ANNOTATION} gives the application its Kafka credentials; in {MODE_ANNOTATION}: {MODE_PROXY} the proxy connects to Kafka: name the Secret in {PROXY_KAFKA_SECRET_ANNOTATION}"
+                    ),
+                ));
+            }
             let mut volumes = vec![volume];
             let mut mounts = vec![mount];
             let mut env = env;
-            if let Some(secret) = pod.annotation(PROXY_KAFKA_SECRET_ANNOTATION).map(str::trim) {
-                if !is_dns_subdomain(secret) {
-                    return Err(Problem::new(
-                        ProblemReason::MalformedPod,
-                        format!(
-                            "{PROXY_KAFKA_SECRET_ANNOTATION} is '{secret}', which is not a Secret name"
-                        ),
-                    ));
-                }
-                volumes.push(json!({"name": KAFKA_SECRET_VOLUME, "secret": {"secretName": secret, "defaultMode": INJECTED_FILE_MODE}}));
-                mounts.push(json!({"name": KAFKA_SECRET_VOLUME, "mountPath": KAFKA_SECRET_PATH, "readOnly": true}));
+            if let Some(secret) = kafka_secret(pod, PROXY_KAFKA_SECRET_ANNOTATION)? {
+                volumes.push(kafka_secret_volume(secret));
+                mounts.push(kafka_secret_mount());
                 env.push(json!({"name": "KAFKA_E2EE_PROXY_UPSTREAM_CREDENTIALS", "value": KAFKA_SECRET_PATH}));
             }
             Plan {
                 volumes,
                 env: vec![json!({"name": bootstrap_env, "value": PROXY_BOOTSTRAP})],
-                mount: None,
+                mounts: Vec::new(),
                 containers,
                 sidecar: Some((proxy_container(proxy, env, mounts), proxy.native)),
                 record,
             }
         }
     })
+}
+
+/// The Secret `annotation` names, if the pod has it: a Secret of the pod's namespace (the
+/// kubelet resolves it there; the webhook never reads it).
+fn kafka_secret<'p>(pod: &'p PodView, annotation: &str) -> Result<Option<&'p str>, Problem> {
+    let Some(secret) = pod.annotation(annotation).map(str::trim) else {
+        return Ok(None);
+    };
+    if !is_dns_subdomain(secret) {
+        return Err(Problem::new(
+            ProblemReason::MalformedPod,
+            format!("{annotation} is '{secret}', which is not a Secret name"),
+        ));
+    }
+    Ok(Some(secret))
+}
+
+fn kafka_secret_volume(secret: &str) -> Value {
+    json!({"name": KAFKA_SECRET_VOLUME, "secret": {"secretName": secret, "defaultMode": INJECTED_FILE_MODE}})
+}
+
+fn kafka_secret_mount() -> Value {
+    json!({"name": KAFKA_SECRET_VOLUME, "mountPath": KAFKA_SECRET_PATH, "readOnly": true})
 }
 
 /// The proxy sidecar: the volume, the KMS environment, a restricted security context (it may
@@ -652,7 +684,7 @@ impl Plan<'_> {
             Ok(patch) => Decision::Inject {
                 patch,
                 // In proxy mode only the proxy reads the files, with group 0.
-                warnings: if self.mount.is_some() {
+                warnings: if !self.mounts.is_empty() {
                     unreadable_warning(pod, &self.containers)
                         .into_iter()
                         .collect()
@@ -702,25 +734,28 @@ impl Plan<'_> {
                     None => append(env, &format!("{pointer}/env"), var.clone(), &mut ops),
                 }
             }
-            let Some(mount) = &self.mount else { continue };
             let mounts = container.volume_mounts.as_deref();
-            let at_our_path = mounts
-                .into_iter()
-                .flatten()
-                .find(|m| m["mountPath"] == MOUNT_PATH);
-            match at_our_path {
-                Some(existing) if covers(existing, mount) => {}
-                Some(_) => {
-                    return conflict(format!(
-                        "container {name} already mounts something else at {MOUNT_PATH}"
-                    ));
+            for mount in &self.mounts {
+                let path = &mount["mountPath"];
+                let at_our_path = mounts
+                    .into_iter()
+                    .flatten()
+                    .find(|m| &m["mountPath"] == path);
+                match at_our_path {
+                    Some(existing) if covers(existing, mount) => {}
+                    Some(_) => {
+                        return conflict(format!(
+                            "container {name} already mounts something else at {}",
+                            path.as_str().unwrap_or_default()
+                        ));
+                    }
+                    None => append(
+                        mounts,
+                        &format!("{pointer}/volumeMounts"),
+                        mount.clone(),
+                        &mut ops,
+                    ),
                 }
-                None => append(
-                    mounts,
-                    &format!("{pointer}/volumeMounts"),
-                    mount.clone(),
-                    &mut ops,
-                ),
             }
         }
         if let Some((sidecar, native)) = &self.sidecar {
@@ -1477,5 +1512,76 @@ mod tests {
             assert_eq!(p.reason, ProblemReason::MalformedPod);
             assert!(p.message.contains(words), "{}", p.message);
         }
+    }
+
+    /// Client mode: the application's own Kafka credentials, a Secret of the pod's namespace
+    /// mounted into every injected container (never copied: the kubelet mounts it), named to
+    /// the client library by one variable; idempotent; refused in proxy mode and when it
+    /// would replace a mount the container has.
+    #[test]
+    fn the_applications_kafka_secret_is_mounted_into_its_containers() {
+        let p =
+            pod(json!({TOPICS_ANNOTATION: "orders", KAFKA_SECRET_ANNOTATION: "orders-kafka-user"}));
+        let (injected, _) = inject(&p);
+        let secret = injected["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == KAFKA_SECRET_VOLUME)
+            .unwrap()
+            .clone();
+        assert_eq!(
+            secret["secret"],
+            json!({"secretName": "orders-kafka-user", "defaultMode": INJECTED_FILE_MODE})
+        );
+        for c in injected["spec"]["containers"].as_array().unwrap() {
+            let mounts = c["volumeMounts"].as_array().unwrap();
+            assert!(mounts.contains(&json!({"name": KAFKA_SECRET_VOLUME, "mountPath": KAFKA_SECRET_PATH, "readOnly": true})), "{c}");
+            assert!(
+                c["env"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!({"name": KAFKA_CREDENTIALS_ENV, "value": KAFKA_SECRET_PATH}))
+            );
+        }
+        assert!(matches!(
+            decide(&view(&injected), "shop", &excluded(), || Some(Arc::new(
+                index()
+            ))),
+            Decision::AlreadyInjected
+        ));
+
+        let in_proxy_mode = proxy_pod(json!({KAFKA_SECRET_ANNOTATION: "orders-kafka-user"}));
+        let mut taken = p.clone();
+        taken["spec"]["containers"][0]["volumeMounts"] =
+            json!([{"name": "certs", "mountPath": KAFKA_SECRET_PATH}]);
+        let bad_name =
+            pod(json!({TOPICS_ANNOTATION: "orders", KAFKA_SECRET_ANNOTATION: "../secret"}));
+        for (pod, reason, words) in [
+            (
+                in_proxy_mode,
+                ProblemReason::MalformedPod,
+                PROXY_KAFKA_SECRET_ANNOTATION,
+            ),
+            (
+                taken,
+                ProblemReason::ConflictingConfig,
+                "already mounts something else at /var/run/kafka-e2ee-kafka",
+            ),
+            (bad_name, ProblemReason::MalformedPod, "not a Secret name"),
+        ] {
+            let Decision::Problem(problem) =
+                decide(&view(&pod), "shop", &excluded(), || Some(Arc::new(index())))
+            else {
+                panic!("{words}")
+            };
+            assert_eq!(problem.reason, reason);
+            assert!(problem.message.contains(words), "{}", problem.message);
+        }
+        // The library reads the variable the webhook sets.
+        assert_eq!(
+            KAFKA_CREDENTIALS_ENV,
+            kafka_e2ee_client::config::KAFKA_CREDENTIALS_ENV
+        );
     }
 }
