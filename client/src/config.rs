@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::{ConsumerContext, DefaultConsumerContext};
 use thiserror::Error;
 
 pub use kafka_e2ee_core::config::*;
@@ -13,6 +15,7 @@ use crate::any_provider::AnyProvider;
 use crate::consumer::{ConsumeError, ConsumerSettings, DecryptingConsumer};
 use crate::dek_cache::DekCache;
 use crate::engine::Aes256Gcm;
+use crate::kafka::Connect as _;
 use crate::key_directory::{KeyDirectory, KeyDirectoryError};
 use crate::producer::{EncryptingProducer, ProduceError, ProducerSettings};
 use crate::provider::ProviderError;
@@ -35,6 +38,7 @@ pub struct EncryptionClient {
     config: ClientConfig,
     keys: Arc<KeyDirectory>,
     deks: Arc<DekCache<ClientProvider>>,
+    kms_metrics: KmsMetrics,
 }
 
 /// The provider behind every client: the configured backend inside the resilience decorator.
@@ -85,10 +89,11 @@ impl EncryptionClient {
     }
 
     pub async fn with_config(config: ClientConfig) -> Result<Self, ClientError> {
+        let kms_metrics = KmsMetrics::default();
         let provider = Resilient::new(
             AnyProvider::from_config(&config.provider).await?,
             ResiliencePolicy::default(),
-            KmsMetrics::default(),
+            kms_metrics.clone(),
         );
         let keys = Arc::new(
             KeyDirectory::start(&config.connection(), &config.key_topic, config.trust()).await?,
@@ -98,7 +103,12 @@ impl EncryptionClient {
             Box::new(Aes256Gcm),
             config.dek_cache_config(),
         ));
-        Ok(Self { config, keys, deks })
+        Ok(Self {
+            config,
+            keys,
+            deks,
+            kms_metrics,
+        })
     }
 
     pub fn config(&self) -> &ClientConfig {
@@ -113,9 +123,37 @@ impl EncryptionClient {
         &self.deks
     }
 
+    /// The client's KMS call metrics (`kafka_e2ee_kms_calls_total`, errors, latency by backend
+    /// and operation), for the application to register: `client.kms_metrics().register(&mut
+    /// registry)` with its prometheus-client `Registry`.
+    pub fn kms_metrics(&self) -> &KmsMetrics {
+        &self.kms_metrics
+    }
+
+    /// A producer with the configuration's `properties` and `producerProperties`.
     pub fn producer(&self) -> Result<EncryptingProducer<ClientProvider>, ProduceError> {
-        EncryptingProducer::new(
-            &self.config.connection(),
+        self.producer_from(self.config.producer_connection().client_config())
+    }
+
+    /// A producer from the application's own rdkafka configuration (its bootstrap servers,
+    /// security and tuning), sealing with this client's keys.
+    pub fn producer_from(
+        &self,
+        config: rdkafka::ClientConfig,
+    ) -> Result<EncryptingProducer<ClientProvider>, ProduceError> {
+        self.producer_with_context(config, DefaultClientContext)
+    }
+
+    /// [`Self::producer_from`] with the application's rdkafka context (an OAUTHBEARER token
+    /// callback, statistics, logging).
+    pub fn producer_with_context<C: ClientContext + Clone + 'static>(
+        &self,
+        config: rdkafka::ClientConfig,
+        context: C,
+    ) -> Result<EncryptingProducer<ClientProvider, C>, ProduceError> {
+        EncryptingProducer::with_context(
+            config,
+            context,
             Arc::clone(&self.keys),
             Arc::clone(&self.deks),
             ProducerSettings {
@@ -125,13 +163,36 @@ impl EncryptionClient {
         )
     }
 
+    /// A consumer in group `group_id` with the configuration's `properties` and
+    /// `consumerProperties`.
     pub fn consumer(
         &self,
         group_id: &str,
     ) -> Result<DecryptingConsumer<ClientProvider>, ConsumeError> {
-        DecryptingConsumer::new(
-            &self.config.connection(),
-            group_id,
+        let mut config = self.config.consumer_connection().client_config();
+        config.set("group.id", group_id);
+        self.consumer_from(config)
+    }
+
+    /// A consumer from the application's own rdkafka configuration (its `group.id`,
+    /// security and tuning), opening with this client's keys.
+    pub fn consumer_from(
+        &self,
+        config: rdkafka::ClientConfig,
+    ) -> Result<DecryptingConsumer<ClientProvider>, ConsumeError> {
+        self.consumer_with_context(config, DefaultConsumerContext)
+    }
+
+    /// [`Self::consumer_from`] with the application's rdkafka context (an OAUTHBEARER token
+    /// callback, rebalance callbacks, statistics).
+    pub fn consumer_with_context<C: ConsumerContext + 'static>(
+        &self,
+        config: rdkafka::ClientConfig,
+        context: C,
+    ) -> Result<DecryptingConsumer<ClientProvider, C>, ConsumeError> {
+        DecryptingConsumer::with_context(
+            config,
+            context,
             Arc::clone(&self.keys),
             Arc::clone(&self.deks),
             ConsumerSettings {

@@ -14,10 +14,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::Offset;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use futures::Stream;
+use rdkafka::consumer::{Consumer, ConsumerContext, DefaultConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{ClientConfig as RdKafkaConfig, Offset};
 use thiserror::Error;
 
 use crate::dek_cache::{DekCache, DekCacheError};
@@ -280,8 +281,8 @@ pub struct RecordOpener<P> {
     settings: ConsumerSettings,
 }
 
-pub struct DecryptingConsumer<P> {
-    consumer: StreamConsumer,
+pub struct DecryptingConsumer<P, C: ConsumerContext + 'static = DefaultConsumerContext> {
+    consumer: StreamConsumer<C>,
     opener: RecordOpener<P>,
 }
 
@@ -295,19 +296,57 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
         deks: Arc<DekCache<P>>,
         settings: ConsumerSettings,
     ) -> Result<Self, ConsumeError> {
-        let consumer = connection
-            .client_config()
-            .set("group.id", group_id)
-            .set("enable.auto.offset.store", "false")
-            .create()
-            .map_err(|source| kafka::Error::CreateClient {
-                role: "decrypting consumer",
-                bootstrap: connection.bootstrap_servers.clone(),
-                source,
-            })?;
+        let mut config = connection.client_config();
+        config.set("group.id", group_id);
+        Self::from_rdkafka(config, keys, deks, settings)
+    }
+
+    /// A consumer from an rdkafka configuration the application built (its `group.id`,
+    /// security, tuning), as it would make a `StreamConsumer`; offsets are stored only for
+    /// records returned or skipped (`enable.auto.offset.store` is set to false).
+    pub fn from_rdkafka(
+        config: RdKafkaConfig,
+        keys: Arc<KeyDirectory>,
+        deks: Arc<DekCache<P>>,
+        settings: ConsumerSettings,
+    ) -> Result<Self, ConsumeError> {
+        DecryptingConsumer::with_context(config, DefaultConsumerContext, keys, deks, settings)
+    }
+}
+
+impl<P: KeyProvider + 'static, C: ConsumerContext + 'static> DecryptingConsumer<P, C> {
+    /// [`DecryptingConsumer::from_rdkafka`] with the application's own rdkafka context (for
+    /// OAUTHBEARER tokens, rebalance callbacks, statistics).
+    pub fn with_context(
+        mut config: RdKafkaConfig,
+        context: C,
+        keys: Arc<KeyDirectory>,
+        deks: Arc<DekCache<P>>,
+        settings: ConsumerSettings,
+    ) -> Result<Self, ConsumeError> {
+        config.set("enable.auto.offset.store", "false");
+        let consumer =
+            config
+                .create_with_context(context)
+                .map_err(|source| kafka::Error::CreateClient {
+                    role: "decrypting consumer",
+                    bootstrap: config
+                        .get("bootstrap.servers")
+                        .unwrap_or_default()
+                        .to_owned(),
+                    source,
+                })?;
         Ok(Self {
             consumer,
             opener: RecordOpener::new(keys, deks, settings),
+        })
+    }
+
+    /// The records, opened, as a `futures::Stream` (each item what [`Self::recv`] returns;
+    /// after an error the stream stays at that record until [`Self::skip`]). It never ends.
+    pub fn stream(&self) -> impl Stream<Item = Result<ConsumedRecord, ConsumeError>> + '_ {
+        futures::stream::unfold(self, |consumer| async move {
+            Some((consumer.recv().await, consumer))
         })
     }
 
@@ -316,7 +355,7 @@ impl<P: KeyProvider + 'static> DecryptingConsumer<P> {
     }
 
     /// The underlying rdkafka consumer, for assignment, commits and metadata.
-    pub fn inner(&self) -> &StreamConsumer {
+    pub fn inner(&self) -> &StreamConsumer<C> {
         &self.consumer
     }
 

@@ -14,7 +14,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminOptions, ResourceSpecifier};
+use rdkafka::ClientConfig as RdKafkaConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -197,9 +199,12 @@ impl Default for ProducerSettings {
     }
 }
 
-pub struct EncryptingProducer<P> {
-    producer: FutureProducer,
-    connection: KafkaConnection,
+pub struct EncryptingProducer<P, C: ClientContext + 'static = DefaultClientContext> {
+    producer: FutureProducer<C>,
+    /// What the producer was made with: its admin client (a topic's `max.message.bytes`)
+    /// connects the same way, with the same context (an OAUTHBEARER token callback, say).
+    config: RdKafkaConfig,
+    context: C,
     sealers: TopicSealers<P>,
     settings: ProducerSettings,
     round_robin: RoundRobin,
@@ -212,18 +217,45 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
         deks: Arc<DekCache<P>>,
         settings: ProducerSettings,
     ) -> Result<Self, ProduceError> {
-        let producer =
-            connection
-                .client_config()
-                .create()
-                .map_err(|source| kafka::Error::CreateClient {
-                    role: "encrypting producer",
-                    bootstrap: connection.bootstrap_servers.clone(),
-                    source,
-                })?;
+        Self::from_rdkafka(connection.client_config(), keys, deks, settings)
+    }
+
+    /// A producer from an rdkafka configuration the application built (bootstrap servers,
+    /// security, tuning), as it would make a `FutureProducer`.
+    pub fn from_rdkafka(
+        config: RdKafkaConfig,
+        keys: Arc<KeyDirectory>,
+        deks: Arc<DekCache<P>>,
+        settings: ProducerSettings,
+    ) -> Result<Self, ProduceError> {
+        EncryptingProducer::with_context(config, DefaultClientContext, keys, deks, settings)
+    }
+}
+
+impl<P: KeyProvider + 'static, C: ClientContext + Clone + 'static> EncryptingProducer<P, C> {
+    /// [`EncryptingProducer::from_rdkafka`] with the application's own rdkafka context (for
+    /// OAUTHBEARER tokens, statistics, logging), used by the producer and its admin client.
+    pub fn with_context(
+        config: RdKafkaConfig,
+        context: C,
+        keys: Arc<KeyDirectory>,
+        deks: Arc<DekCache<P>>,
+        settings: ProducerSettings,
+    ) -> Result<Self, ProduceError> {
+        let producer = config
+            .create_with_context(context.clone())
+            .map_err(|source| kafka::Error::CreateClient {
+                role: "encrypting producer",
+                bootstrap: config
+                    .get("bootstrap.servers")
+                    .unwrap_or_default()
+                    .to_owned(),
+                source,
+            })?;
         Ok(Self {
             producer,
-            connection: connection.clone(),
+            config,
+            context,
             sealers: TopicSealers::new(keys, deks, settings.key_wait),
             settings,
             round_robin: RoundRobin::default(),
@@ -394,7 +426,18 @@ impl<P: KeyProvider + 'static> EncryptingProducer<P> {
     }
 
     async fn max_message_bytes(&self, topic: &str) -> Result<usize, ProduceError> {
-        let admin = self.connection.admin()?;
+        let admin: AdminClient<C> = self
+            .config
+            .create_with_context(self.context.clone())
+            .map_err(|source| kafka::Error::CreateClient {
+                role: "admin",
+                bootstrap: self
+                    .config
+                    .get("bootstrap.servers")
+                    .unwrap_or_default()
+                    .to_owned(),
+                source,
+            })?;
         let opts = AdminOptions::new().request_timeout(Some(self.settings.key_wait));
         let results = admin
             .describe_configs([&ResourceSpecifier::Topic(topic)], &opts)

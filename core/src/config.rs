@@ -201,6 +201,12 @@ pub struct ClientConfig {
     pub bootstrap_servers: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub properties: BTreeMap<String, String>,
+    /// librdkafka settings for producers only, over `properties` (e.g. `linger.ms`, `acks`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub producer_properties: BTreeMap<String, String>,
+    /// librdkafka settings for consumers only, over `properties` (e.g. `auto.offset.reset`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub consumer_properties: BTreeMap<String, String>,
     #[serde(default = "default_key_topic")]
     pub key_topic: String,
     pub provider: ProviderConfig,
@@ -228,6 +234,14 @@ impl std::fmt::Debug for ClientConfig {
             .field("format", &self.format)
             .field("bootstrap_servers", &self.bootstrap_servers)
             .field("properties", &crate::connection::redacted(&self.properties))
+            .field(
+                "producer_properties",
+                &crate::connection::redacted(&self.producer_properties),
+            )
+            .field(
+                "consumer_properties",
+                &crate::connection::redacted(&self.consumer_properties),
+            )
             .field("key_topic", &self.key_topic)
             .field("provider", &self.provider)
             .field("trusted_keys", &self.trusted_keys)
@@ -263,6 +277,8 @@ impl ClientConfig {
             format: CONFIG_FORMAT,
             bootstrap_servers: bootstrap_servers.into(),
             properties: BTreeMap::new(),
+            producer_properties: BTreeMap::new(),
+            consumer_properties: BTreeMap::new(),
             key_topic: default_key_topic(),
             provider,
             trusted_keys,
@@ -352,11 +368,30 @@ impl ClientConfig {
             .map_or(DEFAULT_KEY_WAIT, Duration::from_millis)
     }
 
+    /// How every client of this configuration reaches Kafka (the key directory's reader too).
     pub fn connection(&self) -> KafkaConnection {
         KafkaConnection {
             bootstrap_servers: self.bootstrap_servers.clone(),
             properties: self.properties.clone(),
         }
+    }
+
+    /// [`Self::connection`] with `producerProperties` over `properties`.
+    pub fn producer_connection(&self) -> KafkaConnection {
+        self.connection_with(&self.producer_properties)
+    }
+
+    /// [`Self::connection`] with `consumerProperties` over `properties`.
+    pub fn consumer_connection(&self) -> KafkaConnection {
+        self.connection_with(&self.consumer_properties)
+    }
+
+    fn connection_with(&self, specific: &BTreeMap<String, String>) -> KafkaConnection {
+        let mut connection = self.connection();
+        connection
+            .properties
+            .extend(specific.iter().map(|(k, v)| (k.clone(), v.clone())));
+        connection
     }
 
     pub fn dek_cache_config(&self) -> DekCacheConfig {
@@ -779,5 +814,37 @@ mod tests {
                 "case {i}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn producer_and_consumer_properties_apply_over_the_shared_ones_to_their_side_only() {
+        let mut c = with_properties(&[("security.protocol", "ssl"), ("client.id", "orders")]);
+        c.producer_properties.insert("linger.ms".into(), "5".into());
+        c.producer_properties
+            .insert("client.id".into(), "orders-producer".into());
+        c.consumer_properties
+            .insert("auto.offset.reset".into(), "earliest".into());
+        let (p, k) = (
+            c.producer_connection().properties,
+            c.consumer_connection().properties,
+        );
+        assert_eq!(
+            (p["client.id"].as_str(), p["linger.ms"].as_str()),
+            ("orders-producer", "5")
+        );
+        assert!(!p.contains_key("auto.offset.reset"));
+        assert_eq!(
+            (k["client.id"].as_str(), k["auto.offset.reset"].as_str()),
+            ("orders", "earliest")
+        );
+        assert!(!k.contains_key("linger.ms"));
+        assert_eq!(c.connection().properties.len(), 2);
+        // Parsed from the file's camelCase names.
+        let text = format!(
+            "format: 1\nbootstrapServers: k:9092\nprovider: {{kind: keystore, path: /k.json}}\ntrustedKeys: ['{TRUSTED}']\nproducerProperties: {{acks: all}}\nconsumerProperties: {{fetch.min.bytes: '1024'}}\n"
+        );
+        let parsed = ClientConfig::parse(&text, "test").unwrap();
+        assert_eq!(parsed.producer_properties["acks"], "all");
+        assert_eq!(parsed.consumer_properties["fetch.min.bytes"], "1024");
     }
 }
