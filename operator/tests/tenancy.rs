@@ -1084,6 +1084,17 @@ async fn a_kms_connection_reports_whether_the_kms_accepts_its_credentials() {
     .await;
     let failing = t.wait_reason(&a, "orders", "KmsDenied").await;
     assert_message_mentions(&failing, "KmsConnection/vault: ");
+    // kstatus reads a refusal only a person can fix as Stalled (flux --wait fails at once).
+    let condition = |o: &EncryptedTopic, type_: &str| {
+        o.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    };
+    assert_eq!(
+        condition(&failing, "Stalled"),
+        Some(("True".into(), "KmsDenied".into()))
+    );
 
     apply_connection(with_role("operator-a")).await;
     let (accepted, ready) = wait_connection("Connected").await;
@@ -1099,7 +1110,8 @@ async fn a_kms_connection_reports_whether_the_kms_accepts_its_credentials() {
         accepted.status.as_ref().unwrap().observed_generation,
         accepted.metadata.generation
     );
-    t.wait_ready(&a, "orders").await;
+    let ready = t.wait_ready(&a, "orders").await;
+    assert_eq!(condition(&ready, "Stalled"), None);
     // Checked every second from here on, and not written again while nothing changes.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let later = connections.get("vault").await.unwrap();

@@ -133,6 +133,24 @@ impl ReconcileFailure {
         chain(self)
     }
 
+    /// Whether only a person can make it converge (kstatus's `Stalled`): a spec, a claim, a
+    /// policy or a refusal; the rest (outages, a connection not created yet, a deletion to
+    /// wait for) the operator retries into success on its own (`Reconciling`).
+    pub fn stalls(&self) -> bool {
+        match self {
+            Self::Kms(e) => !e.is_transient(),
+            Self::Kafka(e) => refused(e),
+            Self::Claim(e) => !e.is_wait(),
+            Self::Kubernetes { .. }
+            | Self::ConnectionNotFound { .. }
+            | Self::ConnectionLookup { .. } => false,
+            Self::InvalidSpec(_)
+            | Self::ConnectionNotAdmitted { .. }
+            | Self::ConnectionInvalid(_)
+            | Self::Plan(_) => true,
+        }
+    }
+
     /// Whether the KMS connection (not this object) is what failed: the topic's message then
     /// names it, so that its own Ready condition is where a reader looks next.
     pub fn concerns_connection(&self) -> bool {
@@ -256,10 +274,15 @@ mod tests {
                 "allowAnyTekName",
             ),
         ];
-        for (failure, reason_, retry, text) in cases {
+        // Those a person must fix are Stalled; outages, a connection not created yet and a
+        // deletion to wait for are Reconciling.
+        let stalled = [true, false, true, false, true, true, false, true];
+        assert_eq!(cases.len(), stalled.len());
+        for ((failure, reason_, retry, text), stalls) in cases.into_iter().zip(stalled) {
             assert_eq!(failure.reason(), reason_, "{failure:?}");
             assert_eq!(failure.requeue(), retry, "{failure:?}");
             assert!(failure.message().contains(text), "{}", failure.message());
+            assert_eq!(failure.stalls(), stalls, "{failure:?}");
         }
     }
 }

@@ -130,9 +130,7 @@ async fn reconcile_inner(obj: &EncryptedTopic, ctx: &Context) -> Result<Action, 
                 message = format!("{}/{}: {message}", kms_ref.kind.as_str(), kms_ref.name);
             }
             tracing::warn!(object = %obj.name_any(), namespace = ?obj.namespace(), reason = reason_, %message, "not ready");
-            let mut new = status::with_ready(obj, "False", reason_, &message, now);
-            // No longer paused (converged statuses are built without it).
-            new.conditions.retain(|c| c.type_ != status::PAUSED);
+            let new = status::failed(obj, reason_, &message, failure.stalls(), now);
             writes::status(obj, ctx, new).await?;
             ctx.metrics.reconciled(reason_);
             Ok(failure

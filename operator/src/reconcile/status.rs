@@ -24,6 +24,11 @@ pub const READY: &str = "Ready";
 pub const KEY_RECORDS_VERIFIED: &str = "KeyRecordsVerified";
 /// True while `kafka-e2ee.io/pause-reconciliation` holds the object; absent otherwise.
 pub const PAUSED: &str = "Paused";
+/// kstatus's abnormal-true conditions (what `flux --wait` and kstatus-based tools read): while
+/// a failure is retried into success on its own, `Reconciling`; while only a person can fix
+/// it, `Stalled`. Absent once converged, and while paused.
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
 /// Whether the TEK was created for this object (so deletion with `Delete` destroys it).
 pub const TEK_OWNED: &str = "TekOwned";
 /// Deletion's progress: the last crypto-shredding step done, or why it cannot go on.
@@ -178,11 +183,48 @@ pub fn with_condition(
     }
 }
 
+/// The status of a reconciliation that failed with `reason_`: Ready=False, and Stalled=True
+/// (`stalls`) or Reconciling=True with the same reason and message; Paused gone.
+pub fn failed(
+    obj: &EncryptedTopic,
+    reason_: &str,
+    message: &str,
+    stalls: bool,
+    now: SystemTime,
+) -> EncryptedTopicStatus {
+    let mut status = with_ready(obj, "False", reason_, message, now);
+    let (set, clear) = if stalls {
+        (STALLED, RECONCILING)
+    } else {
+        (RECONCILING, STALLED)
+    };
+    status
+        .conditions
+        .retain(|c| ![PAUSED, set, clear].contains(&c.type_.as_str()));
+    let previous = obj.status.clone().unwrap_or_default();
+    status.conditions.insert(
+        1,
+        condition(
+            &previous,
+            set,
+            "True",
+            reason_,
+            message,
+            obj.metadata.generation,
+            now,
+        ),
+    );
+    status
+}
+
 /// The previous status with `Paused=True` added. Ready keeps what it said (so waits on it end
 /// for a topic that was ready), or is `Unknown` if there was none; `observedGeneration` stays
 /// the generation last reconciled, so a spec changed while paused is not reported as applied.
 pub fn paused(obj: &EncryptedTopic, message: &str, now: SystemTime) -> EncryptedTopicStatus {
     let mut status = with_condition(obj, PAUSED, "True", reason::PAUSED, message, now);
+    status
+        .conditions
+        .retain(|c| c.type_ != RECONCILING && c.type_ != STALLED);
     let previous = obj.status.as_ref();
     status.observed_generation = previous.and_then(|s| s.observed_generation);
     if find(previous, READY).is_none() {
@@ -566,6 +608,27 @@ mod tests {
         assert_eq!(ready.last_transition_time, time(ready_at).unwrap());
         assert_eq!(s.observed_generation, Some(1));
         assert_eq!(find(Some(&s), PAUSED).unwrap().status, "True");
+    }
+
+    #[test]
+    fn a_failure_is_reconciling_or_stalled_as_kstatus_reads_them() {
+        let o = obj(3);
+        let s = failed(&o, "KmsUnavailable", "vault: timeout", false, now());
+        let types: Vec<&str> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, [READY, RECONCILING]);
+        let r = find(Some(&s), RECONCILING).unwrap();
+        assert_eq!(
+            (r.status.as_str(), r.reason.as_str()),
+            ("True", "KmsUnavailable")
+        );
+        // The same object later fails for good: Stalled replaces Reconciling.
+        let o = failed_obj(&o, &s);
+        let s = failed(&o, "InvalidSpec", "spec.partitions", true, now());
+        assert!(find(Some(&s), RECONCILING).is_none());
+        assert_eq!(find(Some(&s), STALLED).unwrap().reason, "InvalidSpec");
+        // Pausing ends both.
+        let s = paused(&failed_obj(&o, &s), "paused", now());
+        assert!(find(Some(&s), STALLED).is_none() && find(Some(&s), RECONCILING).is_none());
     }
 
     fn failed_obj(o: &EncryptedTopic, status: &EncryptedTopicStatus) -> EncryptedTopic {
