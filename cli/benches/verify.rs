@@ -88,13 +88,9 @@ struct Timing {
     thread_cpu: f64,
 }
 
-/// This thread's CPU seconds so far, from its schedstat (nanoseconds).
+/// This thread's CPU seconds so far.
 fn this_thread_cpu() -> f64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|stat| stat.split(' ').next()?.parse::<u64>().ok())
-        .unwrap_or(0) as f64
-        / 1e9
+    kafka_e2ee_tests::this_thread_cpu_seconds()
 }
 
 #[tokio::main]

@@ -325,17 +325,7 @@ impl<P: KeyProvider + 'static, C: ConsumerContext + 'static> DecryptingConsumer<
         settings: ConsumerSettings,
     ) -> Result<Self, ConsumeError> {
         config.set("enable.auto.offset.store", "false");
-        let consumer =
-            config
-                .create_with_context(context)
-                .map_err(|source| kafka::Error::CreateClient {
-                    role: "decrypting consumer",
-                    bootstrap: config
-                        .get("bootstrap.servers")
-                        .unwrap_or_default()
-                        .to_owned(),
-                    source,
-                })?;
+        let consumer = kafka::create_with_context(&config, context, "decrypting consumer")?;
         Ok(Self {
             consumer,
             opener: RecordOpener::new(keys, deks, settings),

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use thiserror::Error;
@@ -92,6 +93,25 @@ impl Connect for KafkaConnection {
                 source,
             })
     }
+}
+
+/// An rdkafka client of type `T` made from `config` with `context`; `role` names it in the
+/// error.
+pub fn create_with_context<C: ClientContext, T: FromClientConfigAndContext<C>>(
+    config: &ClientConfig,
+    context: C,
+    role: &'static str,
+) -> Result<T> {
+    config
+        .create_with_context(context)
+        .map_err(|source| Error::CreateClient {
+            role,
+            bootstrap: config
+                .get("bootstrap.servers")
+                .unwrap_or_default()
+                .to_owned(),
+            source,
+        })
 }
 
 /// A topic to create if absent.

@@ -242,16 +242,7 @@ impl<P: KeyProvider + 'static, C: ClientContext + Clone + 'static> EncryptingPro
         deks: Arc<DekCache<P>>,
         settings: ProducerSettings,
     ) -> Result<Self, ProduceError> {
-        let producer = config
-            .create_with_context(context.clone())
-            .map_err(|source| kafka::Error::CreateClient {
-                role: "encrypting producer",
-                bootstrap: config
-                    .get("bootstrap.servers")
-                    .unwrap_or_default()
-                    .to_owned(),
-                source,
-            })?;
+        let producer = kafka::create_with_context(&config, context.clone(), "encrypting producer")?;
         Ok(Self {
             producer,
             config,
@@ -426,18 +417,8 @@ impl<P: KeyProvider + 'static, C: ClientContext + Clone + 'static> EncryptingPro
     }
 
     async fn max_message_bytes(&self, topic: &str) -> Result<usize, ProduceError> {
-        let admin: AdminClient<C> = self
-            .config
-            .create_with_context(self.context.clone())
-            .map_err(|source| kafka::Error::CreateClient {
-                role: "admin",
-                bootstrap: self
-                    .config
-                    .get("bootstrap.servers")
-                    .unwrap_or_default()
-                    .to_owned(),
-                source,
-            })?;
+        let admin: AdminClient<C> =
+            kafka::create_with_context(&self.config, self.context.clone(), "admin")?;
         let opts = AdminOptions::new().request_timeout(Some(self.settings.key_wait));
         let results = admin
             .describe_configs([&ResourceSpecifier::Topic(topic)], &opts)

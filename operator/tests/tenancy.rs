@@ -275,6 +275,40 @@ impl Vault {
         .await;
     }
 
+    /// The tenant `namespace`'s own identity at Vault, as docs/kms.md sets it up: the docs'
+    /// `tenant-operator` policy for its names, role `operator-a` bound to its ServiceAccount
+    /// `kms-login`, and a connection spec logging in as `role` with that ServiceAccount.
+    async fn tenant_login(
+        &self,
+        t: &Tenants,
+        namespace: &str,
+    ) -> impl Fn(&str) -> KmsConnectionSpec {
+        let policy = self.policy("tenant-a", "tenant-operator", namespace).await;
+        self.role("operator-a", namespace, "kms-login", &[&policy])
+            .await;
+        create_service_account(&t.env.client, namespace, "kms-login").await;
+        let ca = vault_ca_config_map(&t.env.client, namespace).await;
+        let mount = self.mount.clone();
+        move |role: &str| KmsConnectionSpec {
+            vault: Some(vault_backend(
+                VaultAuthSpec {
+                    token_secret_ref: None,
+                    kubernetes: Some(VaultKubernetesAuthSpec {
+                        role: role.into(),
+                        client_role: None,
+                        mount: Some(mount.clone()),
+                        audience: None,
+                        service_account_ref: Some(ServiceAccountRef {
+                            name: "kms-login".into(),
+                        }),
+                    }),
+                },
+                ca.clone(),
+            )),
+            ..no_backend()
+        }
+    }
+
     /// A token with `policies` only (no root, no default).
     async fn token(&self, policies: &[&str]) -> String {
         let answer = call(
@@ -672,28 +706,7 @@ async fn crypto_shredding_never_reports_success_while_the_tek_survives() {
     let a = t.a.clone();
     let vault = Vault::new(t.id()).await;
     // The tenant's own identity: its ServiceAccount, the docs' policy without delete.
-    let policy = vault.policy("tenant-a", "tenant-operator", &a).await;
-    vault.role("operator-a", &a, "kms-login", &[&policy]).await;
-    create_service_account(&t.env.client, &a, "kms-login").await;
-    let ca = vault_ca_config_map(&t.env.client, &a).await;
-    let connection = KmsConnectionSpec {
-        vault: Some(vault_backend(
-            VaultAuthSpec {
-                token_secret_ref: None,
-                kubernetes: Some(VaultKubernetesAuthSpec {
-                    role: "operator-a".into(),
-                    client_role: None,
-                    mount: Some(vault.mount.clone()),
-                    audience: None,
-                    service_account_ref: Some(ServiceAccountRef {
-                        name: "kms-login".into(),
-                    }),
-                }),
-            },
-            ca,
-        )),
-        ..no_backend()
-    };
+    let connection = vault.tenant_login(&t, &a).await("operator-a");
     apply_kms_connection(&t.env.client, &a, "vault", connection.clone()).await;
     // Keystore TEKs live in the tenant's Secret: Delete cannot shred them, so it is refused.
     apply_secret(
@@ -1008,28 +1021,7 @@ async fn a_kms_connection_reports_whether_the_kms_accepts_its_credentials() {
     let t = Tenants::new("ten-conn").await;
     let a = t.a.clone();
     let vault = Vault::new(t.id()).await;
-    let policy = vault.policy("tenant-a", "tenant-operator", &a).await;
-    vault.role("operator-a", &a, "kms-login", &[&policy]).await;
-    create_service_account(&t.env.client, &a, "kms-login").await;
-    let ca = vault_ca_config_map(&t.env.client, &a).await;
-    let with_role = |role: &str| KmsConnectionSpec {
-        vault: Some(vault_backend(
-            VaultAuthSpec {
-                token_secret_ref: None,
-                kubernetes: Some(VaultKubernetesAuthSpec {
-                    role: role.into(),
-                    client_role: None,
-                    mount: Some(vault.mount.clone()),
-                    audience: None,
-                    service_account_ref: Some(ServiceAccountRef {
-                        name: "kms-login".into(),
-                    }),
-                }),
-            },
-            ca.clone(),
-        )),
-        ..no_backend()
-    };
+    let with_role = vault.tenant_login(&t, &a).await;
     // Labelled: the operator keeps the status of the connections its selector picks.
     let connections: Api<KmsConnection> = Api::namespaced(t.env.client.clone(), &a);
     let apply_connection = |spec: KmsConnectionSpec| {

@@ -75,13 +75,9 @@ fn broker_cpu() -> f64 {
     ticks / 100.0 // USER_HZ
 }
 
-/// This thread's CPU seconds so far (the application thread: sealing, opening, enqueueing).
+/// This thread's CPU seconds so far.
 fn this_thread_cpu() -> f64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|stat| stat.split(' ').next()?.parse::<u64>().ok())
-        .unwrap_or(0) as f64
-        / 1e9
+    kafka_e2ee_tests::this_thread_cpu_seconds()
 }
 
 /// `KE_BENCH_VERBOSE=1`: a line per round on stderr (wall time; client CPU per record, split

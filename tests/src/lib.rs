@@ -123,6 +123,16 @@ fn kubeconfig_server(path: &str) -> Option<String> {
     host_port_of_url(url)
 }
 
+/// This thread's CPU seconds so far, from its schedstat (nanosecond resolution). For the
+/// benchmarks.
+pub fn this_thread_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|stat| stat.split(' ').next()?.parse::<u64>().ok())
+        .unwrap_or(0) as f64
+        / 1e9
+}
+
 /// CPU seconds every live thread of process `pid` ("self" for this one) has used, with the
 /// nanosecond resolution of `/proc/<pid>/task/<tid>/schedstat` (utime ticks are 10 ms); 0 when
 /// the process is gone. For the benchmarks.
