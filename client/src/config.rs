@@ -14,7 +14,6 @@ pub use kafka_e2ee_core::config::*;
 use crate::any_provider::AnyProvider;
 use crate::consumer::{ConsumeError, ConsumerSettings, DecryptingConsumer};
 use crate::dek_cache::DekCache;
-use crate::engine::Aes256Gcm;
 use crate::kafka::Connect as _;
 use crate::key_directory::{KeyDirectory, KeyDirectoryError};
 use crate::producer::{EncryptingProducer, ProduceError, ProducerSettings};
@@ -100,7 +99,7 @@ impl EncryptionClient {
         );
         let deks = Arc::new(DekCache::new(
             provider,
-            Box::new(Aes256Gcm),
+            config.crypto_library.engine(),
             config.dek_cache_config(),
         ));
         Ok(Self {

@@ -38,6 +38,7 @@ use thiserror::Error;
 
 use crate::connection::KafkaConnection;
 use crate::dek_cache::DekCacheConfig;
+use crate::engine::CryptoLibrary;
 use crate::signing::{PublicKey, TrustedKeys};
 use crate::trust::Trust;
 
@@ -225,6 +226,14 @@ pub struct ClientConfig {
     pub key_wait_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dek_cache: Option<DekCacheSettings>,
+    /// Which library implements AES-256-GCM (`awsLc`, the default, or `ring`): the same
+    /// record format either way, so producers and consumers may differ.
+    #[serde(default, skip_serializing_if = "is_default_library")]
+    pub crypto_library: CryptoLibrary,
+}
+
+fn is_default_library(library: &CryptoLibrary) -> bool {
+    *library == CryptoLibrary::default()
 }
 
 /// Secret properties (a SASL password from mounted credentials) are not printed.
@@ -249,6 +258,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("topics", &self.topics)
             .field("key_wait_ms", &self.key_wait_ms)
             .field("dek_cache", &self.dek_cache)
+            .field("crypto_library", &self.crypto_library)
             .finish()
     }
 }
@@ -286,6 +296,7 @@ impl ClientConfig {
             topics: BTreeSet::new(),
             key_wait_ms: None,
             dek_cache: None,
+            crypto_library: CryptoLibrary::default(),
         }
     }
 

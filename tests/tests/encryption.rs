@@ -1074,3 +1074,46 @@ async fn the_configured_client_round_trips_and_plaintext_passes_only_where_allow
         )
     );
 }
+
+/// `cryptoLibrary` is a per-client choice over one record format: what an aws-lc-rs producer
+/// sealed, a ring consumer opens, and the other way round.
+#[tokio::test]
+async fn producers_and_consumers_on_either_crypto_library_read_each_other() {
+    use kafka_e2ee_client::engine::CryptoLibrary;
+    let mut fx = Fixture::new("engines").await.unwrap();
+    let topic = fx.reject_topic("engines", 1).await;
+    let client = |library| {
+        let mut config = fx.client_config(WAIT);
+        config.crypto_library = library;
+        config
+            .consumer_properties
+            .insert("auto.offset.reset".into(), "earliest".into());
+        EncryptionClient::with_config(config)
+    };
+    let (lc, ring) = (
+        client(CryptoLibrary::AwsLc).await.unwrap(),
+        client(CryptoLibrary::Ring).await.unwrap(),
+    );
+    for (producer, name) in [(&lc, "aws-lc"), (&ring, "ring")] {
+        let value = format!("sealed by {name}");
+        producer
+            .producer()
+            .unwrap()
+            .send_and_wait(OutgoingRecord::new(&topic, value.as_bytes()))
+            .await
+            .unwrap();
+    }
+    for consumer in [&lc, &ring] {
+        let consumer = consumer.consumer(&unique("engines")).unwrap();
+        consumer.subscribe(&[&topic]).unwrap();
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let record = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            got.push(String::from_utf8(record.value.unwrap()).unwrap());
+        }
+        assert_eq!(got, ["sealed by aws-lc", "sealed by ring"]);
+    }
+}
