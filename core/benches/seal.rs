@@ -4,7 +4,8 @@
 //! interleaved, repeated PAIRS times; the median ratio is reported.
 //! 1. envelope seal (PartitionSealer::seal: nonce, frame, AAD, AEAD) / bare aws-lc-rs AES-256-GCM seal of
 //!    the same bytes into a fresh buffer, at 100 B and 1 KiB;
-//! 2. ring / aws-lc-rs for the bare AES-256-GCM seal (the engine choice);
+//! 2. ring / aws-lc-rs for the bare AES-256-GCM seal, and for the envelope seal through each
+//!    `cryptoLibrary` (the engine choice);
 //! 3. envelope open (open_with_scratch: AAD, AEAD, frame parse, the value returned in its own
 //!    buffer) / bare aws-lc-rs AES-256-GCM open of the same payload copied into a fresh buffer.
 
@@ -18,7 +19,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use kafka_e2ee_core::engine::{Aes256Gcm, EncryptionEngine, PreparedKey};
+use kafka_e2ee_core::engine::{Aes256Gcm, EncryptionEngine, PreparedKey, RingAes256Gcm};
 use kafka_e2ee_core::nonce::{MAX_RECORDS_PER_DEK, NonceSequence};
 use kafka_e2ee_core::record::{PartitionSealer, RecordLocation, aad, open_with_scratch};
 use kafka_e2ee_core::secret::KeyMaterial;
@@ -120,6 +121,15 @@ fn main() {
         LOC,
         1,
     );
+    // The same envelope through ring (`cryptoLibrary: ring`).
+    let ring_sealer = PartitionSealer::new(
+        RingAes256Gcm
+            .prepare(&KeyMaterial::from_vec(key_bytes.to_vec()))
+            .unwrap(),
+        NonceSequence::new(MAX_RECORDS_PER_DEK).unwrap(),
+        LOC,
+        1,
+    );
     let lc_key = aws_lc_rs::aead::LessSafeKey::new(
         aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &key_bytes).unwrap(),
     );
@@ -136,9 +146,9 @@ fn main() {
     let envelope_aad = aad(LOC, 1, Some(&record_key));
 
     println!(
-        "| payload | envelope ns | bare aws-lc-rs ns | envelope / bare (median of {PAIRS}) | bare with the envelope's AAD / bare | ring ns | ring / aws-lc-rs (median of {PAIRS}) |"
+        "| payload | envelope ns | bare aws-lc-rs ns | envelope / bare (median of {PAIRS}) | bare with the envelope's AAD / bare | ring ns | ring / aws-lc-rs (median of {PAIRS}) | envelope with ring / with aws-lc-rs |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let mut open_rows = Vec::new();
     for size in [100usize, 1024] {
         let payload = vec![0x5au8; size];
@@ -153,6 +163,7 @@ fn main() {
         ));
         let (mut env_ratio, mut ring_ratio, mut aad_ratio, mut env_ns, mut bare_ns, mut ring_ns) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let mut ring_env_ratio = vec![];
         let mut counter: u32 = 0;
         for _ in 0..PAIRS {
             let e = time_per_op(iters, || {
@@ -191,6 +202,14 @@ fn main() {
                 buf.extend_from_slice(tag.as_ref());
                 black_box(buf);
             });
+            let re = time_per_op(iters, || {
+                black_box(
+                    ring_sealer
+                        .seal(Some(&record_key), &[], black_box(&payload))
+                        .unwrap(),
+                );
+            });
+            ring_env_ratio.push(re / e);
             env_ratio.push(e / b);
             ring_ratio.push(r / b);
             aad_ratio.push(a / b);
@@ -199,13 +218,14 @@ fn main() {
             ring_ns.push(r);
         }
         println!(
-            "| {size} B | {:.0} | {:.0} | {:.3} | {:.3} | {:.0} | {:.3} |",
+            "| {size} B | {:.0} | {:.0} | {:.3} | {:.3} | {:.0} | {:.3} | {:.3} |",
             median(env_ns),
             median(bare_ns),
             median(env_ratio),
             median(aad_ratio),
             median(ring_ns),
-            median(ring_ratio)
+            median(ring_ratio),
+            median(ring_env_ratio)
         );
     }
     println!();
