@@ -5,14 +5,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 
 use kafka_e2ee_crds::injection::{ClientIndex, INDEX_FORMAT, IndexedTopic, Profile};
+use kafka_e2ee_webhook::inject::PreparedIndex;
 use kafka_e2ee_webhook::review::{Admission, IndexSource, ProblemMode, Webhook};
 use libfuzzer_sys::fuzz_target;
 
 /// Every namespace has topic `orders` on a keystore connection.
-struct OneIndex(Arc<ClientIndex>);
+struct OneIndex(Arc<PreparedIndex>);
 
 impl IndexSource for OneIndex {
-    fn index(&self, _namespace: &str) -> Option<Arc<ClientIndex>> {
+    fn index(&self, _namespace: &str) -> Option<Arc<PreparedIndex>> {
         Some(Arc::clone(&self.0))
     }
 }
@@ -20,7 +21,7 @@ impl IndexSource for OneIndex {
 fn admission() -> &'static Admission<OneIndex> {
     static ADMISSION: OnceLock<Admission<OneIndex>> = OnceLock::new();
     ADMISSION.get_or_init(|| Admission {
-        indexes: OneIndex(Arc::new(ClientIndex {
+        indexes: OneIndex(Arc::new(PreparedIndex::new(ClientIndex {
             format: INDEX_FORMAT,
             topics: BTreeMap::from([(
                 "orders".to_owned(),
@@ -38,7 +39,7 @@ fn admission() -> &'static Admission<OneIndex> {
                     unavailable: None,
                 },
             )]),
-        })),
+        }))),
         // Proxy mode on: its injection is parsed and patched too.
         policy: kafka_e2ee_webhook::inject::Policy {
             excluded: BTreeSet::from(["kube-system".to_owned()]),

@@ -15,10 +15,11 @@ use kube::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
+use crate::inject::PreparedIndex;
 use crate::review::IndexSource;
 
 /// A parsed index and the ConfigMap version it came from.
-type Parsed = (Option<String>, Option<Arc<ClientIndex>>);
+type Parsed = (Option<String>, Option<Arc<PreparedIndex>>);
 
 #[derive(Clone)]
 pub struct ClusterCache {
@@ -123,7 +124,7 @@ impl IndexSource for ClusterCache {
         Some(backend)
     }
 
-    fn index(&self, namespace: &str) -> Option<Arc<ClientIndex>> {
+    fn index(&self, namespace: &str) -> Option<Arc<PreparedIndex>> {
         let found = self
             .store
             .get(&ObjectRef::new(CLIENT_CONFIGMAP).within(namespace));
@@ -139,7 +140,7 @@ impl IndexSource for ClusterCache {
         {
             return index.clone();
         }
-        let index = parse_index(&cm).map(Arc::new);
+        let index = parse_index(&cm).map(|index| Arc::new(PreparedIndex::new(index)));
         parsed.insert(namespace.to_owned(), (version, index.clone()));
         index
     }

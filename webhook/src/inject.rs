@@ -15,19 +15,80 @@
 //! injected spec yields no patch; anything present but different is a conflict, never
 //! overwritten.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use kafka_e2ee_crds::injection::{
     self, AWS_ROLE_ARN_ANNOTATION, BOOTSTRAP_ENV_ANNOTATION, CLIENT_CONFIGMAP, CONFIG_ENV,
     CONTAINERS_ANNOTATION, ClientIndex, DEFAULT_BOOTSTRAP_ENV, INJECT_ANNOTATION,
     INJECTED_ANNOTATION, InjectionRecord, KAFKA_CREDENTIALS_ENV, KAFKA_SECRET_ANNOTATION,
     KAFKA_SECRET_PATH, KAFKA_SECRET_VOLUME, MODE_ANNOTATION, MODE_PROXY, MOUNT_PATH,
-    PROXY_BOOTSTRAP, PROXY_CONTAINER, PROXY_HEALTH_PORT, PROXY_KAFKA_SECRET_ANNOTATION,
+    PROXY_BOOTSTRAP, PROXY_CONTAINER, PROXY_HEALTH_PORT, PROXY_KAFKA_SECRET_ANNOTATION, Profile,
     ProjectedSource, TOPICS_ANNOTATION, VOLUME_NAME,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
+
+/// A namespace's client index, with what injection derives from it built once per version of
+/// the index instead of once per admitted pod: each profile's projected volume.
+#[derive(Debug, Default)]
+pub struct PreparedIndex {
+    pub index: ClientIndex,
+    /// Per profile: the volume of a pod that adds nothing of its own to it (no AWS role).
+    volumes: BTreeMap<String, Item>,
+}
+
+impl PreparedIndex {
+    pub fn new(index: ClientIndex) -> Self {
+        let volumes = index
+            .profiles
+            .iter()
+            .map(|(name, profile)| (name.clone(), Item::new(volume(name, profile, None))))
+            .collect();
+        Self { index, volumes }
+    }
+}
+
+impl From<ClientIndex> for PreparedIndex {
+    fn from(index: ClientIndex) -> Self {
+        Self::new(index)
+    }
+}
+
+/// Something a patch adds, kept both ways: parsed, to compare with what the pod has, and
+/// serialized, to be written into the patch as it is.
+#[derive(Debug, Clone)]
+struct Item {
+    value: Value,
+    json: Option<Box<RawValue>>,
+}
+
+impl Item {
+    fn new(value: Value) -> Self {
+        // Serializing a Value cannot fail; were it to, the value is serialized per patch.
+        let json = RawValue::from_string(value.to_string()).ok();
+        Self { value, json }
+    }
+}
+
+impl Serialize for Item {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.json {
+            Some(json) => json.serialize(serializer),
+            None => self.value.serialize(serializer),
+        }
+    }
+}
+
+/// What every injected container gets in client mode: the variable naming the file, and the
+/// volume's mount.
+static CONFIG_ENV_ITEM: LazyLock<Item> =
+    LazyLock::new(|| Item::new(json!({"name": CONFIG_ENV, "value": config_path()})));
+static MOUNT_ITEM: LazyLock<Item> = LazyLock::new(|| {
+    Item::new(json!({"name": VOLUME_NAME, "mountPath": MOUNT_PATH, "readOnly": true}))
+});
 
 /// The parts of a pod injection reads. Everything else (managed fields, the rest of each
 /// container) is skipped while parsing, never materialised: a pod review costs one pass.
@@ -164,6 +225,8 @@ pub enum ProblemReason {
     NoServiceAccount,
     /// The pod is not valid JSON of a pod.
     MalformedPod,
+    /// The patch could not be encoded (a bug, never the pod's fault).
+    Internal,
     /// Proxy mode was asked for, and this webhook has no proxy image configured.
     ProxyUnavailable,
 }
@@ -180,6 +243,7 @@ impl ProblemReason {
             Self::NoServiceAccount => "NoServiceAccount",
             Self::MalformedPod => "MalformedPod",
             Self::ProxyUnavailable => "ProxyUnavailable",
+            Self::Internal => "Internal",
         }
     }
 }
@@ -215,9 +279,10 @@ pub enum Decision {
     Skip(Skip),
     /// Everything is already in place (a reinvocation).
     AlreadyInjected,
-    /// JSON patch operations (RFC 6902) and what they inject, with warnings for the user.
+    /// JSON patch operations (RFC 6902, as JSON: an array) and what they inject, with
+    /// warnings for the user.
     Inject {
-        patch: Vec<Value>,
+        patch: Vec<u8>,
         record: InjectionRecord,
         warnings: Vec<String>,
     },
@@ -250,7 +315,7 @@ pub fn decide(
     pod: &PodView,
     namespace: &str,
     policy: &Policy,
-    index: impl FnOnce() -> Option<Arc<ClientIndex>>,
+    index: impl FnOnce() -> Option<Arc<PreparedIndex>>,
 ) -> Decision {
     if policy.excluded.contains(namespace) {
         return Decision::Skip(Skip::ExcludedNamespace);
@@ -287,36 +352,71 @@ pub fn decide(
             ));
         }
     };
-    match plan(pod, namespace, &topics, index().as_deref(), proxy) {
+    let index = index();
+    match plan(pod, namespace, &topics, index.as_deref(), proxy) {
         Ok(plan) => plan.into_decision(pod),
         Err(problem) => Decision::Problem(problem),
     }
 }
 
-/// What the pod should end up with.
+/// What the pod should end up with; the common items are borrowed from the prepared index.
 struct Plan<'a> {
     /// Ours first ([`VOLUME_NAME`]), then the Kafka Secret if the pod names one.
-    volumes: Vec<Value>,
+    volumes: Vec<Cow<'a, Item>>,
     /// Added to each chosen container.
-    env: Vec<Value>,
+    env: Vec<Cow<'a, Item>>,
     /// Mounted in each chosen container (client mode): ours, then the Kafka Secret's.
-    mounts: Vec<Value>,
+    mounts: Vec<Cow<'a, Item>>,
     /// The chosen containers, with their JSON pointers.
     containers: Vec<(String, &'a ContainerView)>,
     /// Proxy mode: the sidecar, and whether it is a native one.
-    sidecar: Option<(Value, bool)>,
+    sidecar: Option<(Item, bool)>,
     record: InjectionRecord,
+}
+
+/// The projected volume of a profile: the client configuration and what it names, plus
+/// `extra` (the AWS web-identity token of a pod that names a role).
+fn volume(profile_name: &str, profile: &Profile, extra: Option<Value>) -> Value {
+    let mut config_items = vec![json!({"key": profile_name, "path": injection::CONFIG_FILE})];
+    let mut sources = Vec::new();
+    for source in &profile.sources {
+        sources.push(match source {
+            ProjectedSource::ClientConfigMap { key, path } => {
+                config_items.push(json!({"key": key, "path": path}));
+                continue;
+            }
+            ProjectedSource::ServiceAccountToken { audience, path } => {
+                token_source(audience.as_deref(), path.as_str())
+            }
+            ProjectedSource::Secret { name, items, .. } => {
+                let items: Vec<Value> = items
+                    .iter()
+                    .map(|(key, path)| json!({"key": key, "path": path}))
+                    .collect();
+                json!({"secret": {"name": name, "items": items}})
+            }
+        });
+    }
+    sources.insert(
+        0,
+        json!({"configMap": {"name": CLIENT_CONFIGMAP, "items": config_items}}),
+    );
+    sources.extend(extra);
+    // Owner and group only: the configuration names the KMS and the token is a credential
+    // (the pod's fsGroup, if set, is the group).
+    json!({"name": VOLUME_NAME, "projected": {"defaultMode": INJECTED_FILE_MODE, "sources": sources}})
 }
 
 fn plan<'a>(
     pod: &'a PodView,
     namespace: &str,
     topics: &[String],
-    index: Option<&ClientIndex>,
+    prepared: Option<&'a PreparedIndex>,
     proxy: Option<&ProxySidecar>,
 ) -> Result<Plan<'a>, Problem> {
-    let empty = ClientIndex::default();
-    let index = index.unwrap_or(&empty);
+    static EMPTY: LazyLock<PreparedIndex> = LazyLock::new(PreparedIndex::default);
+    let prepared = prepared.unwrap_or(&EMPTY);
+    let index = &prepared.index;
     let unknown: Vec<&str> = topics
         .iter()
         .filter(|t| !index.topics.contains_key(*t))
@@ -387,63 +487,52 @@ fn plan<'a>(
             reason.clone(),
         ));
     }
-    let mut config_items = vec![json!({"key": profile_name, "path": injection::CONFIG_FILE})];
-    let mut sources = Vec::new();
     for source in &profile.sources {
-        sources.push(match source {
-            ProjectedSource::ClientConfigMap { key, path } => {
-                config_items.push(json!({"key": key, "path": path}));
-                continue;
-            }
-            ProjectedSource::ServiceAccountToken { audience, path } => {
-                token_source(audience.as_deref(), path)
-            }
-            ProjectedSource::Secret {
-                namespace: secret_namespace,
-                name,
-                items,
-            } => {
-                if secret_namespace != namespace {
-                    return Err(Problem::new(
-                        ProblemReason::NoAccess,
-                        format!(
-                            "{} keeps its Secret {name} in namespace {secret_namespace}, and pods \
-                             in {namespace} can mount only Secrets of their own namespace; use a \
-                             KmsConnection in {namespace} (with its own Secret) for these topics",
-                            profile.kms_ref
-                        ),
-                    ));
-                }
-                let items: Vec<Value> = items
-                    .iter()
-                    .map(|(key, path)| json!({"key": key, "path": path}))
-                    .collect();
-                json!({"secret": {"name": name, "items": items}})
-            }
-        });
+        if let ProjectedSource::Secret {
+            namespace: secret_namespace,
+            name,
+            ..
+        } = source
+            && secret_namespace != namespace
+        {
+            return Err(Problem::new(
+                ProblemReason::NoAccess,
+                format!(
+                    "{} keeps its Secret {name} in namespace {secret_namespace}, and pods \
+                     in {namespace} can mount only Secrets of their own namespace; use a \
+                     KmsConnection in {namespace} (with its own Secret) for these topics",
+                    profile.kms_ref
+                ),
+            ));
+        }
     }
-    sources.insert(
-        0,
-        json!({"configMap": {"name": CLIENT_CONFIGMAP, "items": config_items}}),
-    );
-    let mut env = vec![json!({"name": CONFIG_ENV, "value": config_path()})];
-    if profile.provider == "awsKms"
-        && let Some(role) = pod.annotation(AWS_ROLE_ARN_ANNOTATION).map(str::trim)
-        && !role.is_empty()
-    {
-        sources.push(token_source(
-            Some(injection::AWS_AUDIENCE),
-            injection::AWS_TOKEN_FILE,
-        ));
-        env.push(json!({"name": "AWS_ROLE_ARN", "value": role}));
-        env.push(json!({
-            "name": "AWS_WEB_IDENTITY_TOKEN_FILE",
-            "value": format!("{MOUNT_PATH}/{}", injection::AWS_TOKEN_FILE),
-        }));
-    }
-    let needs_token = sources
-        .iter()
-        .any(|s| s.get("serviceAccountToken").is_some());
+    let mut env = vec![Cow::Borrowed(&*CONFIG_ENV_ITEM)];
+    let aws_role = pod
+        .annotation(AWS_ROLE_ARN_ANNOTATION)
+        .map(str::trim)
+        .filter(|role| profile.provider == "awsKms" && !role.is_empty());
+    let volume = match aws_role {
+        Some(role) => {
+            env.push(Cow::Owned(Item::new(
+                json!({"name": "AWS_ROLE_ARN", "value": role}),
+            )));
+            env.push(Cow::Owned(Item::new(json!({
+                "name": "AWS_WEB_IDENTITY_TOKEN_FILE",
+                "value": format!("{MOUNT_PATH}/{}", injection::AWS_TOKEN_FILE),
+            }))));
+            let token = token_source(Some(injection::AWS_AUDIENCE), injection::AWS_TOKEN_FILE);
+            Cow::Owned(Item::new(volume(profile_name, profile, Some(token))))
+        }
+        None => match prepared.volumes.get(profile_name) {
+            Some(prepared) => Cow::Borrowed(prepared),
+            None => Cow::Owned(Item::new(volume(profile_name, profile, None))),
+        },
+    };
+    let needs_token = aws_role.is_some()
+        || profile
+            .sources
+            .iter()
+            .any(|s| matches!(s, ProjectedSource::ServiceAccountToken { .. }));
     let account = [&pod.spec.service_account_name, &pod.spec.service_account]
         .into_iter()
         .flatten()
@@ -479,10 +568,7 @@ fn plan<'a>(
         containers: containers.iter().map(|(_, c)| c.name.clone()).collect(),
         mode: proxy.map(|_| MODE_PROXY.to_owned()),
     };
-    let mount = json!({"name": VOLUME_NAME, "mountPath": MOUNT_PATH, "readOnly": true});
-    // Owner and group only: the configuration names the KMS and the token is a credential
-    // (the pod's fsGroup, if set, is the group).
-    let volume = json!({"name": VOLUME_NAME, "projected": {"defaultMode": INJECTED_FILE_MODE, "sources": sources}});
+    let mount = Cow::Borrowed(&*MOUNT_ITEM);
     Ok(match proxy {
         None => {
             if pod.annotation(PROXY_KAFKA_SECRET_ANNOTATION).is_some() {
@@ -497,9 +583,11 @@ fn plan<'a>(
             let mut mounts = vec![mount];
             let mut env = env;
             if let Some(secret) = kafka_secret(pod, KAFKA_SECRET_ANNOTATION)? {
-                volumes.push(kafka_secret_volume(secret));
-                mounts.push(kafka_secret_mount());
-                env.push(json!({"name": KAFKA_CREDENTIALS_ENV, "value": KAFKA_SECRET_PATH}));
+                volumes.push(Cow::Owned(Item::new(kafka_secret_volume(secret))));
+                mounts.push(Cow::Owned(Item::new(kafka_secret_mount())));
+                env.push(Cow::Owned(Item::new(
+                    json!({"name": KAFKA_CREDENTIALS_ENV, "value": KAFKA_SECRET_PATH}),
+                )));
             }
             Plan {
                 volumes,
@@ -525,19 +613,22 @@ fn plan<'a>(
                 ));
             }
             let mut volumes = vec![volume];
-            let mut mounts = vec![mount];
-            let mut env = env;
+            let mut mounts = vec![mount.value.clone()];
+            let mut env: Vec<Value> = env.iter().map(|item| item.value.clone()).collect();
             if let Some(secret) = kafka_secret(pod, PROXY_KAFKA_SECRET_ANNOTATION)? {
-                volumes.push(kafka_secret_volume(secret));
+                volumes.push(Cow::Owned(Item::new(kafka_secret_volume(secret))));
                 mounts.push(kafka_secret_mount());
                 env.push(json!({"name": "KAFKA_E2EE_PROXY_UPSTREAM_CREDENTIALS", "value": KAFKA_SECRET_PATH}));
             }
+            let sidecar = Item::new(proxy_container(proxy, env, mounts));
             Plan {
                 volumes,
-                env: vec![json!({"name": bootstrap_env, "value": PROXY_BOOTSTRAP})],
+                env: vec![Cow::Owned(Item::new(
+                    json!({"name": bootstrap_env, "value": PROXY_BOOTSTRAP}),
+                ))],
                 mounts: Vec::new(),
                 containers,
-                sidecar: Some((proxy_container(proxy, env, mounts), proxy.native)),
+                sidecar: Some((sidecar, proxy.native)),
                 record,
             }
         }
@@ -679,9 +770,20 @@ fn choose_containers<'a>(
 
 impl Plan<'_> {
     fn into_decision(self, pod: &PodView) -> Decision {
-        match self.patch(pod) {
-            Ok(patch) if patch.is_empty() => Decision::AlreadyInjected,
-            Ok(patch) => Decision::Inject {
+        let patch = self.patch(pod).and_then(|ops| {
+            if ops.is_empty() {
+                return Ok(None);
+            }
+            serde_json::to_vec(&ops).map(Some).map_err(|e| {
+                Problem::new(
+                    ProblemReason::Internal,
+                    format!("cannot encode the patch: {e}"),
+                )
+            })
+        });
+        match patch {
+            Ok(None) => Decision::AlreadyInjected,
+            Ok(Some(patch)) => Decision::Inject {
                 patch,
                 // In proxy mode only the proxy reads the files, with group 0.
                 warnings: if !self.mounts.is_empty() {
@@ -697,7 +799,8 @@ impl Plan<'_> {
         }
     }
 
-    fn patch(&self, pod: &PodView) -> Result<Vec<Value>, Problem> {
+    /// The operations, borrowing what they add from the plan (serialized once, never copied).
+    fn patch<'p>(&'p self, pod: &PodView) -> Result<Vec<Op<'p>>, Problem> {
         let conflict = |what: String| {
             Err(Problem::new(
                 ProblemReason::ConflictingConfig,
@@ -710,51 +813,46 @@ impl Plan<'_> {
         let mut ops = Vec::new();
         let volumes = pod.spec.volumes.as_deref();
         for volume in &self.volumes {
-            let name = volume["name"].as_str().unwrap_or_default();
+            let name = volume.value["name"].as_str().unwrap_or_default();
             match find_named(volumes, name) {
-                Some(existing) if covers(existing, volume) => {}
+                Some(existing) if covers(existing, &volume.value) => {}
                 Some(_) => {
                     return conflict(format!(
                         "the pod already has a different volume named {name}"
                     ));
                 }
-                None => append(volumes, "/spec/volumes", volume.clone(), &mut ops),
+                None => append(volumes, "/spec/volumes".into(), volume, &mut ops),
             }
         }
         for (pointer, container) in &self.containers {
             let name = &container.name;
             let env = container.env.as_deref();
             for var in &self.env {
-                let var_name = var["name"].as_str().unwrap_or_default();
+                let var_name = var.value["name"].as_str().unwrap_or_default();
                 match find_named(env, var_name) {
-                    Some(existing) if covers(existing, var) => {}
+                    Some(existing) if covers(existing, &var.value) => {}
                     Some(_) => {
                         return conflict(format!("container {name} sets {var_name} itself"));
                     }
-                    None => append(env, &format!("{pointer}/env"), var.clone(), &mut ops),
+                    None => append(env, format!("{pointer}/env"), var, &mut ops),
                 }
             }
             let mounts = container.volume_mounts.as_deref();
             for mount in &self.mounts {
-                let path = &mount["mountPath"];
+                let path = &mount.value["mountPath"];
                 let at_our_path = mounts
                     .into_iter()
                     .flatten()
                     .find(|m| &m["mountPath"] == path);
                 match at_our_path {
-                    Some(existing) if covers(existing, mount) => {}
+                    Some(existing) if covers(existing, &mount.value) => {}
                     Some(_) => {
                         return conflict(format!(
                             "container {name} already mounts something else at {}",
                             path.as_str().unwrap_or_default()
                         ));
                     }
-                    None => append(
-                        mounts,
-                        &format!("{pointer}/volumeMounts"),
-                        mount.clone(),
-                        &mut ops,
-                    ),
+                    None => append(mounts, format!("{pointer}/volumeMounts"), mount, &mut ops),
                 }
             }
         }
@@ -763,7 +861,7 @@ impl Plan<'_> {
                 .all_containers()
                 .find(|(_, c)| c.name == PROXY_CONTAINER);
             match existing {
-                Some((pointer, c)) if c.is_proxy(sidecar, *native, &pointer) => {}
+                Some((pointer, c)) if c.is_proxy(&sidecar.value, *native, &pointer) => {}
                 Some(_) => {
                     return conflict(format!(
                         "the pod already has a different container named {PROXY_CONTAINER}"
@@ -773,27 +871,23 @@ impl Plan<'_> {
                 // containers they were computed for.
                 None if *native => match &pod.spec.init_containers {
                     // First: it starts before any init container that may need Kafka.
-                    Some(_) => ops.push(
-                        json!({"op": "add", "path": "/spec/initContainers/0", "value": sidecar}),
-                    ),
-                    None => ops.push(
-                        json!({"op": "add", "path": "/spec/initContainers", "value": [sidecar]}),
-                    ),
+                    Some(_) => ops.push(Op::add("/spec/initContainers/0", OpValue::One(sidecar))),
+                    None => ops.push(Op::add(
+                        "/spec/initContainers",
+                        OpValue::Many(vec![sidecar]),
+                    )),
                 },
                 // A pod always has containers (choose_containers refused one without).
-                None => {
-                    ops.push(json!({"op": "add", "path": "/spec/containers/-", "value": sidecar}))
-                }
+                None => ops.push(Op::add("/spec/containers/-", OpValue::One(sidecar))),
             }
         }
         let record = serde_json::to_string(&self.record).unwrap_or_default();
         // The topics annotation exists (it asked for injection), so annotations do too.
         if pod.annotation(INJECTED_ANNOTATION) != Some(record.as_str()) && !ops.is_empty() {
-            ops.push(json!({
-                "op": "add",
-                "path": format!("/metadata/annotations/{}", escape(INJECTED_ANNOTATION)),
-                "value": record,
-            }));
+            ops.push(Op::add(
+                format!("/metadata/annotations/{}", escape(INJECTED_ANNOTATION)),
+                OpValue::Text(record),
+            ));
         }
         Ok(ops)
     }
@@ -849,20 +943,47 @@ fn find_named<'a>(items: Option<&'a [Value]>, name: &str) -> Option<&'a Value> {
         .find(|item| item.get("name").and_then(Value::as_str) == Some(name))
 }
 
+/// One RFC 6902 `add` operation.
+#[derive(Debug, Serialize)]
+struct Op<'p> {
+    op: &'static str,
+    path: String,
+    value: OpValue<'p>,
+}
+
+impl<'p> Op<'p> {
+    fn add(path: impl Into<String>, value: OpValue<'p>) -> Self {
+        Self {
+            op: "add",
+            path: path.into(),
+            value,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum OpValue<'p> {
+    One(&'p Item),
+    /// A new array.
+    Many(Vec<&'p Item>),
+    Text(String),
+}
+
 /// Appends `item` to the array at `pointer` (whose current content is `existing`), creating
 /// it if the pod, and the operations so far, have none.
-fn append(existing: Option<&[Value]>, pointer: &str, item: Value, ops: &mut Vec<Value>) {
+fn append<'p>(existing: Option<&[Value]>, pointer: String, item: &'p Item, ops: &mut Vec<Op<'p>>) {
     // An earlier operation of ours may have created the array already.
-    if let Some(op) = ops.iter_mut().find(|op| op["path"] == pointer) {
-        if let Some(items) = op["value"].as_array_mut() {
+    if let Some(op) = ops.iter_mut().find(|op| op.path == pointer) {
+        if let OpValue::Many(items) = &mut op.value {
             items.push(item);
         }
         return;
     }
     if existing.is_some() {
-        ops.push(json!({"op": "add", "path": format!("{pointer}/-"), "value": item}));
+        ops.push(Op::add(format!("{pointer}/-"), OpValue::One(item)));
     } else {
-        ops.push(json!({"op": "add", "path": pointer, "value": [item]}));
+        ops.push(Op::add(pointer, OpValue::Many(vec![item])));
     }
 }
 
@@ -875,7 +996,7 @@ fn escape(token: &str) -> String {
 mod tests {
     use std::collections::BTreeMap;
 
-    use kafka_e2ee_crds::injection::{INDEX_FORMAT, IndexedTopic, Profile};
+    use kafka_e2ee_crds::injection::{INDEX_FORMAT, IndexedTopic};
 
     use super::*;
 
@@ -967,22 +1088,26 @@ mod tests {
         }
     }
 
-    fn apply(pod: &Value, ops: &[Value]) -> Value {
-        let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops.to_vec())).unwrap();
+    fn apply(pod: &Value, ops: &[u8]) -> Value {
+        let patch: json_patch::Patch = serde_json::from_slice(ops).unwrap();
         let mut out = pod.clone();
         json_patch::patch(&mut out, &patch).unwrap();
         out
     }
 
     fn inject(pod: &Value) -> (Value, InjectionRecord) {
-        match decide(&view(pod), "shop", &excluded(), || Some(Arc::new(index()))) {
+        match decide(&view(pod), "shop", &excluded(), || {
+            Some(Arc::new(index().into()))
+        }) {
             Decision::Inject { patch, record, .. } => (apply(pod, &patch), record),
             other => panic!("{other:?}"),
         }
     }
 
     fn warnings(pod: &Value) -> Vec<String> {
-        match decide(&view(pod), "shop", &excluded(), || Some(Arc::new(index()))) {
+        match decide(&view(pod), "shop", &excluded(), || {
+            Some(Arc::new(index().into()))
+        }) {
             Decision::Inject { warnings, .. } => warnings,
             other => panic!("{other:?}"),
         }
@@ -1100,7 +1225,7 @@ mod tests {
         let (injected, _) = inject(&pod(json!({TOPICS_ANNOTATION: "orders"})));
         assert_eq!(
             decide(&view(&injected), "shop", &excluded(), || Some(Arc::new(
-                index()
+                index().into()
             ))),
             Decision::AlreadyInjected
         );
@@ -1112,7 +1237,7 @@ mod tests {
             .push(json!({"name": "late", "image": "x"}));
         let Decision::Inject { patch, record, .. } =
             decide(&view(&grown), "shop", &excluded(), || {
-                Some(Arc::new(index()))
+                Some(Arc::new(index().into()))
             })
         else {
             panic!()
@@ -1136,7 +1261,7 @@ mod tests {
         );
         assert_eq!(
             decide(&view(&again), "shop", &excluded(), || Some(Arc::new(
-                index()
+                index().into()
             ))),
             Decision::AlreadyInjected
         );
@@ -1169,7 +1294,7 @@ mod tests {
         injected["spec"]["containers"][0]["terminationMessagePath"] = json!("/dev/termination-log");
         assert_eq!(
             decide(&view(&injected), "shop", &excluded(), || Some(Arc::new(
-                index()
+                index().into()
             ))),
             Decision::AlreadyInjected
         );
@@ -1178,7 +1303,7 @@ mod tests {
             json!("mine");
         assert!(matches!(
             decide(&view(&injected), "shop", &excluded(), || Some(Arc::new(
-                index()
+                index().into()
             ))),
             Decision::Problem(Problem {
                 reason: ProblemReason::ConflictingConfig,
@@ -1215,7 +1340,7 @@ mod tests {
         for (pod, ns, want) in cases {
             // A pod left alone costs no index lookup.
             let no_lookup =
-                || -> Option<Arc<ClientIndex>> { panic!("index looked up for {want:?}") };
+                || -> Option<Arc<PreparedIndex>> { panic!("index looked up for {want:?}") };
             assert_eq!(
                 decide(&view(&pod), ns, &excluded(), no_lookup),
                 Decision::Skip(want)
@@ -1303,7 +1428,7 @@ mod tests {
         ));
         for (pod, index, reason, words) in cases {
             match decide(&view(&pod), "shop", &excluded(), || {
-                index.clone().map(Arc::new)
+                index.clone().map(|index| Arc::new(index.into()))
             }) {
                 Decision::Problem(p) => {
                     assert_eq!(p.reason, reason, "{}", p.message);
@@ -1329,9 +1454,9 @@ mod tests {
             (own_volume, "different volume named kafka-e2ee"),
             (own_mount, "container sidecar already mounts something else"),
         ] {
-            let Decision::Problem(p) =
-                decide(&view(&pod), "shop", &excluded(), || Some(Arc::new(index())))
-            else {
+            let Decision::Problem(p) = decide(&view(&pod), "shop", &excluded(), || {
+                Some(Arc::new(index().into()))
+            }) else {
                 panic!("{words}")
             };
             assert_eq!(p.reason, ProblemReason::ConflictingConfig);
@@ -1404,7 +1529,7 @@ mod tests {
         assert_eq!(injected["spec"]["initContainers"][1]["name"], "migrate");
         assert!(matches!(
             decide(&view(&injected), "shop", &excluded(), || Some(Arc::new(
-                index()
+                index().into()
             ))),
             Decision::AlreadyInjected
         ));
@@ -1415,9 +1540,9 @@ mod tests {
         let mut policy = excluded();
         policy.proxy.as_mut().unwrap().native = false;
         let pod = proxy_pod(json!({BOOTSTRAP_ENV_ANNOTATION: "BROKERS"}));
-        let Decision::Inject { patch, .. } =
-            decide(&view(&pod), "shop", &policy, || Some(Arc::new(index())))
-        else {
+        let Decision::Inject { patch, .. } = decide(&view(&pod), "shop", &policy, || {
+            Some(Arc::new(index().into()))
+        }) else {
             panic!()
         };
         let injected = apply(&pod, &patch);
@@ -1427,9 +1552,9 @@ mod tests {
         assert!(proxy.get("restartPolicy").is_none());
         assert_eq!(containers[0]["env"][0]["name"], "BROKERS");
         assert!(matches!(
-            decide(&view(&injected), "shop", &policy, || Some(
-                Arc::new(index())
-            )),
+            decide(&view(&injected), "shop", &policy, || Some(Arc::new(
+                index().into()
+            ))),
             Decision::AlreadyInjected
         ));
 
@@ -1438,7 +1563,9 @@ mod tests {
         own["spec"]["containers"][0]["env"] =
             json!([{"name": "KAFKA_BOOTSTRAP_SERVERS", "value": "kafka:9092"}]);
         assert!(matches!(
-            decide(&view(&own), "shop", &policy, || Some(Arc::new(index()))),
+            decide(&view(&own), "shop", &policy, || Some(Arc::new(
+                index().into()
+            ))),
             Decision::Problem(Problem {
                 reason: ProblemReason::ConflictingConfig,
                 ..
@@ -1447,7 +1574,9 @@ mod tests {
         // No proxy image configured; an unknown mode.
         policy.proxy = None;
         assert!(matches!(
-            decide(&view(&pod), "shop", &policy, || Some(Arc::new(index()))),
+            decide(&view(&pod), "shop", &policy, || Some(Arc::new(
+                index().into()
+            ))),
             Decision::Problem(Problem {
                 reason: ProblemReason::ProxyUnavailable,
                 ..
@@ -1455,7 +1584,9 @@ mod tests {
         ));
         let odd = proxy_pod(json!({MODE_ANNOTATION: "sidecar"}));
         assert!(matches!(
-            decide(&view(&odd), "shop", &excluded(), || Some(Arc::new(index()))),
+            decide(&view(&odd), "shop", &excluded(), || Some(Arc::new(
+                index().into()
+            ))),
             Decision::Problem(Problem {
                 reason: ProblemReason::MalformedPod,
                 ..
@@ -1489,7 +1620,7 @@ mod tests {
         }
         assert!(matches!(
             decide(&view(&injected), "shop", &excluded(), || Some(Arc::new(
-                index()
+                index().into()
             ))),
             Decision::AlreadyInjected
         ));
@@ -1504,9 +1635,9 @@ mod tests {
             (client_mode, "needs kafka-e2ee.io/mode: proxy"),
             (bad_name, "not a Secret name"),
         ] {
-            let Decision::Problem(p) =
-                decide(&view(&pod), "shop", &excluded(), || Some(Arc::new(index())))
-            else {
+            let Decision::Problem(p) = decide(&view(&pod), "shop", &excluded(), || {
+                Some(Arc::new(index().into()))
+            }) else {
                 panic!("{words}")
             };
             assert_eq!(p.reason, ProblemReason::MalformedPod);
@@ -1546,7 +1677,7 @@ mod tests {
         }
         assert!(matches!(
             decide(&view(&injected), "shop", &excluded(), || Some(Arc::new(
-                index()
+                index().into()
             ))),
             Decision::AlreadyInjected
         ));
@@ -1570,9 +1701,9 @@ mod tests {
             ),
             (bad_name, ProblemReason::MalformedPod, "not a Secret name"),
         ] {
-            let Decision::Problem(problem) =
-                decide(&view(&pod), "shop", &excluded(), || Some(Arc::new(index())))
-            else {
+            let Decision::Problem(problem) = decide(&view(&pod), "shop", &excluded(), || {
+                Some(Arc::new(index().into()))
+            }) else {
                 panic!("{words}")
             };
             assert_eq!(problem.reason, reason);

@@ -11,11 +11,10 @@ use std::sync::Arc;
 use kafka_e2ee_crds::KmsRef;
 
 use base64::Engine as _;
-use kafka_e2ee_crds::injection::ClientIndex;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::inject::{self, Decision};
+use crate::inject::{self, Decision, PreparedIndex};
 use crate::validate::{self, Kind};
 
 /// What the apiserver is doing to the object.
@@ -63,6 +62,31 @@ struct ReviewIn<'a> {
     request: Option<Request<'a>>,
 }
 
+/// A review whose object is parsed as a pod in the same pass (the mutating webhook's steady
+/// state): the object's bytes are read once, not once to delimit them and again to parse.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodReviewIn {
+    api_version: String,
+    kind: String,
+    #[serde(default)]
+    request: Option<PodRequest>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodRequest {
+    uid: String,
+    kind: GroupVersionKind,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    #[serde(default)]
+    object: Option<inject::PodView>,
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ReviewOut<'a> {
@@ -79,11 +103,10 @@ pub struct Response {
     allowed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<Status>,
-    /// RFC 6902 operations, base64.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch_type: Option<&'static str>,
+    /// RFC 6902 operations as JSON. Written by [`answer`] as `patch` (base64, straight into
+    /// the body: it needs no escaping, and it is most of the answer's bytes) and `patchType`.
+    #[serde(skip)]
+    patch: Option<Vec<u8>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     warnings: Option<Vec<String>>,
 }
@@ -114,9 +137,8 @@ impl Response {
         self
     }
 
-    fn with_patch(mut self, operations: &[u8]) -> Self {
-        self.patch = Some(base64::engine::general_purpose::STANDARD.encode(operations));
-        self.patch_type = Some("JSONPatch");
+    fn with_patch(mut self, operations: Vec<u8>) -> Self {
+        self.patch = Some(operations);
         self
     }
 }
@@ -176,7 +198,7 @@ pub enum ProblemMode {
 /// What the webhooks read from the cluster (watched, never fetched per request): a
 /// namespace's client index, and the kind of backend a KMS connection holds.
 pub trait IndexSource: Send + Sync {
-    fn index(&self, namespace: &str) -> Option<Arc<ClientIndex>>;
+    fn index(&self, namespace: &str) -> Option<Arc<PreparedIndex>>;
 
     /// The backend kind ([`kafka_e2ee_crds::KmsBackend::kind`]) of the connection that
     /// `kms_ref` names from `namespace`; `None` when unknown (not created yet).
@@ -206,6 +228,17 @@ pub struct Handled {
 
 impl<I: IndexSource> Admission<I> {
     pub fn handle(&self, webhook: Webhook, body: &[u8]) -> Handled {
+        if webhook == Webhook::Mutate
+            && let Some(handled) = self.mutate_in_one_pass(body)
+        {
+            return handled;
+        }
+        self.handle_in_two_passes(webhook, body)
+    }
+
+    /// The review first, with its object as raw JSON, then the object as the handler needs
+    /// it: every body, malformed ones included, gets its exact answer here.
+    fn handle_in_two_passes(&self, webhook: Webhook, body: &[u8]) -> Handled {
         let (api_version, request) = match parse(body) {
             Ok(parsed) => parsed,
             Err(message) => {
@@ -223,35 +256,39 @@ impl<I: IndexSource> Admission<I> {
                 self.indexes.connection_kind(namespace, kms_ref)
             }),
         };
-        let review = ReviewOut {
-            api_version: &api_version,
-            kind: "AdmissionReview",
-            response,
-        };
-        match serde_json::to_vec(&review) {
-            Ok(body) => Handled {
-                status: 200,
-                body,
-                outcome,
-                reasons,
-            },
-            // Serializing our own response cannot fail in practice; say so if it does.
-            Err(e) => Handled {
-                status: 500,
-                body: format!("cannot serialize the response: {e}").into_bytes(),
-                outcome: Outcome::Malformed,
-                reasons: Vec::new(),
-            },
+        answer(&api_version, response, outcome, reasons)
+    }
+
+    /// `/mutate` with the pod parsed in the same pass as the review. `None` when the body does
+    /// not parse that way (not a review, not a pod, not JSON): the two-pass path then gives
+    /// the exact answer (400, or a malformed pod refused), so the outcome is the same either
+    /// way and only the common case is faster.
+    fn mutate_in_one_pass(&self, body: &[u8]) -> Option<Handled> {
+        // One UTF-8 check of the whole body, instead of one per string while parsing.
+        let text = std::str::from_utf8(body).ok()?;
+        let review: PodReviewIn = serde_json::from_str(text).ok()?;
+        if review.kind != "AdmissionReview" || !review.api_version.starts_with("admission.k8s.io/")
+        {
+            return None;
         }
+        let request = review.request?;
+        let allowed = Response {
+            uid: request.uid,
+            allowed: true,
+            ..Response::default()
+        };
+        let is_pod_create = is_pod_create(&request.kind, request.operation, &request.sub_resource);
+        let (response, outcome, reasons) = match request.object.filter(|_| is_pod_create) {
+            Some(pod) => self.mutate_pod(allowed, &pod, request.namespace.as_deref()),
+            None => (allowed, Outcome::Allowed, Vec::new()),
+        };
+        Some(answer(&review.api_version, response, outcome, reasons))
     }
 
     fn mutate(&self, request: &Request<'_>) -> (Response, Outcome, Vec<&'static str>) {
         let allowed = Response::allow(request);
-        let is_pod_create = request.kind.group.is_empty()
-            && request.kind.kind == "Pod"
-            && request.operation == Operation::Create
-            && request.sub_resource.is_none();
-        let Some(object) = request.object.filter(|_| is_pod_create) else {
+        let pod_create = is_pod_create(&request.kind, request.operation, &request.sub_resource);
+        let Some(object) = request.object.filter(|_| pod_create) else {
             return (allowed, Outcome::Allowed, Vec::new());
         };
         let pod = match inject::PodView::parse(object.get()) {
@@ -261,26 +298,29 @@ impl<I: IndexSource> Admission<I> {
                 return (allowed.deny(message), Outcome::Denied, vec!["MalformedPod"]);
             }
         };
+        self.mutate_pod(allowed, &pod, request.namespace.as_deref())
+    }
+
+    fn mutate_pod(
+        &self,
+        allowed: Response,
+        pod: &inject::PodView,
+        namespace: Option<&str>,
+    ) -> (Response, Outcome, Vec<&'static str>) {
         // The request's namespace is authoritative (a pod's own may be empty).
-        let namespace = request.namespace.as_deref().unwrap_or_default();
+        let namespace = namespace.unwrap_or_default();
         let index = || self.indexes.index(namespace);
-        match inject::decide(&pod, namespace, &self.policy, index) {
+        match inject::decide(pod, namespace, &self.policy, index) {
             Decision::Skip(_) | Decision::AlreadyInjected => (allowed, Outcome::Allowed, vec![]),
             Decision::Inject {
                 patch, warnings, ..
-            } => match serde_json::to_vec(&patch) {
-                Ok(operations) => {
-                    let mut patched = allowed.with_patch(&operations);
-                    if !warnings.is_empty() {
-                        patched.warnings = Some(warnings);
-                    }
-                    (patched, Outcome::Patched, vec![])
+            } => {
+                let mut patched = allowed.with_patch(patch);
+                if !warnings.is_empty() {
+                    patched.warnings = Some(warnings);
                 }
-                Err(e) => {
-                    let message = format!("kafka-e2ee: cannot encode the patch: {e}");
-                    (allowed.deny(message), Outcome::Denied, vec!["Internal"])
-                }
-            },
+                (patched, Outcome::Patched, vec![])
+            }
             Decision::Problem(problem) => {
                 let reason = problem.reason.as_str();
                 match self.problem_mode {
@@ -301,6 +341,71 @@ impl<I: IndexSource> Admission<I> {
             }
         }
     }
+}
+
+/// Whether the mutating webhook injects into this object: a pod being created (not one of its
+/// subresources).
+fn is_pod_create(
+    kind: &GroupVersionKind,
+    operation: Operation,
+    sub_resource: &Option<String>,
+) -> bool {
+    kind.group.is_empty()
+        && kind.kind == "Pod"
+        && operation == Operation::Create
+        && sub_resource.is_none()
+}
+
+/// The HTTP answer carrying `response`.
+fn answer(
+    api_version: &str,
+    mut response: Response,
+    outcome: Outcome,
+    reasons: Vec<&'static str>,
+) -> Handled {
+    let patch = response.patch.take();
+    let review = ReviewOut {
+        api_version,
+        kind: "AdmissionReview",
+        response,
+    };
+    match serde_json::to_vec(&review) {
+        Ok(mut body) => {
+            if let Some(patch) = patch {
+                append_patch(&mut body, &patch);
+            }
+            Handled {
+                status: 200,
+                body,
+                outcome,
+                reasons,
+            }
+        }
+        // Serializing our own response cannot fail in practice; say so if it does.
+        Err(e) => Handled {
+            status: 500,
+            body: format!("cannot serialize the response: {e}").into_bytes(),
+            outcome: Outcome::Malformed,
+            reasons: Vec::new(),
+        },
+    }
+}
+
+/// Adds `"patchType":"JSONPatch","patch":"<base64>"` to the response of a serialized
+/// review: the response is the review's last field, so the body ends with its `}}`.
+fn append_patch(body: &mut Vec<u8>, patch: &[u8]) {
+    const FIELDS: &[u8] = br#","patchType":"JSONPatch","patch":""#;
+    debug_assert!(body.ends_with(b"}}"));
+    body.truncate(body.len().saturating_sub(2));
+    body.extend_from_slice(FIELDS);
+    let start = body.len();
+    body.resize(start + patch.len().div_ceil(3) * 4, 0);
+    // The buffer is exactly as long as padded base64 needs.
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(patch, &mut body[start..])
+        .unwrap_or_default();
+    body.truncate(start + written);
+    body.extend_from_slice(b"\"}}");
 }
 
 fn validate(
@@ -352,15 +457,15 @@ pub fn parse(body: &[u8]) -> Result<(String, Request<'_>), String> {
 mod tests {
     use std::collections::{BTreeMap, HashMap};
 
-    use kafka_e2ee_crds::injection::{INDEX_FORMAT, IndexedTopic, Profile};
+    use kafka_e2ee_crds::injection::{ClientIndex, INDEX_FORMAT, IndexedTopic, Profile};
     use serde_json::{Value, json};
 
     use super::*;
 
-    struct Indexes(HashMap<String, Arc<ClientIndex>>);
+    struct Indexes(HashMap<String, Arc<PreparedIndex>>);
 
     impl IndexSource for Indexes {
-        fn index(&self, namespace: &str) -> Option<Arc<ClientIndex>> {
+        fn index(&self, namespace: &str) -> Option<Arc<PreparedIndex>> {
             self.0.get(namespace).cloned()
         }
     }
@@ -386,7 +491,7 @@ mod tests {
             )]),
         };
         Admission {
-            indexes: Indexes(HashMap::from([("shop".to_owned(), Arc::new(index))])),
+            indexes: Indexes(HashMap::from([("shop".to_owned(), Arc::new(index.into()))])),
             policy: inject::Policy {
                 excluded: std::collections::BTreeSet::from(["kube-system".to_owned()]),
                 proxy: None,
@@ -496,6 +601,59 @@ mod tests {
                 assert!(text.contains(words), "{text}");
             }
         }
+    }
+
+    #[test]
+    fn one_pass_and_two_pass_mutations_answer_alike() {
+        let injected = pod_review("admission.k8s.io/v1", "orders");
+        let review: Value = serde_json::from_slice(&injected).unwrap();
+        let variant = |edit: &dyn Fn(&mut Value)| {
+            let mut review = review.clone();
+            edit(&mut review);
+            serde_json::to_vec(&review).unwrap()
+        };
+        let bodies = [
+            injected.clone(),
+            pod_review("admission.k8s.io/v1beta1", "orders"),
+            pod_review("admission.k8s.io/v1", "nope"),
+            pod_review("admission.k8s.io/v1", ""),
+            variant(&|r| r["request"]["operation"] = "UPDATE".into()),
+            variant(&|r| r["request"]["subResource"] = "status".into()),
+            variant(&|r| r["request"]["kind"]["kind"] = "Deployment".into()),
+            variant(&|r| r["request"]["object"]["spec"]["containers"] = json!("not a list")),
+            variant(&|r| r["request"]["object"] = json!([1, 2])),
+            variant(&|r| r["request"]["namespace"] = "kube-system".into()),
+            variant(&|r| {
+                r["request"].as_object_mut().unwrap().remove("object");
+            }),
+            variant(&|r| r["kind"] = "Pod".into()),
+            variant(&|r| {
+                r.as_object_mut().unwrap().remove("request");
+            }),
+            b"not json".to_vec(),
+            b"{\"apiVersion\": \"admission.k8s.io/v1\", \"kind\": \"Admission\xffReview\"}"
+                .to_vec(),
+        ];
+        let admission = admission(ProblemMode::Deny);
+        let mut one_pass = 0;
+        for body in &bodies {
+            let fast = admission.mutate_in_one_pass(body);
+            one_pass += usize::from(fast.is_some());
+            let fast = admission.handle(Webhook::Mutate, body);
+            let exact = admission.handle_in_two_passes(Webhook::Mutate, body);
+            assert_eq!(
+                (fast.status, &fast.body, fast.outcome, &fast.reasons),
+                (exact.status, &exact.body, exact.outcome, &exact.reasons),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // The common cases take the one pass; the malformed ones fall back.
+        assert!(
+            admission.mutate_in_one_pass(&injected).is_some(),
+            "a pod to inject is answered in one pass"
+        );
+        assert_eq!(one_pass, 9, "pods, other kinds and operations: one pass");
     }
 
     #[test]
