@@ -36,19 +36,47 @@ pub struct Metrics {
     pub tls_reloads: Counter,
     /// Unix time the serving certificate expires (self-managed certificates).
     pub certificate_not_after: Gauge,
+    /// Every series a request touches, resolved once: a request then increments atomics
+    /// instead of hashing labels under the families' locks (and every series exists from the
+    /// start, at zero).
+    per_request: [PerWebhook; 2],
+}
+
+#[derive(Clone)]
+struct PerWebhook {
+    /// By [`Outcome::index`].
+    requests: [Counter; Outcome::ALL.len()],
+    duration: Histogram,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self {
-            requests: Family::default(),
-            // 50 µs .. ~1.6 s: the goal is single-digit milliseconds.
-            duration: Family::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+        let requests = Family::<RequestLabels, Counter>::default();
+        // 50 µs .. ~1.6 s: the goal is single-digit milliseconds.
+        let duration: Family<WebhookLabels, Histogram> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_05, 2.0, 16)));
+        let per_request = [Webhook::Mutate, Webhook::Validate].map(|webhook| PerWebhook {
+            requests: Outcome::ALL.map(|outcome| {
+                requests
+                    .get_or_create(&RequestLabels {
+                        webhook: webhook.as_str(),
+                        outcome: outcome.as_str(),
+                    })
+                    .clone()
             }),
+            duration: duration
+                .get_or_create(&WebhookLabels {
+                    webhook: webhook.as_str(),
+                })
+                .clone(),
+        });
+        Self {
+            requests,
+            duration,
             problems: Family::default(),
             tls_reloads: Counter::default(),
             certificate_not_after: Gauge::default(),
+            per_request,
         }
     }
 }
@@ -89,17 +117,9 @@ impl Metrics {
         reasons: &[&'static str],
         seconds: f64,
     ) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                webhook: webhook.as_str(),
-                outcome: outcome.as_str(),
-            })
-            .inc();
-        self.duration
-            .get_or_create(&WebhookLabels {
-                webhook: webhook.as_str(),
-            })
-            .observe(seconds);
+        let series = &self.per_request[webhook.index()];
+        series.requests[outcome.index()].inc();
+        series.duration.observe(seconds);
         for reason in reasons {
             self.problems
                 .get_or_create(&ProblemLabels {
@@ -108,6 +128,50 @@ impl Metrics {
                     reason,
                 })
                 .inc();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(metrics: &Metrics) -> String {
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    }
+
+    #[test]
+    fn each_request_counts_in_its_own_series_and_every_series_exists_from_the_start() {
+        for (i, outcome) in Outcome::ALL.into_iter().enumerate() {
+            assert_eq!(outcome.index(), i, "{outcome:?}");
+        }
+        let metrics = Metrics::default();
+        let fresh = encoded(&metrics);
+        assert!(fresh.contains(
+            r#"kafka_e2ee_webhook_requests_total{webhook="validate",outcome="malformed"} 0"#
+        ));
+        metrics.observe(Webhook::Mutate, Outcome::Patched, &[], 0.001);
+        metrics.observe(Webhook::Mutate, Outcome::Patched, &[], 0.001);
+        metrics.observe(
+            Webhook::Validate,
+            Outcome::Denied,
+            &["DeleteNotConfirmed"],
+            0.001,
+        );
+        let text = encoded(&metrics);
+        for line in [
+            r#"kafka_e2ee_webhook_requests_total{webhook="mutate",outcome="patched"} 2"#,
+            r#"kafka_e2ee_webhook_requests_total{webhook="mutate",outcome="allowed"} 0"#,
+            r#"kafka_e2ee_webhook_requests_total{webhook="validate",outcome="denied"} 1"#,
+            r#"kafka_e2ee_webhook_request_duration_seconds_count{webhook="mutate"} 2"#,
+            r#"kafka_e2ee_webhook_request_duration_seconds_count{webhook="validate"} 1"#,
+            r#"kafka_e2ee_webhook_problems_total{webhook="validate",outcome="denied",reason="DeleteNotConfirmed"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
         }
     }
 }

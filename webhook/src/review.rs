@@ -151,6 +151,14 @@ pub enum Webhook {
 }
 
 impl Webhook {
+    /// A dense index: 0 mutate, 1 validate.
+    pub fn index(self) -> usize {
+        match self {
+            Self::Mutate => 0,
+            Self::Validate => 1,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Mutate => "mutate",
@@ -175,6 +183,25 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Self; 5] = [
+        Self::Allowed,
+        Self::Patched,
+        Self::Denied,
+        Self::Warned,
+        Self::Malformed,
+    ];
+
+    /// Its place in [`Outcome::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Self::Allowed => 0,
+            Self::Patched => 1,
+            Self::Denied => 2,
+            Self::Warned => 3,
+            Self::Malformed => 4,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Allowed => "allowed",
