@@ -1,10 +1,12 @@
 //! One AdmissionReview body in, one HTTP status and AdmissionReview body out; no I/O, so
 //! every outcome (and every malformed body) is unit-testable and fuzzable.
 //!
-//! The review types are our own, not kube's: the body is parsed once, the object stays raw
-//! JSON until the one handler that needs it parses it into exactly the type it needs (a JSON
-//! value for a pod, an `EncryptedTopic` for validation), and the patch goes out as base64
-//! text (the apiserver's encoding of `[]byte`). Half the work of the generic path.
+//! The review types are our own, not kube's. `/mutate` parses the review and the pod's view
+//! ([`inject::PodView`]) in one pass; any body that does not parse that way falls back to the
+//! general path, where the object stays raw JSON until the handler that needs it parses it
+//! into exactly the type it needs (a pod's view, an `EncryptedTopic` for validation), which
+//! gives malformed bodies their exact answer. The patch goes out as base64 text (the
+//! apiserver's encoding of `[]byte`), written straight into the answer.
 
 use std::sync::Arc;
 
