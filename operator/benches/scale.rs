@@ -16,6 +16,8 @@
 mod support;
 
 use std::collections::BTreeMap;
+
+use base64::Engine as _;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
@@ -58,6 +60,10 @@ async fn resource_versions(env: &TestEnv) -> BTreeMap<String, Option<String>> {
         .collect()
 }
 
+fn tek_name(i: usize) -> String {
+    format!("scale-tek-{i:05}")
+}
+
 fn ready_count(items: &[EncryptedTopic]) -> usize {
     items
         .iter()
@@ -73,6 +79,19 @@ async fn main() {
         .unwrap_or(5000);
     let env = TestEnv::new("scale").await;
     env.keystore().await;
+    // A TEK per topic (a TEK is held by one EncryptedTopic): one key under N aliases.
+    let aliases: serde_json::Map<String, serde_json::Value> =
+        (0..n).map(|i| (tek_name(i), "k1".into())).collect();
+    let keystore = serde_json::json!({
+        "format": 1,
+        "keys": [{"id": "k1", "material": base64::engine::general_purpose::STANDARD.encode([7u8; 32])}],
+        "aliases": aliases,
+    });
+    env.secret(
+        "keystore",
+        BTreeMap::from([("keystore.json", keystore.to_string().into_bytes())]),
+    )
+    .await;
     let operator = env.start_operator(None, OPERATOR_ARGS);
     operator.wait_ready().await;
     let pid = operator.child.id().unwrap();
@@ -84,7 +103,7 @@ async fn main() {
             async move {
                 let name = format!("t{i:05}");
                 let mut spec = env.spec(&name, 3, "keystore");
-                spec.tek = Some(KEYSTORE_TEK.into());
+                spec.tek = Some(tek_name(i));
                 env.topics()
                     .create(&PostParams::default(), &EncryptedTopic::new(&name, spec))
                     .await
