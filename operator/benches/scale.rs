@@ -16,10 +16,9 @@
 mod support;
 
 use std::collections::BTreeMap;
-
-use base64::Engine as _;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use futures::{StreamExt, TryStreamExt};
 use kafka_e2ee_crds::EncryptedTopic;
 use kube::api::{ListParams, PostParams};

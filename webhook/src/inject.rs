@@ -524,7 +524,7 @@ fn plan<'a>(
             Cow::Owned(Item::new(volume(profile_name, profile, Some(token))))
         }
         None => match prepared.volumes.get(profile_name) {
-            Some(prepared) => Cow::Borrowed(prepared),
+            Some(built) => Cow::Borrowed(built),
             None => Cow::Owned(Item::new(volume(profile_name, profile, None))),
         },
     };
@@ -1088,6 +1088,11 @@ mod tests {
         }
     }
 
+    /// The test index, prepared, as `decide` looks it up.
+    fn prepared() -> Option<Arc<PreparedIndex>> {
+        Some(Arc::new(index().into()))
+    }
+
     fn apply(pod: &Value, ops: &[u8]) -> Value {
         let patch: json_patch::Patch = serde_json::from_slice(ops).unwrap();
         let mut out = pod.clone();
@@ -1096,18 +1101,14 @@ mod tests {
     }
 
     fn inject(pod: &Value) -> (Value, InjectionRecord) {
-        match decide(&view(pod), "shop", &excluded(), || {
-            Some(Arc::new(index().into()))
-        }) {
+        match decide(&view(pod), "shop", &excluded(), prepared) {
             Decision::Inject { patch, record, .. } => (apply(pod, &patch), record),
             other => panic!("{other:?}"),
         }
     }
 
     fn warnings(pod: &Value) -> Vec<String> {
-        match decide(&view(pod), "shop", &excluded(), || {
-            Some(Arc::new(index().into()))
-        }) {
+        match decide(&view(pod), "shop", &excluded(), prepared) {
             Decision::Inject { warnings, .. } => warnings,
             other => panic!("{other:?}"),
         }
@@ -1224,9 +1225,7 @@ mod tests {
     fn reinvocation_and_resubmission_add_nothing() {
         let (injected, _) = inject(&pod(json!({TOPICS_ANNOTATION: "orders"})));
         assert_eq!(
-            decide(&view(&injected), "shop", &excluded(), || Some(Arc::new(
-                index().into()
-            ))),
+            decide(&view(&injected), "shop", &excluded(), prepared),
             Decision::AlreadyInjected
         );
         // A container added by a later webhook gets what it lacks, and only that.
@@ -1236,9 +1235,7 @@ mod tests {
             .unwrap()
             .push(json!({"name": "late", "image": "x"}));
         let Decision::Inject { patch, record, .. } =
-            decide(&view(&grown), "shop", &excluded(), || {
-                Some(Arc::new(index().into()))
-            })
+            decide(&view(&grown), "shop", &excluded(), prepared)
         else {
             panic!()
         };
@@ -1260,9 +1257,7 @@ mod tests {
             1
         );
         assert_eq!(
-            decide(&view(&again), "shop", &excluded(), || Some(Arc::new(
-                index().into()
-            ))),
+            decide(&view(&again), "shop", &excluded(), prepared),
             Decision::AlreadyInjected
         );
     }
@@ -1293,18 +1288,14 @@ mod tests {
         injected["spec"]["containers"][0]["volumeMounts"][0]["mountPropagation"] = json!("None");
         injected["spec"]["containers"][0]["terminationMessagePath"] = json!("/dev/termination-log");
         assert_eq!(
-            decide(&view(&injected), "shop", &excluded(), || Some(Arc::new(
-                index().into()
-            ))),
+            decide(&view(&injected), "shop", &excluded(), prepared),
             Decision::AlreadyInjected
         );
         // But a value of ours changed is a conflict.
         injected["spec"]["volumes"][0]["projected"]["sources"][0]["configMap"]["name"] =
             json!("mine");
         assert!(matches!(
-            decide(&view(&injected), "shop", &excluded(), || Some(Arc::new(
-                index().into()
-            ))),
+            decide(&view(&injected), "shop", &excluded(), prepared),
             Decision::Problem(Problem {
                 reason: ProblemReason::ConflictingConfig,
                 ..
@@ -1454,9 +1445,7 @@ mod tests {
             (own_volume, "different volume named kafka-e2ee"),
             (own_mount, "container sidecar already mounts something else"),
         ] {
-            let Decision::Problem(p) = decide(&view(&pod), "shop", &excluded(), || {
-                Some(Arc::new(index().into()))
-            }) else {
+            let Decision::Problem(p) = decide(&view(&pod), "shop", &excluded(), prepared) else {
                 panic!("{words}")
             };
             assert_eq!(p.reason, ProblemReason::ConflictingConfig);
@@ -1528,9 +1517,7 @@ mod tests {
         // The existing init container is still there, after the proxy.
         assert_eq!(injected["spec"]["initContainers"][1]["name"], "migrate");
         assert!(matches!(
-            decide(&view(&injected), "shop", &excluded(), || Some(Arc::new(
-                index().into()
-            ))),
+            decide(&view(&injected), "shop", &excluded(), prepared),
             Decision::AlreadyInjected
         ));
     }
@@ -1540,9 +1527,7 @@ mod tests {
         let mut policy = excluded();
         policy.proxy.as_mut().unwrap().native = false;
         let pod = proxy_pod(json!({BOOTSTRAP_ENV_ANNOTATION: "BROKERS"}));
-        let Decision::Inject { patch, .. } = decide(&view(&pod), "shop", &policy, || {
-            Some(Arc::new(index().into()))
-        }) else {
+        let Decision::Inject { patch, .. } = decide(&view(&pod), "shop", &policy, prepared) else {
             panic!()
         };
         let injected = apply(&pod, &patch);
@@ -1552,9 +1537,7 @@ mod tests {
         assert!(proxy.get("restartPolicy").is_none());
         assert_eq!(containers[0]["env"][0]["name"], "BROKERS");
         assert!(matches!(
-            decide(&view(&injected), "shop", &policy, || Some(Arc::new(
-                index().into()
-            ))),
+            decide(&view(&injected), "shop", &policy, prepared),
             Decision::AlreadyInjected
         ));
 
@@ -1563,9 +1546,7 @@ mod tests {
         own["spec"]["containers"][0]["env"] =
             json!([{"name": "KAFKA_BOOTSTRAP_SERVERS", "value": "kafka:9092"}]);
         assert!(matches!(
-            decide(&view(&own), "shop", &policy, || Some(Arc::new(
-                index().into()
-            ))),
+            decide(&view(&own), "shop", &policy, prepared),
             Decision::Problem(Problem {
                 reason: ProblemReason::ConflictingConfig,
                 ..
@@ -1574,9 +1555,7 @@ mod tests {
         // No proxy image configured; an unknown mode.
         policy.proxy = None;
         assert!(matches!(
-            decide(&view(&pod), "shop", &policy, || Some(Arc::new(
-                index().into()
-            ))),
+            decide(&view(&pod), "shop", &policy, prepared),
             Decision::Problem(Problem {
                 reason: ProblemReason::ProxyUnavailable,
                 ..
@@ -1584,9 +1563,7 @@ mod tests {
         ));
         let odd = proxy_pod(json!({MODE_ANNOTATION: "sidecar"}));
         assert!(matches!(
-            decide(&view(&odd), "shop", &excluded(), || Some(Arc::new(
-                index().into()
-            ))),
+            decide(&view(&odd), "shop", &excluded(), prepared),
             Decision::Problem(Problem {
                 reason: ProblemReason::MalformedPod,
                 ..
@@ -1619,9 +1596,7 @@ mod tests {
             );
         }
         assert!(matches!(
-            decide(&view(&injected), "shop", &excluded(), || Some(Arc::new(
-                index().into()
-            ))),
+            decide(&view(&injected), "shop", &excluded(), prepared),
             Decision::AlreadyInjected
         ));
         // Client mode has no proxy to give them to; a name that is no Secret's.
@@ -1635,9 +1610,7 @@ mod tests {
             (client_mode, "needs kafka-e2ee.io/mode: proxy"),
             (bad_name, "not a Secret name"),
         ] {
-            let Decision::Problem(p) = decide(&view(&pod), "shop", &excluded(), || {
-                Some(Arc::new(index().into()))
-            }) else {
+            let Decision::Problem(p) = decide(&view(&pod), "shop", &excluded(), prepared) else {
                 panic!("{words}")
             };
             assert_eq!(p.reason, ProblemReason::MalformedPod);
@@ -1676,9 +1649,7 @@ mod tests {
             );
         }
         assert!(matches!(
-            decide(&view(&injected), "shop", &excluded(), || Some(Arc::new(
-                index().into()
-            ))),
+            decide(&view(&injected), "shop", &excluded(), prepared),
             Decision::AlreadyInjected
         ));
 
@@ -1701,9 +1672,8 @@ mod tests {
             ),
             (bad_name, ProblemReason::MalformedPod, "not a Secret name"),
         ] {
-            let Decision::Problem(problem) = decide(&view(&pod), "shop", &excluded(), || {
-                Some(Arc::new(index().into()))
-            }) else {
+            let Decision::Problem(problem) = decide(&view(&pod), "shop", &excluded(), prepared)
+            else {
                 panic!("{words}")
             };
             assert_eq!(problem.reason, reason);

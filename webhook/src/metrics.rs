@@ -39,7 +39,7 @@ pub struct Metrics {
     /// Every series a request touches, resolved once: a request then increments atomics
     /// instead of hashing labels under the families' locks (and every series exists from the
     /// start, at zero).
-    per_request: [PerWebhook; 2],
+    per_request: [PerWebhook; Webhook::ALL.len()],
 }
 
 #[derive(Clone)]
@@ -55,7 +55,7 @@ impl Default for Metrics {
         // 50 µs .. ~1.6 s: the goal is single-digit milliseconds.
         let duration: Family<WebhookLabels, Histogram> =
             Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_05, 2.0, 16)));
-        let per_request = [Webhook::Mutate, Webhook::Validate].map(|webhook| PerWebhook {
+        let per_request = Webhook::ALL.map(|webhook| PerWebhook {
             requests: Outcome::ALL.map(|outcome| {
                 requests
                     .get_or_create(&RequestLabels {

@@ -122,8 +122,13 @@ struct Status {
 
 impl Response {
     fn allow(request: &Request<'_>) -> Self {
+        Self::allowed(request.uid.clone())
+    }
+
+    /// Admits the request `uid` unchanged.
+    fn allowed(uid: String) -> Self {
         Self {
-            uid: request.uid.clone(),
+            uid,
             allowed: true,
             ..Self::default()
         }
@@ -153,7 +158,9 @@ pub enum Webhook {
 }
 
 impl Webhook {
-    /// A dense index: 0 mutate, 1 validate.
+    pub const ALL: [Self; 2] = [Self::Mutate, Self::Validate];
+
+    /// Its place in [`Webhook::ALL`].
     pub fn index(self) -> usize {
         match self {
             Self::Mutate => 0,
@@ -296,16 +303,11 @@ impl<I: IndexSource> Admission<I> {
         // One UTF-8 check of the whole body, instead of one per string while parsing.
         let text = std::str::from_utf8(body).ok()?;
         let review: PodReviewIn = serde_json::from_str(text).ok()?;
-        if review.kind != "AdmissionReview" || !review.api_version.starts_with("admission.k8s.io/")
-        {
+        if !is_admission_review(&review.kind, &review.api_version) {
             return None;
         }
         let request = review.request?;
-        let allowed = Response {
-            uid: request.uid,
-            allowed: true,
-            ..Response::default()
-        };
+        let allowed = Response::allowed(request.uid);
         let is_pod_create = is_pod_create(&request.kind, request.operation, &request.sub_resource);
         let (response, outcome, reasons) = match request.object.filter(|_| is_pod_create) {
             Some(pod) => self.mutate_pod(allowed, &pod, request.namespace.as_deref()),
@@ -370,6 +372,11 @@ impl<I: IndexSource> Admission<I> {
             }
         }
     }
+}
+
+/// Whether a body's kind and API version are an AdmissionReview's.
+fn is_admission_review(kind: &str, api_version: &str) -> bool {
+    kind == "AdmissionReview" && api_version.starts_with("admission.k8s.io/")
 }
 
 /// Whether the mutating webhook injects into this object: a pod being created (not one of its
@@ -470,7 +477,7 @@ fn validate(
 pub fn parse(body: &[u8]) -> Result<(String, Request<'_>), String> {
     let review: ReviewIn<'_> =
         serde_json::from_slice(body).map_err(|e| format!("malformed AdmissionReview: {e}"))?;
-    if review.kind != "AdmissionReview" || !review.api_version.starts_with("admission.k8s.io/") {
+    if !is_admission_review(&review.kind, &review.api_version) {
         return Err(format!(
             "malformed AdmissionReview: got kind {} of {}, want AdmissionReview of admission.k8s.io",
             review.kind, review.api_version
