@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use kafka_e2ee_client::kafka::TopicSpec;
+use kafka_e2ee_client::kafka::{EnsureOutcome, TopicSpec};
 use kafka_e2ee_client::key_management::{KeyManagementError, generate_edek};
 use kafka_e2ee_client::key_records::{EdekRecord, PolicyRecord};
 use kafka_e2ee_client::provider::{DekContext, ProviderError, TekInfo, TekManager};
@@ -94,7 +94,7 @@ pub async fn apply<P: TekManager>(
     let mut end_offsets = observed.end_offsets.clone();
     match plan.topic {
         Some(TopicStep::Create { partitions }) => {
-            kafka
+            let outcome = kafka
                 .ops
                 .create_topic(&TopicSpec {
                     name: desired.topic.clone(),
@@ -103,8 +103,27 @@ pub async fn apply<P: TekManager>(
                     config: desired.config.clone(),
                 })
                 .await?;
-            applied.topic_created = true;
-            end_offsets = (0..partitions).map(|p| (p, 0)).collect();
+            if outcome == EnsureOutcome::Created {
+                applied.topic_created = true;
+                end_offsets = (0..partitions).map(|p| (p, 0)).collect();
+            } else {
+                // Created by someone else since the operator last listed the topics: go on if
+                // it has the partitions planned for, from its real end offsets.
+                let marks = kafka.ops.watermarks(&desired.topic).await?;
+                let found = marks.as_ref().map(BTreeMap::len);
+                if found != usize::try_from(partitions).ok() {
+                    return Err(KafkaOpsError::TopicAppeared {
+                        topic: desired.topic.clone(),
+                        found,
+                    }
+                    .into());
+                }
+                end_offsets = marks
+                    .into_iter()
+                    .flatten()
+                    .map(|(p, (_, end))| (p, end))
+                    .collect();
+            }
         }
         Some(TopicStep::Grow { from, to }) => {
             kafka.ops.grow_topic(&desired.topic, to).await?;

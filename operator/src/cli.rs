@@ -107,7 +107,8 @@ pub struct RunArgs {
     /// Where /healthz, /readyz and /metrics are served.
     #[arg(long, env = "KAFKA_E2EE_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
-    /// How often partition end offsets are checked for rollover by record count.
+    /// How often each topic's end offsets are checked for rollover by record count (the
+    /// offsets of all topics are read together, at most every half interval).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub count_check_interval: Duration,
     /// How often each (Cluster)KmsConnection is checked (KMS reached, credentials accepted)

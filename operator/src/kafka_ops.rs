@@ -19,6 +19,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use thiserror::Error;
 
+use crate::watermarks::{Marks, Watermarks, WatermarksError};
+
 /// Broker-side failures; all are worth a retry (the broker may be down or electing).
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -46,6 +48,12 @@ pub enum KafkaOpsError {
     },
     #[error("a blocking Kafka call did not finish")]
     Blocking,
+    #[error(transparent)]
+    Watermarks(#[from] Box<WatermarksError>),
+    #[error(
+        "topic {topic} was created by someone else meanwhile, with {found:?} partitions: planning again"
+    )]
+    TopicAppeared { topic: String, found: Option<usize> },
 }
 
 impl From<KeyManagementError> for KafkaOpsError {
@@ -172,9 +180,18 @@ impl prometheus_client::collector::Collector for KeyTopicsMetrics {
     }
 }
 
+/// How the operator reads partition offsets (for rollover by count and pruning).
+pub struct OffsetReads {
+    /// How old a read may be when a reconcile takes its offsets.
+    pub max_age: Duration,
+    /// Counts the reads (each covers every topic).
+    pub reads: prometheus_client::metrics::counter::Counter,
+}
+
 pub struct KafkaOps {
     admin: AdminClient<DefaultClientContext>,
     metadata: Arc<BaseConsumer>,
+    watermarks: Watermarks,
     connection: KafkaConnection,
     names: KeyTopicNames,
     replication: Option<i32>,
@@ -201,10 +218,18 @@ impl KafkaOps {
         signer: Arc<Signer>,
         trust: Trust,
         key_topics: Arc<KeyTopics>,
+        offsets: OffsetReads,
     ) -> Result<Self, KafkaOpsError> {
+        let metadata = Arc::new(connection.metadata_consumer()?);
         let ops = Self {
             admin: connection.admin()?,
-            metadata: Arc::new(connection.metadata_consumer()?),
+            watermarks: Watermarks::new(
+                Arc::clone(&metadata),
+                offsets.max_age,
+                CALL_TIMEOUT,
+                offsets.reads,
+            ),
+            metadata,
             connection: connection.clone(),
             names,
             replication,
@@ -301,27 +326,21 @@ impl KafkaOps {
             .collect())
     }
 
-    /// (log start, end) offsets of each partition of `topic`, or `None` if it does not exist.
-    pub async fn watermarks(
-        &self,
-        topic: &str,
-    ) -> Result<Option<BTreeMap<i32, (i64, i64)>>, KafkaOpsError> {
-        let consumer = Arc::clone(&self.metadata);
-        let topic = topic.to_owned();
-        let marks = tokio::task::spawn_blocking(move || {
-            kafka::partition_watermarks(&consumer, &topic, CALL_TIMEOUT)
-        })
-        .await
-        .map_err(|_| KafkaOpsError::Blocking)?;
-        match marks {
-            Ok(marks) => Ok(Some(marks)),
-            Err(kafka::Error::TopicNotFound { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+    /// (log start, end) offsets of each partition of `topic`, or `None` if it does not exist;
+    /// read for every topic at once and shared (`crate::watermarks`).
+    pub async fn watermarks(&self, topic: &str) -> Result<Option<Marks>, KafkaOpsError> {
+        Ok(self.watermarks.get(topic).await.map_err(Box::new)?)
     }
 
+    /// Creates `spec`'s topic; if it exists already, its offsets are read again before the
+    /// next answer.
     pub async fn create_topic(&self, spec: &TopicSpec) -> Result<EnsureOutcome, KafkaOpsError> {
-        Ok(kafka::ensure_topic(&self.admin, spec, CALL_TIMEOUT).await?)
+        let outcome = kafka::ensure_topic(&self.admin, spec, CALL_TIMEOUT).await;
+        match outcome {
+            Ok(EnsureOutcome::Created) => self.watermarks.created(&spec.name, spec.partitions),
+            _ => self.watermarks.unknown(&spec.name),
+        }
+        Ok(outcome?)
     }
 
     pub async fn grow_topic(&self, topic: &str, to: i32) -> Result<(), KafkaOpsError> {
@@ -329,32 +348,43 @@ impl KafkaOps {
         let results = self
             .admin
             .create_partitions([&NewPartitions::new(topic, count)], &options())
-            .await
+            .await;
+        let grown = results
             .map_err(|source| KafkaOpsError::Admin {
                 op: "growing partitions",
                 topic: topic.to_owned(),
                 source,
-            })?;
-        admin_result(results.into_iter().next(), "grow", topic)
+            })
+            .and_then(|results| admin_result(results.into_iter().next(), "grow", topic));
+        match grown {
+            Ok(()) => self.watermarks.grown(topic, to),
+            Err(_) => self.watermarks.unknown(topic),
+        }
+        grown
     }
 
     pub async fn delete_topic(&self, topic: &str) -> Result<(), KafkaOpsError> {
-        let results = self
-            .admin
-            .delete_topics(&[topic], &options())
-            .await
+        let results = self.admin.delete_topics(&[topic], &options()).await;
+        let deleted = results
             .map_err(|source| KafkaOpsError::Admin {
                 op: "deletion",
                 topic: topic.to_owned(),
                 source,
-            })?;
-        match admin_result(results.into_iter().next(), "delete", topic) {
-            Err(KafkaOpsError::Refused {
-                code: RDKafkaErrorCode::UnknownTopicOrPartition,
-                ..
-            }) => Ok(()),
-            other => other,
+            })
+            .and_then(
+                |results| match admin_result(results.into_iter().next(), "delete", topic) {
+                    Err(KafkaOpsError::Refused {
+                        code: RDKafkaErrorCode::UnknownTopicOrPartition,
+                        ..
+                    }) => Ok(()),
+                    other => other,
+                },
+            );
+        match deleted {
+            Ok(()) => self.watermarks.deleted(topic),
+            Err(_) => self.watermarks.unknown(topic),
         }
+        deleted
     }
 }
 

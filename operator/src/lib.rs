@@ -22,6 +22,7 @@ pub mod reconcile;
 mod run;
 pub mod signing_keys;
 pub mod signing_rotation;
+pub mod watermarks;
 
 pub use cli::{AdoptArgs, Args, Command, HomeArgs, KafkaArgs, RunArgs};
 pub use run::{Error, run};

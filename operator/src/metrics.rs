@@ -27,6 +27,7 @@ pub struct Metrics {
     pub tek_rotations: Counter,
     pub edeks_rewrapped: Counter,
     pub key_topic_writes: Counter,
+    pub offset_reads: Counter,
     pub key_records_resigned: Counter,
     pub signing_key_steps: Counter,
     pub leader: Gauge,
@@ -43,6 +44,7 @@ impl Default for Metrics {
             tek_rotations: Counter::default(),
             edeks_rewrapped: Counter::default(),
             key_topic_writes: Counter::default(),
+            offset_reads: Counter::default(),
             key_records_resigned: Counter::default(),
             signing_key_steps: Counter::default(),
             leader: Gauge::default(),
@@ -86,6 +88,11 @@ impl Metrics {
             "kafka_e2ee_key_topic_writes",
             "Records written to the key topic (EDEKs, policies, tombstones)",
             self.key_topic_writes.clone(),
+        );
+        registry.register(
+            "kafka_e2ee_offset_reads",
+            "Reads of partition offsets (each covers every topic the operator manages)",
+            self.offset_reads.clone(),
         );
         registry.register(
             "kafka_e2ee_key_records_resigned",

@@ -146,7 +146,7 @@ pub fn created_for_this(obj: &EncryptedTopic, backend: KmsBackend<'_>) -> bool {
 /// uid.
 fn holder<'a>(
     obj: &EncryptedTopic,
-    others: &'a [Arc<EncryptedTopic>],
+    others: &[&'a EncryptedTopic],
     wants_same: impl Fn(&EncryptedTopic) -> bool,
     recorded: impl Fn(&EncryptedTopic) -> bool,
 ) -> Option<&'a EncryptedTopic> {
@@ -160,7 +160,7 @@ fn holder<'a>(
     let mine = rank(obj);
     others
         .iter()
-        .map(|o| &**o)
+        .copied()
         .filter(|other| other.metadata.uid != obj.metadata.uid && wants_same(other))
         .filter(|other| rank(other) < mine)
         .min_by_key(|other| rank(other))
@@ -217,6 +217,12 @@ pub fn check(
         }
     }
     unchanged(obj, wants)?;
+    let others: Vec<&EncryptedTopic> = others
+        .iter()
+        .map(|o| &**o)
+        .filter(|o| may_conflict(o, wants))
+        .collect();
+    let others = others.as_slice();
     let records_topic = |o: &EncryptedTopic| {
         o.status.as_ref().and_then(|s| s.topic.as_deref()) == Some(wants.topic)
     };
@@ -238,6 +244,33 @@ pub fn check(
         return Err(held("TEK", wants.tek, by));
     }
     Ok(())
+}
+
+/// A cheap necessary condition (no allocation) for `other` to hold what `wants` wants: it
+/// names or recorded the topic, or names, recorded or may default to the TEK (default names
+/// end with the object's name). The reconciler filters the whole cache with it, so that a
+/// reconcile costs little per other object.
+pub fn may_conflict(other: &EncryptedTopic, wants: &Wants<'_>) -> bool {
+    other.kafka_topic_name() == Some(wants.topic)
+        || other.status.as_ref().and_then(|s| s.topic.as_deref()) == Some(wants.topic)
+        || recorded_tek(other) == Some(wants.tek)
+        || match &other.spec.tek {
+            Some(tek) => tek == wants.tek,
+            None => other
+                .metadata
+                .name
+                .as_deref()
+                .is_some_and(|name| ends_with_name(wants.tek, name)),
+        }
+}
+
+/// Whether `tek` ends with `name`, where `aws_safe` may have made its dots underscores.
+fn ends_with_name(tek: &str, name: &str) -> bool {
+    tek.len() >= name.len()
+        && tek.as_bytes()[tek.len() - name.len()..]
+            .iter()
+            .zip(name.as_bytes())
+            .all(|(t, n)| t == n || (*n == b'.' && *t == b'_'))
 }
 
 /// Whether `other` holds `tek` exclusively: the operator created it for `other`, or `other`
@@ -412,6 +445,56 @@ mod tests {
             tek,
             backend,
             any_tek_name: false,
+        }
+    }
+
+    #[test]
+    fn the_cheap_filter_keeps_every_object_that_could_hold_the_topic_or_tek() {
+        let ks = keystore();
+        let a = aws();
+        for backend in [KmsBackend::Keystore(&ks), KmsBackend::AwsKms(&a)] {
+            let mut explicit = object("a", "explicit", "u1", 1);
+            explicit.spec.tek = Some("named".into());
+            let dotted = object("a", "orders.v1", "u2", 2);
+            let legacy = provisioned(
+                object("a", "legacy", "u3", 3),
+                &legacy_default_tek_name(backend, "a", "legacy"),
+                None,
+            );
+            let mut renamed = object("a", "renamed", "u4", 4);
+            renamed.spec.topic_name = Some("the-topic".into());
+            let candidates = [explicit, dotted, legacy, renamed];
+            let asker = object("b", "asker", "u9", 9);
+            for holder in &candidates {
+                let tek = tek_name(holder, backend);
+                let topic = holder.kafka_topic_name().unwrap();
+                for w in [
+                    Wants {
+                        topic,
+                        tek: "unrelated",
+                        backend,
+                        any_tek_name: true,
+                    },
+                    Wants {
+                        topic: "unrelated",
+                        tek: &tek,
+                        backend,
+                        any_tek_name: true,
+                    },
+                ] {
+                    assert!(may_conflict(holder, &w), "{tek} / {topic}");
+                    // check() filters internally: the holder is still found.
+                    let all = [Arc::new(holder.clone())];
+                    assert!(check(&asker, &w, &all).is_err(), "{tek} / {topic}");
+                }
+            }
+            let w = Wants {
+                topic: "elsewhere",
+                tek: "other-tek",
+                backend,
+                any_tek_name: true,
+            };
+            assert!(candidates.iter().all(|c| !may_conflict(c, &w)));
         }
     }
 

@@ -17,7 +17,7 @@ use prometheus_client::registry::Registry;
 use thiserror::Error;
 
 use crate::cli::{AdoptArgs, Args, Command, KafkaSettingsError, RunArgs};
-use crate::kafka_ops::{KafkaOps, KafkaOpsError, KeyTopics, KeyTopicsMetrics};
+use crate::kafka_ops::{KafkaOps, KafkaOpsError, KeyTopics, KeyTopicsMetrics, OffsetReads};
 use crate::kms::ProviderCache;
 use crate::leader::{LeaderElector, LeaderError, LeaseSettings};
 use crate::metrics::Metrics;
@@ -144,6 +144,11 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
         rotation.signer(),
         rotation.trust(),
         key_topics,
+        OffsetReads {
+            // Half the interval: a count is noticed within 1.5 intervals of being reached.
+            max_age: args.count_check_interval / 2,
+            reads: metrics.offset_reads.clone(),
+        },
     )
     .await
     .map_err(Error::Kafka)?;

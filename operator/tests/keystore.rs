@@ -199,6 +199,84 @@ async fn an_existing_topic_is_adopted_and_its_partitions_never_shrink() {
     operator.kill().await;
 }
 
+/// The operator lists the cluster's topics at most every half count-check interval, so a
+/// topic someone else creates just before its EncryptedTopic is missing from the listing: the
+/// operator's create finds it, and the keys still start at its real end offsets; a topic with
+/// other partitions than planned is planned again (here: more partitions than the spec).
+#[tokio::test]
+async fn a_topic_created_after_the_last_listing_is_read_before_keys_are_made() {
+    use kafka_e2ee_client::kafka::{TopicSpec, ensure_topic};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let env = TestEnv::new("op-appeared").await;
+    env.keystore().await;
+    // A listing that stays fresh for the whole test.
+    let operator = env.start_operator(None, &["--count-check-interval", "10m"]);
+    operator.wait_ready().await;
+    let mut first = env.spec("first", 1, "keystore");
+    first.tek = Some(KEYSTORE_TEK.into());
+    env.apply("first", first).await;
+    env.wait_ready("first").await;
+    let reads = operator.metric("kafka_e2ee_offset_reads_total").await;
+    assert!(reads >= 1.0);
+
+    let raw: FutureProducer = env.connection().client_config().create().unwrap();
+    for (name, partitions) in [("same", 3), ("more", 4)] {
+        let topic = env.topic_name(name);
+        ensure_topic(
+            &env.connection().admin().unwrap(),
+            &TopicSpec {
+                name: topic.clone(),
+                partitions,
+                replication: None,
+                config: Default::default(),
+            },
+            WAIT,
+        )
+        .await
+        .unwrap();
+        for i in 0..2 {
+            raw.send(
+                FutureRecord::<str, str>::to(&topic)
+                    .partition(1)
+                    .payload(&format!("plaintext {i}")),
+                WAIT,
+            )
+            .await
+            .unwrap();
+        }
+        let mut s = env.spec(name, 3, "keystore");
+        s.tek = Some(KEYSTORE_TEK.into());
+        s.plaintext_policy = kafka_e2ee_crds::PlaintextPolicy::Allow;
+        env.apply(name, s).await;
+        // One at a time: a keystore TEK is shared only once its first holder is provisioned.
+        let keys = if partitions == 3 {
+            env.wait_ready(name).await
+        } else {
+            env.wait_reason(name, "PartitionsExceedSpec").await
+        }
+        .status
+        .unwrap()
+        .keys
+        .unwrap();
+        assert_eq!(keys.partitions, partitions, "{name}");
+        let edeks = env.keys(&topic).await.edeks;
+        let offsets: Vec<(i32, Option<i64>)> = edeks
+            .iter()
+            .map(|e| (e.partition, e.created_at_offset))
+            .collect();
+        // Partition 1 holds 2 records: its first DEK counts from offset 2, not 0.
+        let expected: Vec<(i32, Option<i64>)> = (0..partitions)
+            .map(|p| (p, Some(if p == 1 { 2 } else { 0 })))
+            .collect();
+        assert_eq!(offsets, expected, "{name}");
+    }
+    assert!(
+        operator.metric("kafka_e2ee_offset_reads_total").await > reads,
+        "the topics found already created were read again"
+    );
+    operator.kill().await;
+}
+
 #[tokio::test]
 async fn keys_roll_over_by_age_and_by_record_count() {
     let env = TestEnv::new("op-rollover").await;

@@ -121,6 +121,10 @@ impl ReconcileFailure {
             // The broker said no (e.g. no CreatePartitions): retrying soon will not help, but
             // a broker upgrade or a spec change may.
             Self::Kafka(e) if refused(e) => Some(RETRY * 6),
+            // Planned on an outdated listing: the next plan reads the topic again.
+            Self::Kafka(e) if matches!(**e, KafkaOpsError::TopicAppeared { .. }) => {
+                Some(Duration::from_secs(1))
+            }
             // The deletion it waits for usually finishes in seconds.
             Self::Claim(e) if e.is_wait() => Some(RETRY / 2),
             Self::Claim(_) | Self::Plan(_) => Some(RETRY * 6),

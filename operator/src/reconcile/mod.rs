@@ -164,7 +164,10 @@ async fn converge(
         backend,
         any_tek_name: connection.any_tek_name(),
     };
-    ownership::check(obj, &wants, &ctx.topics.state())?;
+    let others = ctx
+        .topics
+        .state_filter(|other| ownership::may_conflict(other, &wants));
+    ownership::check(obj, &wants, &others)?;
     // Only a valid spec gets the finalizer: deletion never shreds without the confirmation.
     writes::finalizer(obj, ctx, obj.spec.deletion_policy == DeletionPolicy::Delete)
         .await
