@@ -59,6 +59,13 @@ async fn resource_versions(env: &TestEnv) -> BTreeMap<String, Option<String>> {
         .collect()
 }
 
+/// Events the operator published in `env`'s namespace (events.k8s.io).
+async fn count_events(env: &TestEnv) -> usize {
+    let api: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(env.client.clone(), &env.namespace);
+    api.list(&ListParams::default()).await.unwrap().items.len()
+}
+
 fn tek_name(i: usize) -> String {
     format!("scale-tek-{i:05}")
 }
@@ -137,6 +144,9 @@ async fn main() {
     let all_ready = started.elapsed();
     let rss_initial = peak_rss_mib(pid);
     let writes = operator.metric("kafka_e2ee_key_topic_writes_total").await;
+    let reconciles = operator.metric("kafka_e2ee_reconciles_total").await;
+    let offset_reads = operator.metric("kafka_e2ee_offset_reads_total").await;
+    let events = count_events(&env).await;
     operator.kill().await;
 
     // Full resync: a new operator lists every object and reconciles each once.
@@ -169,6 +179,12 @@ async fn main() {
         all_ready.as_secs_f64()
     );
     println!("key-topic records written:    {writes}");
+    println!(
+        "per topic:                    {:.2} reconciles, {:.2} events, {:.3} offset reads ({offset_reads} in all)",
+        reconciles / n as f64,
+        events as f64 / n as f64,
+        offset_reads / n as f64
+    );
     println!("operator peak RSS:            {rss_initial:.1} MiB");
     println!(
         "full resync:                  {:.1} s",
