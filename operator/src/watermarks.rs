@@ -302,9 +302,9 @@ impl State {
             .interest
             .keys()
             .filter(|t| {
-                self.entries
-                    .get(*t)
-                    .is_none_or(|e| e.marks.is_err() || e.at < listing.at)
+                self.entries.get(*t).is_none_or(|e| {
+                    e.marks.is_err() || asked.saturating_duration_since(e.at) > max_age
+                })
             })
             .filter_map(|t| Some((t.clone(), listing.partitions.get(t)?.clone())))
             .collect();
