@@ -17,6 +17,7 @@ use crate::crash;
 use crate::kafka_ops::{KafkaOpsError, TopicKafka};
 use crate::metrics::{Metrics, TriggerLabels};
 use crate::plan::{Desired, KeyStep, Observed, Plan, TopicStep, stale_edeks};
+use crate::watermarks;
 
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -119,10 +120,9 @@ pub async fn apply<P: TekManager>(
                     .into());
                 }
                 end_offsets = marks
-                    .into_iter()
-                    .flatten()
-                    .map(|(p, (_, end))| (p, end))
-                    .collect();
+                    .as_ref()
+                    .map(watermarks::end_offsets)
+                    .unwrap_or_default();
             }
         }
         Some(TopicStep::Grow { from, to }) => {

@@ -34,6 +34,16 @@ const FORGET_AFTER: u32 = 4;
 /// (log start, end) offset of each partition.
 pub type Marks = BTreeMap<i32, (i64, i64)>;
 
+/// The end offset of each partition.
+pub fn end_offsets(marks: &Marks) -> BTreeMap<i32, i64> {
+    marks.iter().map(|(&p, &(_, end))| (p, end)).collect()
+}
+
+/// The log start offset of each partition.
+pub fn log_starts(marks: &Marks) -> BTreeMap<i32, i64> {
+    marks.iter().map(|(&p, &(start, _))| (p, start)).collect()
+}
+
 #[derive(Debug, Clone, Error)]
 pub enum WatermarksError {
     #[error("reading the topics' metadata failed")]
@@ -102,8 +112,8 @@ struct Entry {
 
 /// Which topics the next read covers.
 enum Scope {
-    /// The cluster's topics, and the offsets of every topic asked about.
-    Full,
+    /// The cluster's topics, and the offsets of these topics (every one asked about).
+    Full(Vec<String>),
     /// The offsets of these topics, whose partitions the listing knows.
     Topics(Vec<(String, Vec<i32>)>),
 }
@@ -176,10 +186,9 @@ impl Watermarks {
         let scope = self.lock().scope(asked, self.max_age, started);
         let consumer = Arc::clone(&self.consumer);
         let timeout = self.timeout;
-        let full = matches!(scope, Scope::Full);
-        let interest: Vec<String> = self.lock().interest.keys().cloned().collect();
+        let full = matches!(scope, Scope::Full(_));
         let outcome = tokio::task::spawn_blocking(move || match scope {
-            Scope::Full => read_full(&consumer, &interest, timeout),
+            Scope::Full(interest) => read_full(&consumer, &interest, timeout),
             Scope::Topics(topics) => Ok((None, read_offsets(&consumer, &topics, timeout)?)),
         })
         .await
@@ -288,15 +297,16 @@ impl State {
         let forget_before = now.checked_sub(max_age * FORGET_AFTER);
         self.interest
             .retain(|_, at| forget_before.is_none_or(|before| *at >= before));
+        let full = || Scope::Full(self.interest.keys().cloned().collect());
         let Some(listing) = self
             .listing
             .as_ref()
             .filter(|l| asked.saturating_duration_since(l.at) <= max_age)
         else {
-            return Scope::Full;
+            return full();
         };
         if self.unknown.values().any(|changed| listing.at < *changed) {
-            return Scope::Full;
+            return full();
         }
         let pending = self
             .interest
@@ -352,51 +362,22 @@ fn read_offsets(
     topics: &[(String, Vec<i32>)],
     timeout: Duration,
 ) -> Result<TopicMarks, WatermarksError> {
-    let mut ends = TopicPartitionList::new();
-    for (topic, partitions) in topics {
-        for &p in partitions {
-            ends.add_partition_offset(topic, p, Offset::End)
-                .map_err(WatermarksError::Metadata)?;
-        }
-    }
-    if ends.count() == 0 {
-        return Ok(Vec::new());
-    }
-    let mut starts = ends.clone();
-    starts
-        .set_all_offsets(Offset::Beginning)
-        .map_err(WatermarksError::Metadata)?;
-    let ends = offsets(consumer, "end", &ends, timeout)?;
-    let starts = offsets(consumer, "start", &starts, timeout)?;
-    let start_of: HashMap<(String, i32), Result<i64, WatermarksError>> = starts
+    let partitions: Vec<(&str, i32)> = topics
         .iter()
-        .flat_map(TopicPartitionList::elements)
-        .map(|e| {
-            (
-                (e.topic().to_owned(), e.partition()),
-                offset_of("start", &e),
-            )
-        })
+        .flat_map(|(topic, ids)| ids.iter().map(move |&p| (topic.as_str(), p)))
         .collect();
+    let ends = offsets(consumer, Offset::End, &partitions, timeout)?;
+    let starts = offsets(consumer, Offset::Beginning, &partitions, timeout)?;
     let mut by_topic: HashMap<String, Result<Marks, WatermarksError>> = HashMap::new();
-    for e in ends.iter().flat_map(TopicPartitionList::elements) {
+    // Each answer list is its question list with the offsets filled in: the same order.
+    for ((topic, partition), (start, end)) in partitions.iter().zip(starts.into_iter().zip(ends)) {
         let slot = by_topic
-            .entry(e.topic().to_owned())
+            .entry((*topic).to_owned())
             .or_insert_with(|| Ok(Marks::new()));
         let Ok(marks) = slot else { continue };
-        let start = start_of
-            .get(&(e.topic().to_owned(), e.partition()))
-            .cloned()
-            .unwrap_or_else(|| {
-                Err(WatermarksError::Missing {
-                    which: "start",
-                    topic: e.topic().to_owned(),
-                    partition: e.partition(),
-                })
-            });
-        match (start, offset_of("end", &e)) {
+        match (start, end) {
             (Ok(start), Ok(end)) => {
-                marks.insert(e.partition(), (start, end));
+                marks.insert(*partition, (start, end));
             }
             (Err(err), _) | (_, Err(err)) => *slot = Err(err),
         }
@@ -408,26 +389,45 @@ fn read_offsets(
 /// 15,000 partitions took seconds of CPU. Lists of this many partitions keep that small.
 const PARTITIONS_PER_LIST: usize = 500;
 
-/// The offsets of `list` at its timestamps (`Offset::End`, `Offset::Beginning`), in lists of at
-/// most `PARTITIONS_PER_LIST`.
+/// The offset of each of `partitions` at `at` (`Offset::End` or `Offset::Beginning`), in
+/// their order, asked in lists of at most `PARTITIONS_PER_LIST`.
 fn offsets(
     consumer: &BaseConsumer,
-    which: &'static str,
-    list: &TopicPartitionList,
+    at: Offset,
+    partitions: &[(&str, i32)],
     timeout: Duration,
-) -> Result<Vec<TopicPartitionList>, WatermarksError> {
+) -> Result<Vec<Result<i64, WatermarksError>>, WatermarksError> {
+    let which = if at == Offset::End { "end" } else { "start" };
     let failed = |source| WatermarksError::Offsets { which, source };
-    list.elements()
-        .chunks(PARTITIONS_PER_LIST)
-        .map(|chunk| {
-            let mut part = TopicPartitionList::with_capacity(chunk.len());
-            for e in chunk {
-                part.add_partition_offset(e.topic(), e.partition(), e.offset())
-                    .map_err(failed)?;
-            }
-            consumer.offsets_for_times(part, timeout).map_err(failed)
-        })
-        .collect()
+    let mut answers = Vec::with_capacity(partitions.len());
+    for chunk in partitions.chunks(PARTITIONS_PER_LIST) {
+        let mut list = TopicPartitionList::with_capacity(chunk.len());
+        for &(topic, partition) in chunk {
+            list.add_partition_offset(topic, partition, at)
+                .map_err(failed)?;
+        }
+        let answered = consumer.offsets_for_times(list, timeout).map_err(failed)?;
+        let elements = answered.elements();
+        if elements.len() != chunk.len() {
+            return Err(WatermarksError::Missing {
+                which,
+                topic: chunk[0].0.to_owned(),
+                partition: chunk[0].1,
+            });
+        }
+        for (e, &(topic, partition)) in elements.iter().zip(chunk) {
+            answers.push(if (e.topic(), e.partition()) == (topic, partition) {
+                offset_of(which, e)
+            } else {
+                Err(WatermarksError::Missing {
+                    which,
+                    topic: topic.to_owned(),
+                    partition,
+                })
+            });
+        }
+    }
+    Ok(answers)
 }
 
 fn offset_of(
@@ -495,7 +495,7 @@ mod tests {
         assert!(state.answer("a", t0 + AGE + ms(1), AGE).is_none());
         assert!(matches!(
             state_at(t0).clone_scope(t0 + AGE + ms(1)),
-            Scope::Full
+            Scope::Full(_)
         ));
     }
 
@@ -509,7 +509,7 @@ mod tests {
         state.interest.insert("b".into(), t0 + ms(5));
         match state.scope(t0 + ms(5), AGE, t0 + ms(6)) {
             Scope::Topics(topics) => assert_eq!(topics, vec![("b".to_owned(), vec![0])]),
-            Scope::Full => panic!("a partial read was enough"),
+            Scope::Full(_) => panic!("a partial read was enough"),
         }
     }
 
@@ -539,10 +539,12 @@ mod tests {
         let mut state = state_at(t0);
         state.unknown.insert("new".into(), t0 + ms(1));
         assert!(state.answer("new", t0 + ms(2), AGE).is_none());
-        assert!(matches!(
-            state.scope(t0 + ms(2), AGE, t0 + ms(3)),
-            Scope::Full
-        ));
+        match state.scope(t0 + ms(2), AGE, t0 + ms(3)) {
+            Scope::Full(topics) => {
+                assert_eq!(topics, vec!["a".to_owned()], "every topic asked about")
+            }
+            Scope::Topics(_) => panic!("a partial read cannot learn the partitions"),
+        }
         // Others are still answered from what is known.
         assert!(state.answer("a", t0 + ms(2), AGE).is_some());
     }

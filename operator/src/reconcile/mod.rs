@@ -38,6 +38,7 @@ use crate::kms::{ProviderCache, public_config};
 use crate::metrics::Metrics;
 use crate::ownership;
 use crate::plan::{Desired, Observed, Owner, plan};
+use crate::watermarks::{end_offsets, log_starts};
 use connection::Connection;
 pub use failure::{RETRY, ReconcileFailure, reason};
 use kafka_e2ee_telemetry::chain;
@@ -417,16 +418,8 @@ async fn observe<P: TekManager>(
         topic_partitions: marks
             .as_ref()
             .map(|o| i32::try_from(o.len()).unwrap_or(i32::MAX)),
-        end_offsets: marks
-            .iter()
-            .flatten()
-            .map(|(&p, &(_, end))| (p, end))
-            .collect(),
-        log_start: marks
-            .iter()
-            .flatten()
-            .map(|(&p, &(start, _))| (p, start))
-            .collect(),
+        end_offsets: marks.as_ref().map(end_offsets).unwrap_or_default(),
+        log_start: marks.as_ref().map(log_starts).unwrap_or_default(),
         keys: kafka.keys.directory.topic_keys(&desired.topic),
     })
 }
