@@ -170,14 +170,9 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
     if let Some(selector) = &args.watch_selector {
         list_config = list_config.labels(selector);
     }
-    // Managed fields are dropped before objects enter the cache: no reconcile reads them, and
-    // at 5,000 objects they were the cache's largest part (docs/performance.md).
     let (store, writer) = reflector::store();
-    let trigger = reflector(
-        writer,
-        watcher(topics, list_config).modify(|o| o.managed_fields_mut().clear()),
-    )
-    .applied_objects();
+    let trigger =
+        reflector(writer, watcher(topics, list_config).modify(trim_for_cache)).applied_objects();
     let controller = Controller::for_stream(trigger, store.clone())
         .with_config(controller::Config::default().concurrency(args.concurrency));
     let by_connection = {
@@ -297,6 +292,15 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
     outcome
 }
 
+/// Drops what no reconcile reads before an object enters the cache: managed fields (at 5,000
+/// objects the cache's largest part, docs/performance.md) and annotations (a client-side
+/// `kubectl apply` or Argo CD keeps a copy of the whole manifest in one). Status writes and
+/// finalizer patches name their fields, so nothing dropped here is written back.
+fn trim_for_cache(topic: &mut EncryptedTopic) {
+    topic.managed_fields_mut().clear();
+    topic.annotations_mut().clear();
+}
+
 /// EncryptedTopics that use a given connection (to re-reconcile them when it changes).
 fn referencing(
     store: &Store<EncryptedTopic>,
@@ -321,6 +325,38 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+
+    #[test]
+    fn the_cache_keeps_what_reconcile_reads_and_drops_managed_fields_and_annotations() {
+        let mut topic: EncryptedTopic = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kafka-e2ee.io/v1alpha1",
+            "kind": "EncryptedTopic",
+            "metadata": {
+                "name": "orders", "namespace": "shop", "uid": "u1", "generation": 3,
+                "resourceVersion": "42", "labels": {"team": "shop"},
+                "finalizers": ["kafka-e2ee.io/cleanup"],
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{\"spec\":{}}"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}],
+            },
+            "spec": {"partitions": 3, "kmsRef": {"kind": "KmsConnection", "name": "vault"}},
+            "status": {"observedGeneration": 3, "topic": "orders"},
+        }))
+        .unwrap();
+        let before = topic.clone();
+        trim_for_cache(&mut topic);
+        assert!(topic.managed_fields().is_empty());
+        assert!(topic.annotations().is_empty());
+        let kept = |t: &EncryptedTopic| {
+            let m = t.metadata.clone();
+            (
+                (m.name, m.namespace, m.uid, m.generation, m.resource_version),
+                (m.labels, m.finalizers, m.owner_references),
+                serde_json::to_value(&t.spec).unwrap(),
+                serde_json::to_value(&t.status).unwrap(),
+            )
+        };
+        assert_eq!(kept(&topic), kept(&before));
+    }
 
     #[tokio::test]
     async fn crds_command_prints_the_generated_yaml() {

@@ -104,6 +104,7 @@ EVERY_OPTION = merged(
             "extraVolumeMounts": [{"name": "corp-ca", "mountPath": "/etc/corp-ca", "readOnly": True}],
             "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/kafka-e2ee"}},
             "countCheckInterval": "1m30s",
+            "mallocArenaMax": 4,
         },
         "webhook": {
             "podLabels": {"team": "platform"},
@@ -123,7 +124,7 @@ EVERY_OPTION = merged(
 )
 VALUE_SETS["every option"] = EVERY_OPTION
 VALUE_SETS["fullnameOverride, one replica each"] = merged(
-    {"fullnameOverride": "e2ee", "operator": {"replicas": 1, "leaderElection": False}, "webhook": {"replicas": 1}, "rbac": {"aggregateToDefaultRoles": False}}
+    {"fullnameOverride": "e2ee", "operator": {"replicas": 1, "leaderElection": False, "mallocArenaMax": 0}, "webhook": {"replicas": 1}, "rbac": {"aggregateToDefaultRoles": False}}
 )
 
 BAD_VALUES = [
@@ -134,6 +135,7 @@ BAD_VALUES = [
     ({"webhook": {"onProblem": "maybe"}}, "/webhook/onProblem"),
     ({"webhook": {"certValidity": "90 days"}}, "/webhook/certValidity"),
     ({"operator": {"replicas": 0}}, "/operator/replicas"),
+    ({"operator": {"mallocArenaMax": -1}}, "/operator/mallocArenaMax"),
     ({"kafka": {"securityProtocol": "tls"}}, "/kafka/securityProtocol"),
     ({"kafka": {"clientProperties": {"sasl.password": "hunter2"}}}, "sasl.password"),
     ({"podSecurityContext": {"runAsNonRoot": False}}, "/podSecurityContext/runAsNonRoot"),
@@ -262,11 +264,16 @@ def every_option():
     accounts = {d["metadata"]["name"]: d for d in by_kind(docs, "ServiceAccount")}
     check(accounts["ke-e2ee-operator"]["metadata"].get("annotations", {}).get("eks.amazonaws.com/role-arn", "").startswith("arn:aws:iam::"), "operator serviceAccount.annotations (IRSA)")
     check("--count-check-interval=1m30s" in op["spec"]["containers"][0]["args"], "durations as the CRD and the binaries accept them (1m30s)")
+    arenas = lambda t: [e.get("value") for e in t["spec"]["containers"][0]["env"] if e["name"] == "MALLOC_ARENA_MAX"]
+    check(arenas(op) == ["4"] and not arenas(wh), "operator.mallocArenaMax: MALLOC_ARENA_MAX for the operator only")
+    default_op = next(d for d in by_kind(render(VALUE_SETS["defaults"]), "Deployment") if d["metadata"]["name"].endswith("operator"))
+    check(arenas(default_op["spec"]["template"]) == ["2"], "operator.mallocArenaMax: 2 by default")
     pdbs = {d["metadata"]["name"] for d in by_kind(docs, "PodDisruptionBudget")}
     check(pdbs == {"ke-e2ee-operator", "ke-e2ee-webhook"}, f"PodDisruptionBudgets for both: {sorted(pdbs)}")
     single = render(VALUE_SETS["fullnameOverride, one replica each"])
     check(not by_kind(single, "PodDisruptionBudget") or all("operator" not in d["metadata"]["name"] for d in by_kind(single, "PodDisruptionBudget")), "one operator replica: no PodDisruptionBudget blocking drains")
     check({d["metadata"]["name"] for d in by_kind(single, "Deployment")} == {"e2ee-operator", "e2ee-webhook"}, "fullnameOverride: names")
+    check(not any(arenas(d["spec"]["template"]) for d in by_kind(single, "Deployment")), "operator.mallocArenaMax 0: glibc's default, no variable")
     check(not [d for d in by_kind(single, "ClusterRole") if d["metadata"]["name"].endswith(("-view", "-edit"))], "rbac.aggregateToDefaultRoles false: no aggregated roles")
     rules = by_kind(docs, "PrometheusRule")
     shipped = yaml.safe_load((CHART / "files" / "prometheus-rules.yaml").read_text())

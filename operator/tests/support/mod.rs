@@ -196,6 +196,11 @@ impl TestEnv {
             &["--count-check-interval", "2s"][..]
         })
         .env("RUST_LOG", "info,rustify=off")
+        // As the chart runs it (operator.mallocArenaMax), unless the caller chose otherwise.
+        .env(
+            "MALLOC_ARENA_MAX",
+            std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| "2".into()),
+        )
         .env_remove(kafka_e2ee_operator::crash::CRASH_AT_ENV)
         .stdin(Stdio::null())
         .kill_on_drop(true);
