@@ -9,7 +9,7 @@ use futures::StreamExt;
 use kafka_e2ee_client::resilient::{KmsMetrics, ResiliencePolicy};
 use kafka_e2ee_crds::{ClusterKmsConnection, EncryptedTopic, KmsConnection, KmsRefKind};
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, ResourceExt};
@@ -21,7 +21,7 @@ use crate::kafka_ops::{KafkaOps, KafkaOpsError, KeyTopics, KeyTopicsMetrics, Off
 use crate::kms::ProviderCache;
 use crate::leader::{LeaderElector, LeaderError, LeaseSettings};
 use crate::metrics::Metrics;
-use crate::reconcile::{Context, MANAGER, error_policy, reconcile};
+use crate::reconcile::{Context, Events, MANAGER, error_policy, reconcile};
 use crate::signing_keys::{KeyStore, RotationSettings};
 use crate::signing_rotation::{RotationError, SigningRotation};
 
@@ -214,7 +214,7 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
             args.service_account_token_file.clone(),
         ),
         metrics,
-        recorder: Recorder::new(
+        events: Events::new(
             client.clone(),
             Reporter {
                 controller: MANAGER.into(),
@@ -293,12 +293,16 @@ async fn run_controller(args: RunArgs) -> Result<(), Error> {
 }
 
 /// Drops what no reconcile reads before an object enters the cache: managed fields (at 5,000
-/// objects the cache's largest part, docs/performance.md) and annotations (a client-side
-/// `kubectl apply` or Argo CD keeps a copy of the whole manifest in one). Status writes and
-/// finalizer patches name their fields, so nothing dropped here is written back.
+/// objects the cache's largest part, docs/performance.md) and annotations other than ours
+/// (pause, requests; a client-side `kubectl apply` or Argo CD keeps a copy of the whole
+/// manifest in one). Status writes and finalizer patches name their fields, so nothing
+/// dropped here is written back.
 fn trim_for_cache(topic: &mut EncryptedTopic) {
     topic.managed_fields_mut().clear();
-    topic.annotations_mut().clear();
+    topic.annotations_mut().retain(|key, _| {
+        key.strip_prefix(kafka_e2ee_crds::GROUP)
+            .is_some_and(|name| name.starts_with('/'))
+    });
 }
 
 /// EncryptedTopics that use a given connection (to re-reconcile them when it changes).
@@ -327,7 +331,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_cache_keeps_what_reconcile_reads_and_drops_managed_fields_and_annotations() {
+    fn the_cache_keeps_what_reconcile_reads_and_drops_managed_fields_and_foreign_annotations() {
         let mut topic: EncryptedTopic = serde_json::from_value(serde_json::json!({
             "apiVersion": "kafka-e2ee.io/v1alpha1",
             "kind": "EncryptedTopic",
@@ -335,7 +339,12 @@ mod tests {
                 "name": "orders", "namespace": "shop", "uid": "u1", "generation": 3,
                 "resourceVersion": "42", "labels": {"team": "shop"},
                 "finalizers": ["kafka-e2ee.io/cleanup"],
-                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{\"spec\":{}}"},
+                "annotations": {
+                    "kubectl.kubernetes.io/last-applied-configuration": "{\"spec\":{}}",
+                    "kafka-e2ee.io.example/other": "x",
+                    "kafka-e2ee.io/pause-reconciliation": "true",
+                    "kafka-e2ee.io/rollover-requested-at": "2026-12-06T00:00:00Z",
+                },
                 "managedFields": [{"manager": "kubectl", "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}],
             },
             "spec": {"partitions": 3, "kmsRef": {"kind": "KmsConnection", "name": "vault"}},
@@ -345,7 +354,16 @@ mod tests {
         let before = topic.clone();
         trim_for_cache(&mut topic);
         assert!(topic.managed_fields().is_empty());
-        assert!(topic.annotations().is_empty());
+        assert_eq!(
+            topic.annotations().keys().collect::<Vec<_>>(),
+            [
+                kafka_e2ee_crds::PAUSE_ANNOTATION,
+                kafka_e2ee_crds::ROLLOVER_REQUEST_ANNOTATION
+            ]
+        );
+        assert!(topic.is_paused());
+        assert!(before.requests().rollover.is_some());
+        assert_eq!(topic.requests(), before.requests());
         let kept = |t: &EncryptedTopic| {
             let m = t.metadata.clone();
             (

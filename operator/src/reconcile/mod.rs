@@ -26,7 +26,7 @@ use kafka_e2ee_crds::{
     DeletionPolicy, EncryptedTopic, KmsBackend, MAX_REQUEST_AHEAD_SECONDS, PlaintextPolicy, Request,
 };
 use kube::runtime::controller::Action;
-use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::Store;
 use kube::{Api, ResourceExt};
 use thiserror::Error;
@@ -40,6 +40,7 @@ use crate::ownership;
 use crate::plan::{Desired, Observed, Owner, plan};
 use crate::watermarks::{end_offsets, log_starts};
 use connection::Connection;
+pub use events::Events;
 pub use failure::{RETRY, ReconcileFailure, reason};
 use kafka_e2ee_telemetry::chain;
 pub use status::{KEY_RECORDS_VERIFIED, READY};
@@ -54,7 +55,7 @@ pub struct Context {
     pub kafka: KafkaOps,
     pub providers: ProviderCache,
     pub metrics: Metrics,
-    pub recorder: Recorder,
+    pub events: events::Events,
     /// Where ClusterKmsConnection Secrets live.
     pub cluster_namespace: String,
     /// How often to re-read end offsets for rollover by record count.
