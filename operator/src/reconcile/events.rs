@@ -4,24 +4,26 @@
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kafka_e2ee_crds::EncryptedTopic;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
 
 use super::Context;
 use crate::apply::Applied;
 
-/// Publishes events.k8s.io Events. Warnings go through kube's [`Recorder`], which folds a
-/// warning that repeats while a problem lasts into one Event with a count. Normal events
-/// record an action done once (a topic created, keys rolled over); the recorder would keep
-/// each of them in memory for six minutes to fold repeats that do not come: 10,000 Events
-/// while 5,000 topics are provisioned (docs/performance.md). They are created directly.
+/// Publishes events.k8s.io Events. Warnings go through kube's [`Recorder`]. Normal events
+/// record an action (a topic created, keys rolled over): the recorder would keep each whole
+/// Event in memory for six minutes and walk them all on every publish, 10,000 Events while
+/// 5,000 topics are provisioned (docs/performance.md). They are created directly, and only
+/// their names are remembered (`Repeats`), so that the same action announced again soon (a
+/// reconcile resumed after a crash) counts up one Event's series instead of adding another.
 pub struct Events {
     client: Client,
     reporter: Reporter,
     warnings: Recorder,
+    repeats: std::sync::Mutex<Repeats>,
 }
 
 impl Events {
@@ -30,6 +32,7 @@ impl Events {
             warnings: Recorder::new(client.clone(), reporter.clone()),
             client,
             reporter,
+            repeats: std::sync::Mutex::new(Repeats::default()),
         }
     }
 
@@ -38,19 +41,105 @@ impl Events {
         event: &Event,
         regarding: &ObjectReference,
     ) -> Result<(), kube::Error> {
-        match event.type_ {
-            EventType::Warning => self.warnings.publish(event, regarding).await,
-            EventType::Normal => {
-                let namespace = regarding.namespace.as_deref().unwrap_or("default");
-                Api::<K8sEvent>::namespaced(self.client.clone(), namespace)
-                    .create(
-                        &PostParams::default(),
-                        &once(&self.reporter, event, regarding, Timestamp::now()),
-                    )
-                    .await
-                    .map(drop)
+        if matches!(event.type_, EventType::Warning) {
+            return self.warnings.publish(event, regarding).await;
+        }
+        let namespace = regarding.namespace.as_deref().unwrap_or("default");
+        let api = Api::<K8sEvent>::namespaced(self.client.clone(), namespace);
+        let now = Timestamp::now();
+        let key = RepeatKey::of(event, regarding);
+        let seen = self.repeats().seen(&key, now);
+        if let Some((name, count)) = seen {
+            let series = serde_json::json!({
+                "series": {"count": count, "lastObservedTime": MicroTime(now)},
+            });
+            match api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&series))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                // Expired or deleted meanwhile: announce it anew.
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e),
             }
         }
+        let created = once(&self.reporter, event, regarding, now);
+        let name = created.metadata.name.clone().unwrap_or_default();
+        api.create(&PostParams::default(), &created).await?;
+        self.repeats().created(key, name, now);
+        Ok(())
+    }
+
+    fn repeats(&self) -> std::sync::MutexGuard<'_, Repeats> {
+        // A panic while holding it leaves at worst a stale name: keep going.
+        self.repeats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// How long a Normal event counts as repeated rather than new (kube's recorder: 6 minutes).
+const REPEAT_WINDOW: SignedDuration = SignedDuration::from_mins(6);
+
+/// What makes two announcements the same: the object, the reason and the action.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct RepeatKey {
+    uid: Option<String>,
+    reason: String,
+    action: String,
+}
+
+impl RepeatKey {
+    fn of(event: &Event, regarding: &ObjectReference) -> Self {
+        Self {
+            uid: regarding.uid.clone(),
+            reason: event.reason.clone(),
+            action: event.action.clone(),
+        }
+    }
+}
+
+/// The Normal events published in the last [`REPEAT_WINDOW`]: names and counts only.
+#[derive(Debug, Default)]
+struct Repeats {
+    recent: std::collections::HashMap<RepeatKey, Recent>,
+    /// Expired entries are dropped when the map reaches this size (amortised, not per call).
+    sweep_at: usize,
+}
+
+#[derive(Debug)]
+struct Recent {
+    name: String,
+    count: i32,
+    last: Timestamp,
+}
+
+impl Repeats {
+    /// The Event to count up and its new count, if `key` was announced within the window.
+    fn seen(&mut self, key: &RepeatKey, now: Timestamp) -> Option<(String, i32)> {
+        let recent = self.recent.get_mut(key)?;
+        if now.duration_since(recent.last) >= REPEAT_WINDOW {
+            return None;
+        }
+        recent.count += 1;
+        recent.last = now;
+        Some((recent.name.clone(), recent.count))
+    }
+
+    fn created(&mut self, key: RepeatKey, name: String, now: Timestamp) {
+        if self.recent.len() >= self.sweep_at {
+            self.recent
+                .retain(|_, r| now.duration_since(r.last) < REPEAT_WINDOW);
+            self.sweep_at = (self.recent.len() * 2).max(1024);
+        }
+        self.recent.insert(
+            key,
+            Recent {
+                name,
+                count: 1,
+                last: now,
+            },
+        );
     }
 }
 
@@ -191,6 +280,48 @@ pub async fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(uid: &str, reason: &str) -> RepeatKey {
+        RepeatKey {
+            uid: Some(uid.into()),
+            reason: reason.into(),
+            action: "Delete".into(),
+        }
+    }
+
+    #[test]
+    fn the_same_announcement_within_the_window_counts_up_one_event() {
+        let t0 = Timestamp::from_second(1_700_000_000).unwrap();
+        let mut repeats = Repeats::default();
+        let shredded = key("u1", "CryptoShredded");
+        assert_eq!(repeats.seen(&shredded, t0), None);
+        repeats.created(shredded.clone(), "s0.1".into(), t0);
+        let soon = t0 + SignedDuration::from_secs(30);
+        assert_eq!(repeats.seen(&shredded, soon), Some(("s0.1".into(), 2)));
+        assert_eq!(
+            repeats.seen(&shredded, soon + SignedDuration::from_secs(1)),
+            Some(("s0.1".into(), 3))
+        );
+        // Another object, or another reason, is a new Event.
+        assert_eq!(repeats.seen(&key("u2", "CryptoShredded"), soon), None);
+        assert_eq!(repeats.seen(&key("u1", "TopicCreated"), soon), None);
+        // The window runs from the last announcement.
+        let later = soon + SignedDuration::from_secs(1) + REPEAT_WINDOW;
+        assert_eq!(repeats.seen(&shredded, later), None);
+    }
+
+    #[test]
+    fn expired_announcements_are_forgotten_as_the_map_grows() {
+        let t0 = Timestamp::from_second(1_700_000_000).unwrap();
+        let mut repeats = Repeats::default();
+        for i in 0..1_024 {
+            repeats.created(key(&format!("u{i}"), "TopicCreated"), format!("t{i}"), t0);
+        }
+        let later = t0 + REPEAT_WINDOW;
+        repeats.created(key("new", "TopicCreated"), "n".into(), later);
+        assert_eq!(repeats.recent.len(), 1, "only the live one is kept");
+        assert_eq!(repeats.sweep_at, 1024);
+    }
 
     #[test]
     fn a_normal_event_is_the_one_kubes_recorder_would_create_first() {
